@@ -1,0 +1,118 @@
+"""Typed errors of edge-runtime, all rooted at :class:`EdgeRuntimeError`.
+
+Every error carries a message that says what is wrong *and* what to do about it,
+so the CLI can print it as one line and exit with code 2. Leaves also subclass the
+matching builtin (``FileNotFoundError``, ``ValueError``, ...) so callers that only
+know the builtins still catch them.
+
+Families:
+
+- :class:`ModelError`: loading or running a model (not found, corrupt, unsupported,
+  bad input, integrity).
+- :class:`ConfigError`: a configuration file or value that is not acceptable.
+- :class:`CliUsageError`: a command-line argument that cannot be used.
+
+Later subsystems (sources, bridge, mesh, upstream) add their own family bases here.
+"""
+
+from __future__ import annotations
+
+
+class EdgeRuntimeError(Exception):
+    """Root of every error raised on purpose by edge-runtime."""
+
+    #: One short sentence telling the user what to do; appended to the message.
+    hint: str = ""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        if hint is not None:
+            self.hint = hint
+        self.message = message
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}; {self.hint}"
+        return self.message
+
+
+# --- models -------------------------------------------------------------------------
+
+
+class ModelError(EdgeRuntimeError):
+    """Base of every error about loading or running a model."""
+
+
+class ModelNotFoundError(ModelError, FileNotFoundError):
+    """The model file or shipped model name does not exist."""
+
+    hint = "check the path, or run 'edge-runtime models list' for the shipped models"
+
+
+class UnknownModelFormatError(ModelError, ValueError):
+    """The file is neither ONNX nor TFLite (judged by its suffix and content)."""
+
+    hint = "give a .onnx or .tflite file"
+
+
+class CorruptModelError(ModelError, ValueError):
+    """The file is truncated, damaged or not a valid model of its format."""
+
+    hint = "re-copy or re-export the model file"
+
+
+class ModelCrashError(CorruptModelError):
+    """The backend crashed (killed by a signal) while probing the file in a child process."""
+
+    hint = "the file is malformed or triggers a backend bug; re-export it or try the other format"
+
+
+class UnsupportedModelError(ModelError, ValueError):
+    """A valid model that the installed backend cannot run (operator, type, opset)."""
+
+    hint = "re-export the model with operators the backend supports, or upgrade the backend"
+
+
+class BackendUnavailableError(ModelError, ImportError):
+    """No installed package can run this model format."""
+
+    hint = "install ai-edge-litert (or tflite-runtime) for .tflite and onnxruntime for .onnx"
+
+
+class IntegrityError(ModelError, ValueError):
+    """A shipped model's file does not match the sha256 in its manifest."""
+
+    hint = "the file was modified or damaged; reinstall edge-runtime or rebuild the model"
+
+
+class ManifestError(ModelError, ValueError):
+    """A model manifest (TOML) is missing a field or has a wrong one."""
+
+    hint = "fix the manifest; see docs/models.md for its fields"
+
+
+class InputError(ModelError, ValueError):
+    """Input given to :meth:`Model.run` does not fit the model (name, shape or dtype)."""
+
+    hint = "see 'edge-runtime models info MODEL' for what the model expects"
+
+
+class InferenceError(ModelError, RuntimeError):
+    """The backend failed while running an otherwise valid input."""
+
+    hint = "check the input values; if it persists, the model may be broken"
+
+
+# --- configuration and CLI -------------------------------------------------------------
+
+
+class ConfigError(EdgeRuntimeError, ValueError):
+    """A configuration value is missing or wrong; the message names the key path."""
+
+    hint = "fix the configuration; see docs/config.md"
+
+
+class CliUsageError(EdgeRuntimeError, ValueError):
+    """A command-line argument that cannot be used (bad input file, bad number list...)."""
+
+    hint = "see 'edge-runtime COMMAND --help'"
