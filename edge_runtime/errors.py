@@ -116,3 +116,46 @@ class CliUsageError(EdgeRuntimeError, ValueError):
     """A command-line argument that cannot be used (bad input file, bad number list...)."""
 
     hint = "see 'edge-runtime COMMAND --help'"
+
+
+# --- data -------------------------------------------------------------------------------
+
+
+class DataError(EdgeRuntimeError, ValueError):
+    """Input data that cannot be used (bad CSV row, unparsable time, time going backwards).
+
+    The message names the file and the line number of the first offending row.
+    """
+
+    hint = "fix or remove that row; timestamps must be ISO 8601 and in time order"
+
+
+# --- sources, pipelines and the daemon ---------------------------------------------------
+
+
+class SourceError(EdgeRuntimeError):
+    """Base of every error about a camera, sensor or recording source."""
+
+
+class SourceUnavailableError(SourceError, ConnectionError):
+    """A source cannot be opened or read right now (device missing, stream down)."""
+
+    hint = "check the device index, URL or wiring; the daemon retries with backoff"
+
+
+class RecordingError(SourceError, ValueError):
+    """A recording file (CSV, NPY, video) cannot be read or has the wrong columns."""
+
+    hint = "give a CSV with timestamp,value columns, an .npy of shape (n, 2), or a video file"
+
+
+class ActionError(EdgeRuntimeError, RuntimeError):
+    """An action (GPIO output, event log) failed to set up or to run."""
+
+    hint = "check the pin number and the pin factory, or the event log folder's permissions"
+
+
+class DaemonError(EdgeRuntimeError, RuntimeError):
+    """The running daemon could not be reached or refused a request."""
+
+    hint = "start it with 'edge-runtime run CONFIG', or give --socket with its control socket"
