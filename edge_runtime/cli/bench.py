@@ -1,0 +1,90 @@
+"""``edge-runtime bench MODEL``: latency and throughput of the runtime vs the bare engine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``bench`` command."""
+    parser = subparsers.add_parser(
+        "bench",
+        help="latency percentiles and throughput, runtime vs bare engine",
+        description="Run MODEL repeatedly on random input and print p50/p95/p99 latency "
+        "and throughput of edge-runtime's Model.run next to the bare engine call, measured "
+        "in alternating blocks so machine noise hits both alike.",
+    )
+    parser.add_argument("model", metavar="MODEL", help="shipped model name, manifest or model file")
+    parser.add_argument(
+        "--threads", type=int, default=1, metavar="N", help="engine threads (default: 1)"
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="measuring time in seconds (default: 5)",
+    )
+    parser.add_argument("--json", action="store_true", help="print results as JSON")
+    parser.set_defaults(handler=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from edge_runtime.errors import CliUsageError
+    from edge_runtime.models import load_model
+    from edge_runtime.models.benchmark import Timing, compare_with_bare
+
+    if args.seconds <= 0:
+        raise CliUsageError(f"--seconds must be positive, got {args.seconds}")
+    if args.threads < 1:
+        raise CliUsageError(f"--threads must be at least 1, got {args.threads}")
+    model = load_model(args.model, num_threads=args.threads)
+    show = sys.stderr.isatty()
+
+    def progress(fraction: float) -> None:
+        if show:
+            print(
+                f"\rmeasuring {model.name}: {fraction * 100:5.1f} % of {args.seconds:g} s",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    result = compare_with_bare(
+        model, seconds=args.seconds, num_threads=args.threads, progress=progress
+    )
+    if show:
+        print(file=sys.stderr)
+    mine, base = result["runtime"], result["bare"]
+    assert isinstance(mine, Timing) and isinstance(base, Timing)
+    if args.json:
+        doc = {
+            "model": model.name,
+            "backend": model.backend_name,
+            "threads": args.threads,
+            "runtime": _as_dict(mine),
+            "bare": _as_dict(base),
+            "overhead_us": result["overhead_us"],
+            "overhead_pct": result["overhead_pct"],
+        }
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(f"{model.name} on {model.backend_name}, {args.threads} thread(s), {args.seconds:g} s")
+    print(f"{'':10} {'runs':>8} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9} {'inferences/s':>13}")
+    for label, t in (("runtime", mine), ("bare", base)):
+        print(
+            f"{label:10} {t.runs:8d} {t.p50_ms:9.4f} {t.p95_ms:9.4f} {t.p99_ms:9.4f} "
+            f"{t.throughput_per_s:13.1f}"
+        )
+    print(
+        f"overhead of Model.run at the median: {result['overhead_us']:.1f} us "
+        f"({result['overhead_pct']:.2f} %)"
+    )
+    return 0
+
+
+def _as_dict(t: Any) -> dict[str, Any]:
+    return {k: getattr(t, k) for k in ("runs", "p50_ms", "p95_ms", "p99_ms", "throughput_per_s")}

@@ -1,0 +1,98 @@
+"""Side-by-side latency measurement of :meth:`Model.run` and the bare engine call.
+
+The machine may be shared and noisy, so the two are measured in alternating
+blocks within one run and compared by medians; one block's worth of noise hits
+both alike.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge_runtime.models.bare import bare_runner
+from edge_runtime.models.model import Model
+from edge_runtime.models.types import TensorSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Latency figures of one contender, in milliseconds, and throughput per second."""
+
+    runs: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    throughput_per_s: float
+
+
+def _timing(samples_s: list[float]) -> Timing:
+    arr = np.asarray(samples_s)
+    p50, p95, p99 = (float(np.percentile(arr, q)) * 1e3 for q in (50, 95, 99))
+    return Timing(len(arr), p50, p95, p99, len(arr) / float(arr.sum()))
+
+
+def sample_inputs(specs: Sequence[TensorSpec], seed: int = 0) -> list[np.ndarray]:
+    """Random arrays in each input's own dtype (8-bit inputs as raw integers)."""
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for spec in specs:
+        shape = tuple(1 if d is None else d for d in spec.shape)
+        if spec.dtype.kind in "iu":
+            info = np.iinfo(spec.dtype)  # type: ignore[type-var]
+            low, high = max(info.min, -100), min(info.max, 100)
+            arrays.append(rng.integers(low, high, size=shape).astype(spec.dtype))
+        elif spec.dtype.kind == "b":
+            arrays.append(rng.integers(0, 2, size=shape).astype(bool))
+        else:
+            arrays.append(rng.random(shape).astype(spec.dtype))
+    return arrays
+
+
+def compare_with_bare(
+    model: Model,
+    *,
+    seconds: float = 5.0,
+    num_threads: int | None = None,
+    block: int = 50,
+    progress: Callable[[float], None] | None = None,
+) -> dict[str, Timing | float]:
+    """Time ``model.run`` against the bare engine on the same input, alternating blocks.
+
+    Returns ``{"runtime": Timing, "bare": Timing, "overhead_us": ..., "overhead_pct": ...}``
+    where the overhead compares medians. ``progress`` gets the fraction done.
+    """
+    arrays = sample_inputs(model.inputs)
+    feed = dict(zip([s.name for s in model.inputs], arrays, strict=True))
+    bare = bare_runner(model.path, model.format, num_threads)
+    for _ in range(3):
+        bare(arrays)
+        model.run(feed, dequantize=False)
+    ours: list[float] = []
+    theirs: list[float] = []
+    clock = time.perf_counter
+    deadline = clock() + seconds
+    start = clock()
+    while clock() < deadline:
+        for _ in range(block):
+            t0 = clock()
+            model.run(feed, dequantize=False)
+            ours.append(clock() - t0)
+        for _ in range(block):
+            t0 = clock()
+            bare(arrays)
+            theirs.append(clock() - t0)
+        if progress is not None:
+            progress(min(1.0, (clock() - start) / seconds))
+    mine, base = _timing(ours), _timing(theirs)
+    overhead_ms = mine.p50_ms - base.p50_ms
+    return {
+        "runtime": mine,
+        "bare": base,
+        "overhead_us": overhead_ms * 1e3,
+        "overhead_pct": 100.0 * overhead_ms / base.p50_ms if base.p50_ms else math.nan,
+    }

@@ -1,0 +1,307 @@
+"""The one model API: :func:`load_model` and :class:`Model`.
+
+:class:`Model` adds what every backend needs and none should repeat: input
+checking with errors that name the tensor, quantization of float input for 8-bit
+models and dequantization of their outputs, warm-up, and latency statistics.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.errors import (
+    CorruptModelError,
+    InputError,
+    IntegrityError,
+    ModelError,
+    ModelNotFoundError,
+)
+from edge_runtime.models import registry
+from edge_runtime.models.backend import (
+    FORMATS,
+    Backend,
+    detect_format,
+    engine_id,
+    open_backend,
+    zeros_for,
+)
+from edge_runtime.models.manifest import Manifest, load_manifest, sha256_file
+from edge_runtime.models.probe import check_model_file
+from edge_runtime.models.stats import LatencyStats
+from edge_runtime.models.types import QuantParams, TensorSpec
+
+log = logging.getLogger(__name__)
+
+Converter = Callable[[Any], np.ndarray]
+Inputs = Mapping[str, Any] | np.ndarray | Any
+
+
+def _fmt_shape(shape: tuple[int | None, ...]) -> str:
+    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+
+
+def _broadcast(values: tuple[float, ...] | tuple[int, ...], quant: QuantParams, ndim: int) -> Any:
+    """Scale or zero point shaped to broadcast over a tensor of rank ``ndim``."""
+    if quant.per_tensor:
+        return values[0]
+    shape = [1] * ndim
+    shape[quant.axis if quant.axis is not None else 0] = len(values)
+    return np.asarray(values).reshape(shape)
+
+
+def quantize(x: np.ndarray, quant: QuantParams, dtype: np.dtype[Any]) -> np.ndarray:
+    """Real values to integers: ``round(x / scale) + zero_point``, clipped to ``dtype``."""
+    info = np.iinfo(dtype)
+    scale = _broadcast(quant.scale, quant, x.ndim)
+    zero = _broadcast(quant.zero_point, quant, x.ndim)
+    q = np.rint(np.asarray(x, dtype=np.float32) / scale) + zero
+    out: np.ndarray = np.clip(q, info.min, info.max).astype(dtype)
+    return out
+
+
+def dequantize(q: np.ndarray, quant: QuantParams) -> np.ndarray:
+    """Integers to real values: ``scale * (q - zero_point)`` as float32."""
+    scale = _broadcast(quant.scale, quant, q.ndim)
+    zero = _broadcast(quant.zero_point, quant, q.ndim)
+    out: np.ndarray = ((q.astype(np.float32) - zero) * scale).astype(np.float32, copy=False)
+    return out
+
+
+def _converter(spec: TensorSpec) -> Converter:
+    """A function that checks one input value against ``spec`` and returns the array to run."""
+    want = spec.dtype
+    shape = spec.shape
+    rank = len(shape)
+    fixed = [(i, d) for i, d in enumerate(shape) if d is not None]
+    quant = spec.quant
+    name = spec.name
+
+    def convert(value: Any) -> np.ndarray:
+        arr = value if type(value) is np.ndarray else np.asarray(value)
+        if arr.dtype != want:
+            arr = _cast(arr)
+        if arr.ndim != rank or any(arr.shape[i] != d for i, d in fixed):
+            raise InputError(
+                f"input {name!r} expects shape {_fmt_shape(shape)} (? = any size) "
+                f"but got {_fmt_shape(arr.shape)}"
+            )
+        if not arr.flags.c_contiguous:
+            arr = np.ascontiguousarray(arr)
+        return arr
+
+    def _cast(arr: np.ndarray) -> np.ndarray:
+        if quant is not None and arr.dtype.kind == "f":
+            return quantize(arr, quant, want)
+        if arr.dtype.kind in "iub" and want.kind in "iu":
+            info = np.iinfo(want)  # type: ignore[type-var]
+            if arr.size and (arr.min() < info.min or arr.max() > info.max):
+                raise InputError(
+                    f"input {name!r} expects {want.name} but the values run from "
+                    f"{arr.min()} to {arr.max()}, outside {info.min}..{info.max}"
+                )
+            return arr.astype(want)
+        if np.can_cast(arr.dtype, want, "same_kind") and want.kind != "O":
+            return arr.astype(want)
+        extra = ""
+        if want.kind in "iu" and want.itemsize == 1 and arr.dtype.kind == "f":
+            extra = " (this input has no quantization parameters; pass integer values)"
+        raise InputError(f"input {name!r} expects {want.name} but got {arr.dtype.name}{extra}")
+
+    return convert
+
+
+class Model:
+    """A loaded model, whatever its format; create it with :func:`load_model`.
+
+    ``model.run(x)`` takes one array (single-input models) or a dict input name ->
+    array, and returns a dict output name -> array. Float input to an int8/uint8
+    input is quantized with the tensor's scale and zero point; quantized outputs are
+    dequantized to float32 unless ``dequantize=False``.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        path: Path,
+        fmt: str,
+        sha256: str,
+        manifest: Manifest | None = None,
+        stats_window: int = 1024,
+    ) -> None:
+        self._backend = backend
+        self.path = path
+        self.format = fmt
+        self.sha256 = sha256
+        self.manifest = manifest
+        self.name = manifest.name if manifest is not None else path.stem
+        self.stats = LatencyStats(window=stats_window)
+        self._input_names = [s.name for s in backend.inputs]
+        self._output_names = [s.name for s in backend.outputs]
+        self._converters = [_converter(s) for s in backend.inputs]
+        self._dequant = [(i, s.quant) for i, s in enumerate(backend.outputs) if s.quant is not None]
+
+    # -- description -------------------------------------------------------------------
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        """The model's inputs: name, shape (None = dynamic), dtype, layout, quantization."""
+        return self._backend.inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        """The model's outputs, described like :attr:`inputs`."""
+        return self._backend.outputs
+
+    @property
+    def backend_name(self) -> str:
+        """Engine and version that runs the model, e.g. ``onnxruntime 1.20.1``."""
+        return self._backend.name
+
+    @property
+    def backend(self) -> Backend:
+        """The format backend (for benchmarks and experts)."""
+        return self._backend
+
+    @property
+    def labels(self) -> list[str]:
+        """Class labels from the manifest, or an empty list."""
+        return list(self.manifest.labels) if self.manifest is not None else []
+
+    def __repr__(self) -> str:
+        return f"<Model {self.name!r} {self.format} on {self.backend_name}>"
+
+    # -- running -------------------------------------------------------------------
+
+    def prepare(self, inputs: Inputs) -> list[np.ndarray]:
+        """Check and convert inputs to the arrays the backend runs, in input order."""
+        convs = self._converters
+        if isinstance(inputs, Mapping):
+            names = self._input_names
+            unknown = [k for k in inputs if k not in names]
+            if unknown:
+                raise InputError(
+                    f"unknown input {unknown[0]!r} (the model's inputs: {', '.join(names)})"
+                )
+            missing = [n for n in names if n not in inputs]
+            if missing:
+                raise InputError(f"missing input {missing[0]!r} (needs: {', '.join(names)})")
+            return [conv(inputs[n]) for n, conv in zip(names, convs, strict=True)]
+        if len(convs) != 1:
+            raise InputError(
+                f"the model has {len(convs)} inputs ({', '.join(self._input_names)}); "
+                "pass a dict name -> array"
+            )
+        return [convs[0](inputs)]
+
+    def run(self, inputs: Inputs, *, dequantize: bool = True) -> dict[str, np.ndarray]:
+        """Run one inference; blocking, so call it from an executor in async code."""
+        start = time.perf_counter()
+        outs = self._backend.run(self.prepare(inputs))
+        if dequantize:
+            for i, quant in self._dequant:
+                outs[i] = _dequantize(outs[i], quant)
+        result = dict(zip(self._output_names, outs, strict=True))
+        self.stats.record(time.perf_counter() - start)
+        return result
+
+    def warm_up(self, runs: int = 1) -> None:
+        """Run ``runs`` inferences on zeros so first real calls are not slow; not counted."""
+        arrays = zeros_for(self.inputs)
+        for _ in range(runs):
+            try:
+                self._backend.run(arrays)
+            except ModelError as exc:
+                log.debug("warm-up of %s on zeros failed: %s", self.name, exc)
+                return
+
+    def close(self) -> None:
+        """Release the backend."""
+        self._backend.close()
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+_dequantize = dequantize
+
+
+def _resolve(path_or_name: str | os.PathLike[str]) -> tuple[Path, Manifest | None]:
+    """Find the model file and its manifest (if any) for a path, manifest or name."""
+    text = os.fspath(path_or_name)
+    path = Path(text).expanduser()
+    if path.suffix.lower() == ".toml" and path.is_file():
+        manifest = load_manifest(path)
+        return manifest.model_path, manifest
+    if path.is_file():
+        return path.resolve(), registry.manifest_for_file(path)
+    if path.is_dir():
+        raise ModelNotFoundError(f"{text} is a folder, not a model file")
+    looks_like_path = os.sep in text or path.suffix.lower() in FORMATS
+    if looks_like_path:
+        raise ModelNotFoundError(f"model file {text} does not exist")
+    manifest = registry.find_model(text)
+    if not manifest.model_path.is_file():
+        raise ModelNotFoundError(
+            f"model {manifest.name!r}: its file {manifest.model_path} is missing"
+        )
+    return manifest.model_path, manifest
+
+
+def load_model(
+    path_or_name: str | os.PathLike[str],
+    num_threads: int | None = None,
+    *,
+    probe: bool = True,
+    warmup_runs: int = 1,
+    stats_window: int = 1024,
+) -> Model:
+    """Load a model file (``.onnx`` or ``.tflite``), a manifest, or a shipped model by name.
+
+    ``num_threads`` caps the engine's intra-op threads (``None``: engine default).
+    A model with a manifest is checked against the manifest's sha256. A file that is
+    not yet known to be good is first loaded in a child process (``probe``) so that a
+    backend crash on a malformed file cannot take the caller down.
+    """
+    if num_threads is not None and num_threads < 1:
+        raise InputError(f"num_threads must be at least 1, got {num_threads}")
+    path, manifest = _resolve(path_or_name)
+    try:
+        size_bytes = path.stat().st_size
+    except OSError as exc:
+        raise ModelNotFoundError(f"cannot read model file {path}: {exc.strerror}") from exc
+    if size_bytes == 0:
+        raise CorruptModelError(f"{path.name} is empty (0 bytes)")
+    fmt = detect_format(path)
+    digest = sha256_file(path)
+    if manifest is not None and digest != manifest.sha256:
+        raise IntegrityError(
+            f"model {manifest.name!r}: {path.name} has sha256 {digest[:12]}..., "
+            f"the manifest says {manifest.sha256[:12]}..."
+        )
+    if probe and manifest is None:
+        # Manifest models are verified by hash above; only unknown files need probing.
+        check_model_file(path, fmt, digest, engine_id(fmt))
+    backend = open_backend(fmt, path, num_threads)
+    model = Model(
+        backend, path=path, fmt=fmt, sha256=digest, manifest=manifest, stats_window=stats_window
+    )
+    if warmup_runs > 0:
+        model.warm_up(warmup_runs)
+    return model
