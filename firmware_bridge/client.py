@@ -1,0 +1,600 @@
+"""The asyncio client: one microcontroller, its samples and its commands.
+
+::
+
+    async with BridgeClient(port="/dev/serial/by-id/usb-...") as dev:
+        print(dev.hello)
+        await dev.set_rate("accel", 100.0)
+        async for sample in dev.samples():
+            ...
+
+Background work is one supervisor task per client. It finds the port, opens it,
+asks for HELLO, re-applies the rates the host asked for (a device that rebooted or
+was unplugged comes back at its own defaults), sends heartbeats, and when the device
+goes away (read error, EOF, or no frame for ``liveness_timeout_s``) closes the port and
+tries again with capped, jittered backoff. Sample iterators survive reconnects.
+Everything runs on the loop and nothing blocks it: reads and writes are non-blocking
+and only opening the port and listing USB ports run in executor threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import struct
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+
+from firmware_bridge.clock import DeviceClock
+from firmware_bridge.errors import (
+    BridgeConfigError,
+    BridgeError,
+    CommandRejectedError,
+    CommandTimeoutError,
+    DeviceDisconnectedError,
+    HelloTimeoutError,
+    UnknownChannelError,
+)
+from firmware_bridge.framing import DecoderStats, FrameDecoder
+from firmware_bridge.protocol import (
+    SEQ_MODULO,
+    Ack,
+    ChannelInfo,
+    Frame,
+    GetHello,
+    GpioWrite,
+    Heartbeat,
+    Hello,
+    Message,
+    Nack,
+    NackReason,
+    SampleBatch,
+    SetRate,
+    encode_frame,
+)
+from firmware_bridge.timing import DEFAULT_TIMING, Timing
+from firmware_bridge.transport import PortInfo, SerialTransport, UsbId, locate_port
+
+_log = logging.getLogger(__name__)
+
+#: Sample batches (frames) a subscriber may fall behind before the oldest are dropped.
+DEFAULT_QUEUE_BATCHES = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One sample of one channel, with device and host timestamps."""
+
+    channel: int
+    channel_name: str
+    #: Per-channel counter from the device (restarts at 0 when the device boots).
+    index: int
+    #: Device clock, microseconds since its boot (unwrapped, no 2**32 wrap).
+    device_time_us: int
+    #: The same instant on the host's ``time.monotonic()`` clock, seconds.
+    host_time_s: float
+    values: tuple[float, ...]
+
+
+@dataclass(slots=True)
+class ChannelStats:
+    """Counters of one channel since the client started."""
+
+    frames_received: int = 0
+    samples_received: int = 0
+    #: Samples missing from the device's per-channel index sequence (lost on the link).
+    samples_lost: int = 0
+    #: Samples dropped on the host because a subscriber did not keep up.
+    samples_dropped_host: int = 0
+    #: Index expected next; None right after (re)connecting.
+    next_index: int | None = None
+
+
+@dataclass(slots=True)
+class BridgeStats:
+    """Link and channel counters of one client.
+
+    Frame-level errors (CRC, COBS, oversize) cannot be charged to a channel, since the
+    channel byte of a damaged frame is not trustworthy; they are link counters in
+    :attr:`decoder`. Per-channel loss is counted exactly from sample indices.
+    """
+
+    decoder: DecoderStats
+    #: Frames missing from the device's sequence numbers (includes damaged ones).
+    frames_lost: int = 0
+    #: Successful connections after the first one.
+    reconnects: int = 0
+    #: HELLOs that arrived unasked: the device rebooted without the port closing.
+    device_restarts: int = 0
+    #: Frames the device reported it could not send (its TX buffer was full).
+    device_tx_dropped: int = 0
+    commands_sent: int = 0
+    command_retries: int = 0
+    channels: dict[int, ChannelStats] = field(default_factory=dict)
+
+    def channel(self, channel: int) -> ChannelStats:
+        """Return (creating if needed) the counters of ``channel``."""
+        stats = self.channels.get(channel)
+        if stats is None:
+            stats = self.channels[channel] = ChannelStats()
+        return stats
+
+
+def _f32(value: float) -> float:
+    return float(struct.unpack("<f", struct.pack("<f", value))[0])
+
+
+_Batch = tuple[Sample, ...]
+
+
+class _Subscriber:
+    __slots__ = ("channel", "queue")
+
+    def __init__(self, channel: int | None, maxsize: int) -> None:
+        self.channel = channel
+        self.queue: asyncio.Queue[_Batch | None] = asyncio.Queue(maxsize)
+
+
+class BridgeClient:
+    """Async client of one device speaking the bridge protocol over a serial port."""
+
+    def __init__(
+        self,
+        *,
+        port: str | None = None,
+        usb_id: str | UsbId | None = None,
+        baudrate: int = 115200,
+        timing: Timing = DEFAULT_TIMING,
+        reconnect: bool = True,
+        queue_batches: int = DEFAULT_QUEUE_BATCHES,
+        comports: Callable[[], Sequence[PortInfo]] | None = None,
+    ) -> None:
+        if (port is None) == (usb_id is None):
+            raise BridgeConfigError(
+                "exactly one of port or usb_id must be set",
+                hint="give port='/dev/ttyACM0' or usb_id='2e8a:000a'",
+            )
+        if queue_batches < 1:
+            raise BridgeConfigError(f"queue_batches must be >= 1, got {queue_batches}")
+        self._port = port
+        self._usb_id = UsbId.parse(usb_id) if isinstance(usb_id, str) else usb_id
+        self._baudrate = baudrate
+        self._timing = timing
+        self._reconnect = reconnect
+        self._queue_batches = queue_batches
+        self._comports = comports
+        self._decoder = FrameDecoder()
+        self.stats = BridgeStats(self._decoder.stats)
+        self._clock = DeviceClock()
+        self._transport: SerialTransport | None = None
+        self._hello: Hello | None = None
+        self._hello_waiter: asyncio.Future[Hello] | None = None
+        self._connected = asyncio.Event()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._closing = False
+        self._last_error: BaseException | None = None
+        self._expected_seq: int | None = None
+        self._tx_seq = 0
+        self._pending: dict[int, asyncio.Future[Ack]] = {}
+        self._subscribers: list[_Subscriber] = []
+        #: Rates the host asked for, re-applied after every (re)connect.
+        self._desired_rates: dict[int, float] = {}
+        #: Rates the device acknowledged (or announced in HELLO).
+        self._rates: dict[int, float] = {}
+        self._last_rx_s = 0.0
+        self._background: set[asyncio.Task[None]] = set()
+        self._sessions = 0
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> BridgeClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Start the supervisor and wait until the first HELLO arrived.
+
+        Raises the last connection error (PortNotFoundError, HelloTimeoutError, ...)
+        if no HELLO came within ``timing.connect_timeout_s``.
+        """
+        if self._supervisor is not None:
+            raise BridgeConfigError("BridgeClient.start() was already called")
+        self._supervisor = asyncio.create_task(self._supervise(), name="firmware_bridge.supervisor")
+        connected = asyncio.create_task(self._connected.wait())
+        done, _ = await asyncio.wait(
+            {connected, self._supervisor},
+            timeout=self._timing.connect_timeout_s,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if connected in done:
+            return
+        connected.cancel()
+        error = self._last_error
+        await self.close()
+        if isinstance(error, BridgeError):
+            raise error
+        raise HelloTimeoutError(
+            f"no HELLO from {self._target()} within {self._timing.connect_timeout_s:g} s"
+        ) from error
+
+    async def close(self) -> None:
+        """Stop background work, close the port and end every sample iterator."""
+        self._closing = True
+        tasks = [t for t in (self._supervisor, *self._background) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._drop_transport()
+        for sub in self._subscribers:
+            self._offer(sub, None)
+
+    # --- public state ------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """True while a port is open and the device answered HELLO on it."""
+        return self._connected.is_set()
+
+    @property
+    def hello(self) -> Hello:
+        """The device's latest HELLO; raises DeviceDisconnectedError before the first."""
+        if self._hello is None:
+            raise DeviceDisconnectedError(f"no HELLO received from {self._target()} yet")
+        return self._hello
+
+    @property
+    def port_path(self) -> str | None:
+        """The tty path currently open, or None while disconnected."""
+        return self._transport.path if self._transport is not None else None
+
+    def rate_hz(self, channel: int | str) -> float:
+        """The rate the device last confirmed for ``channel`` (HELLO or ACK), in Hz."""
+        ch = self._channel(channel)
+        return self._rates.get(ch.channel, ch.rate_hz)
+
+    async def wait_connected(self, timeout_s: float) -> None:
+        """Wait until connected; raises DeviceDisconnectedError after ``timeout_s``."""
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout_s)
+        except TimeoutError as exc:
+            raise DeviceDisconnectedError(
+                f"{self._target()} did not come back within {timeout_s:g} s"
+            ) from exc
+
+    # --- commands ----------------------------------------------------------------------
+
+    async def set_rate(self, channel: int | str, rate_hz: float) -> None:
+        """Set the sampling rate of ``channel`` (id or name); 0 stops it.
+
+        The rate is remembered and re-applied whenever the device reconnects or
+        reboots, even if this call raises DeviceDisconnectedError. Raises
+        BridgeConfigError for a rate outside 0..max_rate_hz, CommandRejectedError on
+        NACK and CommandTimeoutError when the device does not answer.
+        """
+        ch = self._channel(channel)
+        if not (math.isfinite(rate_hz) and 0.0 <= rate_hz <= ch.max_rate_hz):
+            raise BridgeConfigError(
+                f"rate_hz={rate_hz} is outside 0..{ch.max_rate_hz:g} Hz for channel {ch.name!r}"
+            )
+        wire_rate = _f32(rate_hz)
+        self._desired_rates[ch.channel] = wire_rate
+        if self._rates.get(ch.channel) == wire_rate and self.connected:
+            return
+        await self._command(SetRate(ch.channel, wire_rate))
+        self._rates[ch.channel] = wire_rate
+
+    async def gpio_write(self, pin: int, value: int | bool) -> None:
+        """Drive GPIO ``pin`` of the microcontroller low (0) or high (1)."""
+        if not 0 <= pin <= 255:
+            raise BridgeConfigError(f"pin={pin} is outside 0..255")
+        await self._command(GpioWrite(pin, int(bool(value))))
+
+    async def _command(self, msg: Message) -> Ack:
+        timing = self._timing
+        for attempt in range(timing.command_retries + 1):
+            transport = self._transport
+            if transport is None or not self.connected:
+                raise DeviceDisconnectedError(f"{self._target()} is not connected")
+            seq = self._next_seq()
+            future: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
+            self._pending[seq] = future
+            try:
+                transport.write(encode_frame(msg, seq))
+                self.stats.commands_sent += 1
+                if attempt:
+                    self.stats.command_retries += 1
+                return await asyncio.wait_for(future, timing.command_timeout_s)
+            except TimeoutError:
+                continue
+            finally:
+                self._pending.pop(seq, None)
+        raise CommandTimeoutError(
+            f"{msg.TYPE.name} got no ACK from {self._target()} after "
+            f"{timing.command_retries + 1} tries"
+        )
+
+    # --- samples -----------------------------------------------------------------------
+
+    async def sample_batches(self, channel: int | str | None = None) -> AsyncIterator[_Batch]:
+        """Yield the samples of each received frame, as a tuple, until :meth:`close`.
+
+        With ``channel`` (id or name) only that channel's. If the consumer falls
+        ``queue_batches`` frames behind, the oldest are dropped and counted in
+        ``stats.channel(ch).samples_dropped_host``.
+        """
+        channel_id = None if channel is None else self._channel(channel).channel
+        sub = _Subscriber(channel_id, self._queue_batches)
+        self._subscribers.append(sub)
+        try:
+            while True:
+                batch = await sub.queue.get()
+                if batch is None:
+                    return
+                yield batch
+        finally:
+            self._subscribers.remove(sub)
+
+    async def samples(self, channel: int | str | None = None) -> AsyncIterator[Sample]:
+        """Yield samples one by one (see :meth:`sample_batches`)."""
+        async for batch in self.sample_batches(channel):
+            for sample in batch:
+                yield sample
+
+    # --- supervisor --------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        loop = asyncio.get_running_loop()
+        timing = self._timing
+        delay_s = timing.backoff_initial_s
+        while not self._closing:
+            try:
+                path = await loop.run_in_executor(None, self._locate)
+                transport = await SerialTransport.open(path, self._on_data, baudrate=self._baudrate)
+            except BridgeError as exc:
+                self._note_error(exc)
+            else:
+                try:
+                    await self._session(transport)
+                    delay_s = timing.backoff_initial_s
+                except BridgeError as exc:
+                    self._note_error(exc)
+                finally:
+                    self._drop_transport()
+            if not self._reconnect and self._sessions:
+                return
+            jitter = 1.0 + timing.backoff_jitter * (2.0 * random.random() - 1.0)
+            await asyncio.sleep(delay_s * jitter)
+            delay_s = min(delay_s * 2.0, timing.backoff_max_s)
+
+    def _note_error(self, exc: BaseException) -> None:
+        if type(exc) is not type(self._last_error):
+            _log.warning("firmware bridge %s: %s", self._target(), exc)
+        self._last_error = exc
+
+    def _locate(self) -> str:
+        if self._comports is None:
+            return locate_port(port=self._port, usb_id=self._usb_id)
+        return locate_port(port=self._port, usb_id=self._usb_id, comports=self._comports)
+
+    async def _session(self, transport: SerialTransport) -> None:
+        timing = self._timing
+        self._transport = transport
+        self._decoder.reset()
+        self._expected_seq = None
+        self._clock.reset()
+        for stats in self.stats.channels.values():
+            stats.next_index = None
+        hello = await self._await_hello(transport)
+        self._install_hello(hello)
+        self._last_rx_s = time.monotonic()
+        self._sessions += 1
+        if self._sessions > 1:
+            self.stats.reconnects += 1
+        self._connected.set()
+        self._last_error = None
+        _log.info("firmware bridge connected on %s: %s", transport.path, hello.firmware)
+        await self._apply_desired_rates()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(transport.lost.wait(), timing.heartbeat_interval_s)
+            if transport.lost.is_set():
+                raise DeviceDisconnectedError(
+                    f"{transport.path} went away ({transport.lost_reason or 'end of file'})"
+                )
+            if time.monotonic() - self._last_rx_s > timing.liveness_timeout_s:
+                raise DeviceDisconnectedError(
+                    f"no frame from {transport.path} for {timing.liveness_timeout_s:g} s"
+                )
+            uptime_us = int(time.monotonic() * 1e6) % (1 << 32)
+            transport.write(encode_frame(Heartbeat(uptime_us, 0), self._next_seq()))
+
+    async def _await_hello(self, transport: SerialTransport) -> Hello:
+        timing = self._timing
+        waiter: asyncio.Future[Hello] = asyncio.get_running_loop().create_future()
+        self._hello_waiter = waiter
+        deadline = time.monotonic() + timing.hello_timeout_s
+        try:
+            while True:
+                transport.write(encode_frame(GetHello(), self._next_seq()))
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                await asyncio.wait({waiter}, timeout=min(timing.hello_retry_s, remaining))
+                if waiter.done():
+                    return waiter.result()
+                if transport.lost.is_set():
+                    raise DeviceDisconnectedError(f"{transport.path} closed before HELLO")
+        finally:
+            self._hello_waiter = None
+        raise HelloTimeoutError(
+            f"no HELLO from {transport.path} within {timing.hello_timeout_s:g} s"
+        )
+
+    def _install_hello(self, hello: Hello) -> None:
+        self._hello = hello
+        self._rates = {ch.channel: ch.rate_hz for ch in hello.channels}
+
+    async def _apply_desired_rates(self) -> None:
+        for channel, rate_hz in list(self._desired_rates.items()):
+            if self._rates.get(channel) == rate_hz:
+                continue
+            try:
+                await self._command(SetRate(channel, rate_hz))
+                self._rates[channel] = rate_hz
+            except BridgeError as exc:
+                _log.warning("re-applying %g Hz to channel %d failed: %s", rate_hz, channel, exc)
+
+    def _drop_transport(self) -> None:
+        self._connected.clear()
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(DeviceDisconnectedError(f"{self._target()} went away"))
+        self._pending.clear()
+
+    # --- receive path (runs on the loop, from the transport's reader callback) ---------
+
+    def _on_data(self, data: bytes) -> None:
+        now_s = time.monotonic()
+        for frame in self._decoder.feed(data):
+            self._last_rx_s = now_s
+            try:
+                self._dispatch(frame, now_s)
+            except Exception:  # a bug here must not kill the reader
+                _log.exception("firmware bridge: handling %s failed", frame.message.TYPE.name)
+
+    def _track_seq(self, seq: int) -> None:
+        expected = self._expected_seq
+        if expected is not None:
+            gap = (seq - expected) % SEQ_MODULO
+            if gap < SEQ_MODULO // 2:
+                self.stats.frames_lost += gap
+        self._expected_seq = (seq + 1) % SEQ_MODULO
+
+    def _dispatch(self, frame: Frame, now_s: float) -> None:
+        msg = frame.message
+        if isinstance(msg, Hello):
+            self._expected_seq = (frame.seq + 1) % SEQ_MODULO
+            self._on_hello(msg)
+            return
+        self._track_seq(frame.seq)
+        if isinstance(msg, SampleBatch):
+            self._on_samples(msg, now_s)
+        elif isinstance(msg, Heartbeat):
+            self._clock.observe(msg.uptime_us, now_s)
+            self.stats.device_tx_dropped = msg.tx_dropped
+        elif isinstance(msg, Ack | Nack):
+            future = self._pending.get(msg.acked_seq)
+            if future is None or future.done():
+                return  # answer to a retried or abandoned command
+            if isinstance(msg, Ack):
+                future.set_result(msg)
+            else:
+                future.set_exception(_rejection(msg))
+        # Host-to-device types echoed back are ignored.
+
+    def _on_hello(self, hello: Hello) -> None:
+        waiter = self._hello_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(hello)
+            return
+        if not self.connected:
+            return
+        # Unasked HELLO: the device rebooted behind an open port.
+        self.stats.device_restarts += 1
+        self._clock.reset()
+        for stats in self.stats.channels.values():
+            stats.next_index = None
+        self._install_hello(hello)
+        task = asyncio.get_running_loop().create_task(
+            self._apply_desired_rates(), name="firmware_bridge.reapply_rates"
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _on_samples(self, msg: SampleBatch, now_s: float) -> None:
+        stats = self.stats.channel(msg.channel)
+        stats.frames_received += 1
+        stats.samples_received += msg.count
+        if stats.next_index is not None:
+            gap = (msg.first_index - stats.next_index) % (1 << 32)
+            if gap < (1 << 31):
+                stats.samples_lost += gap
+        stats.next_index = (msg.first_index + msg.count) % (1 << 32)
+        last_us = (msg.t_first_us + msg.interval_us * (msg.count - 1)) % (1 << 32)
+        clock = self._clock
+        clock.observe(last_us, now_s)
+        if not self._subscribers:
+            return
+        width = msg.width
+        hello = self._hello
+        info = hello.channel(msg.channel) if hello is not None else None
+        name = info.name if info is not None else str(msg.channel)
+        base_us = clock.unwrap(msg.t_first_us)
+        base_s = clock.to_host(msg.t_first_us)
+        fit = clock.fit
+        slope = fit.slope if fit is not None else 1.0
+        values = msg.values
+        batch = tuple(
+            Sample(
+                msg.channel,
+                name,
+                msg.first_index + i,
+                base_us + i * msg.interval_us,
+                min(base_s + slope * i * msg.interval_us * 1e-6, now_s),
+                values[i * width : (i + 1) * width],
+            )
+            for i in range(msg.count)
+        )
+        for sub in self._subscribers:
+            if sub.channel is None or sub.channel == msg.channel:
+                self._offer(sub, batch)
+
+    def _offer(self, sub: _Subscriber, batch: _Batch | None) -> None:
+        queue = sub.queue
+        while queue.full():
+            dropped = queue.get_nowait()
+            if dropped:
+                self.stats.channel(dropped[0].channel).samples_dropped_host += len(dropped)
+        queue.put_nowait(batch)
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _next_seq(self) -> int:
+        seq = self._tx_seq
+        self._tx_seq = (seq + 1) % SEQ_MODULO
+        return seq
+
+    def _target(self) -> str:
+        return self._port if self._port is not None else f"USB device {self._usb_id}"
+
+    def _channel(self, key: int | str) -> ChannelInfo:
+        info = self.hello.channel(key)
+        if info is None:
+            names = ", ".join(f"{c.channel}:{c.name}" for c in self.hello.channels)
+            raise UnknownChannelError(f"device has no channel {key!r} (it has {names})")
+        return info
+
+
+def _rejection(msg: Nack) -> CommandRejectedError:
+    try:
+        reason = NackReason(msg.reason).name
+    except ValueError:
+        reason = f"reason {msg.reason}"
+    return CommandRejectedError(
+        f"device refused command seq {msg.acked_seq}: {reason}", reason=msg.reason
+    )
+
+
+__all__ = ["BridgeClient", "BridgeStats", "ChannelStats", "Sample"]

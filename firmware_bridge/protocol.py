@@ -1,0 +1,473 @@
+"""Messages of the bridge protocol and their codec (one frame <-> one message).
+
+A frame before COBS is::
+
+    version:u8  type:u8  seq:u16  payload:0..250 bytes  crc:u16
+
+All integers are little-endian, floats are IEEE-754 binary32, strings are a u8 length
+followed by UTF-8 bytes. The CRC is CRC-16/CCITT-FALSE over everything before it.
+On the wire the frame is COBS-encoded and followed by one 0x00 delimiter.
+PROTOCOL.md is the normative description; this module implements it.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+from typing import ClassVar, TypeAlias
+
+from firmware_bridge import cobs
+from firmware_bridge.crc import crc16_ccitt_false
+from firmware_bridge.errors import (
+    CrcError,
+    FrameTooLongError,
+    MalformedPayloadError,
+    UnknownMessageError,
+    UnsupportedVersionError,
+)
+
+#: The protocol version this library speaks (first byte of every frame).
+PROTOCOL_VERSION = 1
+HEADER_LEN = 4
+CRC_LEN = 2
+#: Longest payload of any message; keeps frames short enough for CRC-16 (PROTOCOL.md).
+MAX_PAYLOAD_LEN = 250
+MAX_FRAME_LEN = HEADER_LEN + MAX_PAYLOAD_LEN + CRC_LEN
+#: Longest COBS-encoded frame, delimiter excluded.
+MAX_ENCODED_LEN = cobs.max_encoded_len(MAX_FRAME_LEN)
+SEQ_MODULO = 1 << 16
+
+_HEADER = struct.Struct("<BBH")
+_CRC = struct.Struct("<H")
+
+
+class MessageType(enum.IntEnum):
+    """Message type byte. 0x0_ device to host, 0x1_ host to device, HEARTBEAT both."""
+
+    HELLO = 0x01
+    SAMPLE = 0x02
+    HEARTBEAT = 0x03
+    ACK = 0x04
+    NACK = 0x05
+    GET_HELLO = 0x10
+    SET_RATE = 0x11
+    GPIO_WRITE = 0x12
+
+
+class NackReason(enum.IntEnum):
+    """Why a device refused a command (NACK reason byte)."""
+
+    UNKNOWN_TYPE = 1
+    BAD_PAYLOAD = 2
+    UNKNOWN_CHANNEL = 3
+    RATE_OUT_OF_RANGE = 4
+    BAD_PIN = 5
+    BAD_VERSION = 6
+    BUSY = 7
+
+
+def _pack_str(value: str) -> bytes:
+    raw = value.encode("utf-8")
+    if len(raw) > 255:
+        raise MalformedPayloadError(f"string of {len(raw)} bytes does not fit a u8 length")
+    return bytes((len(raw),)) + raw
+
+
+class _Reader:
+    """Cursor over a payload that raises MalformedPayloadError instead of struct.error."""
+
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def take(self, fmt: struct.Struct) -> tuple[int | float, ...]:
+        end = self.pos + fmt.size
+        if end > len(self.data):
+            raise MalformedPayloadError("payload too short for its message type")
+        values = fmt.unpack_from(self.data, self.pos)
+        self.pos = end
+        return values
+
+    def string(self) -> str:
+        (length,) = self.take(_U8)
+        end = self.pos + int(length)
+        if end > len(self.data):
+            raise MalformedPayloadError("string runs past the end of the payload")
+        raw = self.data[self.pos : end]
+        self.pos = end
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise MalformedPayloadError("string is not valid UTF-8") from exc
+
+    def done(self) -> None:
+        if self.pos != len(self.data):
+            raise MalformedPayloadError(
+                f"{len(self.data) - self.pos} unexpected trailing payload byte(s)"
+            )
+
+
+_U8 = struct.Struct("<B")
+
+
+# --- messages ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelInfo:
+    """One sensor channel as announced in HELLO."""
+
+    channel: int
+    name: str
+    unit: str
+    #: Values per sample (1 for a thermometer, 3 for an accelerometer).
+    width: int
+    max_rate_hz: float
+    #: Rate the channel samples at when the HELLO was sent (0 = stopped).
+    rate_hz: float
+
+    _FIXED: ClassVar[struct.Struct] = struct.Struct("<BBff")
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """Device identity and channel list; sent at boot and in answer to GET_HELLO."""
+
+    TYPE: ClassVar[MessageType] = MessageType.HELLO
+    firmware: str
+    firmware_version: str
+    channels: tuple[ChannelInfo, ...]
+
+    def encode_payload(self) -> bytes:
+        parts = [_pack_str(self.firmware), _pack_str(self.firmware_version)]
+        parts.append(bytes((len(self.channels),)))
+        for ch in self.channels:
+            parts.append(ChannelInfo._FIXED.pack(ch.channel, ch.width, ch.max_rate_hz, ch.rate_hz))
+            parts.append(_pack_str(ch.name))
+            parts.append(_pack_str(ch.unit))
+        return b"".join(parts)
+
+    @classmethod
+    def decode_payload(cls, payload: bytes) -> Hello:
+        r = _Reader(payload)
+        firmware = r.string()
+        version = r.string()
+        (count,) = r.take(_U8)
+        channels = []
+        for _ in range(int(count)):
+            channel, width, max_rate, rate = r.take(ChannelInfo._FIXED)
+            name = r.string()
+            unit = r.string()
+            channels.append(
+                ChannelInfo(int(channel), name, unit, int(width), float(max_rate), float(rate))
+            )
+        r.done()
+        return cls(firmware, version, tuple(channels))
+
+    def channel(self, key: int | str) -> ChannelInfo | None:
+        """Return the channel with this id or name, or None."""
+        for ch in self.channels:
+            if key in (ch.channel, ch.name):
+                return ch
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class SampleBatch:
+    """``count`` consecutive samples of one channel, evenly spaced in device time.
+
+    ``values`` is flat: sample ``i`` is ``values[i * width : (i + 1) * width]``.
+    """
+
+    TYPE: ClassVar[MessageType] = MessageType.SAMPLE
+    channel: int
+    #: Per-channel index of the first sample (counts from 0 at boot; gaps = lost samples).
+    first_index: int
+    #: Device clock (microseconds, wraps at 2**32) of the first sample.
+    t_first_us: int
+    #: Device time between consecutive samples of this batch, microseconds.
+    interval_us: int
+    count: int
+    values: tuple[float, ...]
+
+    _FIXED: ClassVar[struct.Struct] = struct.Struct("<BBIII")
+
+    @property
+    def width(self) -> int:
+        """Values per sample."""
+        return len(self.values) // self.count if self.count else 0
+
+    def encode_payload(self) -> bytes:
+        head = self._FIXED.pack(
+            self.channel, self.count, self.first_index, self.t_first_us, self.interval_us
+        )
+        return head + struct.pack(f"<{len(self.values)}f", *self.values)
+
+    @classmethod
+    def decode_payload(cls, payload: bytes) -> SampleBatch:
+        if len(payload) < cls._FIXED.size:
+            raise MalformedPayloadError("SAMPLE payload shorter than its 14-byte header")
+        channel, count, first_index, t_first, interval = cls._FIXED.unpack_from(payload)
+        rest = len(payload) - cls._FIXED.size
+        n_values, remainder = divmod(rest, 4)
+        if count == 0 or remainder or n_values == 0 or n_values % count:
+            raise MalformedPayloadError(
+                f"SAMPLE with {count} sample(s) cannot carry {rest} bytes of values"
+            )
+        values = struct.unpack_from(f"<{n_values}f", payload, cls._FIXED.size)
+        return cls(channel, first_index, t_first, interval, count, values)
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """Liveness message, both directions; also a clock reference for the host."""
+
+    TYPE: ClassVar[MessageType] = MessageType.HEARTBEAT
+    #: Sender's clock when the heartbeat was built, microseconds (wraps at 2**32).
+    uptime_us: int
+    #: Frames the sender built but could not transmit (TX buffer full) since boot.
+    tx_dropped: int
+
+    _FIXED: ClassVar[struct.Struct] = struct.Struct("<II")
+
+    def encode_payload(self) -> bytes:
+        return self._FIXED.pack(self.uptime_us, self.tx_dropped)
+
+    @classmethod
+    def decode_payload(cls, payload: bytes) -> Heartbeat:
+        r = _Reader(payload)
+        uptime, dropped = r.take(cls._FIXED)
+        r.done()
+        return cls(int(uptime), int(dropped))
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The command with sequence number ``acked_seq`` was carried out."""
+
+    TYPE: ClassVar[MessageType] = MessageType.ACK
+    acked_seq: int
+    acked_type: int
+
+    _FIXED: ClassVar[struct.Struct] = struct.Struct("<HB")
+
+    def encode_payload(self) -> bytes:
+        return self._FIXED.pack(self.acked_seq, self.acked_type)
+
+    @classmethod
+    def decode_payload(cls, payload: bytes) -> Ack:
+        r = _Reader(payload)
+        seq, typ = r.take(cls._FIXED)
+        r.done()
+        return cls(int(seq), int(typ))
+
+
+@dataclass(frozen=True, slots=True)
+class Nack:
+    """The command with sequence number ``acked_seq`` was refused for ``reason``."""
+
+    TYPE: ClassVar[MessageType] = MessageType.NACK
+    acked_seq: int
+    acked_type: int
+    reason: int
+
+    _FIXED: ClassVar[struct.Struct] = struct.Struct("<HBB")
+
+    def encode_payload(self) -> bytes:
+        return self._FIXED.pack(self.acked_seq, self.acked_type, self.reason)
+
+    @classmethod
+    def decode_payload(cls, payload: bytes) -> Nack:
+        r = _Reader(payload)
+        seq, typ, reason = r.take(cls._FIXED)
+        r.done()
+        return cls(int(seq), int(typ), int(reason))
+
+
+@dataclass(frozen=True, slots=True)
+class GetHello:
+    """Ask the device to send HELLO (the host does this after opening the port)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.GET_HELLO
+
+    def encode_payload(self) -> bytes:
+        return b""
+
+    @classmethod
+    def decode_payload(cls, payload: bytes) -> GetHello:
+        _Reader(payload).done()
+        return cls()
+
+
+@dataclass(frozen=True, slots=True)
+class SetRate:
+    """Set a channel's sampling rate; 0 stops the channel."""
+
+    TYPE: ClassVar[MessageType] = MessageType.SET_RATE
+    channel: int
+    rate_hz: float
+
+    _FIXED: ClassVar[struct.Struct] = struct.Struct("<Bf")
+
+    def encode_payload(self) -> bytes:
+        return self._FIXED.pack(self.channel, self.rate_hz)
+
+    @classmethod
+    def decode_payload(cls, payload: bytes) -> SetRate:
+        r = _Reader(payload)
+        channel, rate = r.take(cls._FIXED)
+        r.done()
+        return cls(int(channel), float(rate))
+
+
+@dataclass(frozen=True, slots=True)
+class GpioWrite:
+    """Drive a GPIO pin of the microcontroller (0 = low, 1 = high)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.GPIO_WRITE
+    pin: int
+    value: int
+
+    _FIXED: ClassVar[struct.Struct] = struct.Struct("<BB")
+
+    def encode_payload(self) -> bytes:
+        return self._FIXED.pack(self.pin, self.value)
+
+    @classmethod
+    def decode_payload(cls, payload: bytes) -> GpioWrite:
+        r = _Reader(payload)
+        pin, value = r.take(cls._FIXED)
+        r.done()
+        return cls(int(pin), int(value))
+
+
+Message: TypeAlias = Hello | SampleBatch | Heartbeat | Ack | Nack | GetHello | SetRate | GpioWrite
+
+_DECODERS = {
+    cls.TYPE: cls.decode_payload
+    for cls in (Hello, SampleBatch, Heartbeat, Ack, Nack, GetHello, SetRate, GpioWrite)
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One decoded frame: the sender's sequence number and the message."""
+
+    seq: int
+    message: Message
+
+
+# --- frame codec ------------------------------------------------------------------------
+
+
+def encode_raw(msg: Message, seq: int) -> bytes:
+    """Return the frame of ``msg`` before COBS: header, payload and CRC."""
+    payload = msg.encode_payload()
+    if len(payload) > MAX_PAYLOAD_LEN:
+        raise MalformedPayloadError(
+            f"{msg.TYPE.name} payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_LEN}",
+            hint="send fewer channels or fewer samples per frame",
+        )
+    body = _HEADER.pack(PROTOCOL_VERSION, msg.TYPE, seq % SEQ_MODULO) + payload
+    return body + _CRC.pack(crc16_ccitt_false(body))
+
+
+def encode_frame(msg: Message, seq: int) -> bytes:
+    """Return ``msg`` as it goes on the wire: COBS-encoded frame plus 0x00 delimiter."""
+    return cobs.encode(encode_raw(msg, seq)) + b"\x00"
+
+
+def decode_raw(raw: bytes) -> Frame:
+    """Decode a frame already stripped of COBS; raises a FrameError subclass if bad."""
+    if len(raw) < HEADER_LEN + CRC_LEN:
+        raise MalformedPayloadError(f"frame of {len(raw)} bytes is shorter than header + CRC")
+    if len(raw) > MAX_FRAME_LEN:
+        raise FrameTooLongError(f"frame of {len(raw)} bytes exceeds {MAX_FRAME_LEN}")
+    body_len = len(raw) - CRC_LEN
+    (crc,) = _CRC.unpack_from(raw, body_len)
+    if crc != crc16_ccitt_false(memoryview(raw)[:body_len]):
+        raise CrcError("frame CRC mismatch")
+    version, mtype, seq = _HEADER.unpack_from(raw)
+    if version != PROTOCOL_VERSION:
+        raise UnsupportedVersionError(
+            f"frame has protocol version {version}, this library speaks {PROTOCOL_VERSION}"
+        )
+    decoder = _DECODERS.get(mtype)
+    if decoder is None:
+        raise UnknownMessageError(f"unknown message type 0x{mtype:02x}")
+    return Frame(seq, decoder(raw[HEADER_LEN:body_len]))
+
+
+def decode_frame(encoded: bytes) -> Frame:
+    """Decode one COBS-encoded frame (delimiter stripped); raises a FrameError if bad."""
+    if len(encoded) > MAX_ENCODED_LEN:
+        raise FrameTooLongError(f"encoded frame of {len(encoded)} bytes exceeds {MAX_ENCODED_LEN}")
+    return decode_raw(cobs.decode(encoded))
+
+
+# --- canonical text (shared with the C tests through test_vectors.txt) -------------------
+
+
+def _g(value: float) -> str:
+    return format(value, ".9g")
+
+
+def describe(frame: Frame) -> str:
+    """Return the canonical one-line text of a frame, as used in test_vectors.txt.
+
+    The C vector test prints the same text for the same bytes, with ``%.9g`` for floats.
+    """
+    msg = frame.message
+    head = f"{msg.TYPE.name} seq={frame.seq}"
+    if isinstance(msg, Hello):
+        chans = "".join(
+            f' ch={c.channel},{c.width},{_g(c.max_rate_hz)},{_g(c.rate_hz)},"{c.name}","{c.unit}"'
+            for c in msg.channels
+        )
+        return f'{head} fw="{msg.firmware}" ver="{msg.firmware_version}"{chans}'
+    if isinstance(msg, SampleBatch):
+        vals = ",".join(_g(v) for v in msg.values)
+        return (
+            f"{head} channel={msg.channel} count={msg.count} first_index={msg.first_index}"
+            f" t_first_us={msg.t_first_us} interval_us={msg.interval_us} values={vals}"
+        )
+    if isinstance(msg, Heartbeat):
+        return f"{head} uptime_us={msg.uptime_us} tx_dropped={msg.tx_dropped}"
+    if isinstance(msg, Ack):
+        return f"{head} acked_seq={msg.acked_seq} acked_type={msg.acked_type}"
+    if isinstance(msg, Nack):
+        return f"{head} acked_seq={msg.acked_seq} acked_type={msg.acked_type} reason={msg.reason}"
+    if isinstance(msg, GetHello):
+        return head
+    if isinstance(msg, SetRate):
+        return f"{head} channel={msg.channel} rate_hz={_g(msg.rate_hz)}"
+    return f"{head} pin={msg.pin} value={msg.value}"
+
+
+__all__ = [
+    "MAX_ENCODED_LEN",
+    "MAX_FRAME_LEN",
+    "MAX_PAYLOAD_LEN",
+    "PROTOCOL_VERSION",
+    "Ack",
+    "ChannelInfo",
+    "Frame",
+    "GetHello",
+    "GpioWrite",
+    "Heartbeat",
+    "Hello",
+    "Message",
+    "MessageType",
+    "Nack",
+    "NackReason",
+    "SampleBatch",
+    "SetRate",
+    "decode_frame",
+    "decode_raw",
+    "describe",
+    "encode_frame",
+    "encode_raw",
+]
