@@ -1,0 +1,230 @@
+"""Activity policies: how interesting is the latest sample (or result)?
+
+Each policy turns a stream of samples (and, for ``score``, model results) into an
+*activity* number: below 1.0 is calm, 1.0 or more is activity. The rate controller
+raises the sampling rate on activity and lets it decay when calm. The motion gate also
+decides whether a frame deserves inference at all (:meth:`ActivityPolicy.wants_inference`).
+
+Policies are small stateful transforms; they never sleep and never touch the clock,
+so they can be run offline over a recording (see ``benchmarks/pipeline_bench.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edge_runtime.sampling import constants
+from edge_runtime.sources.base import Sample
+
+
+class ActivityPolicy:
+    """Base policy: always calm, always infers (the ``fixed`` policy)."""
+
+    name = "fixed"
+
+    def __init__(self) -> None:
+        self.last_activity = 0.0
+
+    def observe(self, sample: Sample) -> float:
+        """Activity of a new sample, before inference."""
+        return 0.0
+
+    def observe_result(self, result: Mapping[str, Any]) -> float:
+        """Activity judged from the model's result (0 unless the policy uses results)."""
+        return 0.0
+
+    def wants_inference(self, sample: Sample, activity: float) -> bool:
+        """Whether this sample is worth running the model on."""
+        return True
+
+    def state(self) -> dict[str, Any]:
+        """Counters for status and summaries."""
+        return {"policy": self.name, "last_activity": round(self.last_activity, 3)}
+
+
+class MotionGate(ActivityPolicy):
+    """Cheap frame differencing against a running background, on a tiny gray frame.
+
+    Activity is the changed-pixel fraction divided by ``area_fraction``. Frames without
+    motion are not inferred, except one every ``heartbeat_s`` (sample time).
+    """
+
+    name = "motion"
+
+    def __init__(
+        self,
+        *,
+        pixel_threshold: int | None = None,
+        area_fraction: float | None = None,
+        heartbeat_s: float | None = None,
+        size: tuple[int, int] | None = None,
+        alpha: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.pixel_threshold = pixel_threshold or constants.MOTION_PIXEL_THRESHOLD
+        self.area_fraction = area_fraction or constants.MOTION_AREA_FRACTION
+        self.heartbeat_s = heartbeat_s if heartbeat_s is not None else constants.MOTION_HEARTBEAT_S
+        self.size = size or constants.MOTION_SIZE
+        self.alpha = alpha or constants.MOTION_BACKGROUND_ALPHA
+        self._background: npt.NDArray[np.float32] | None = None
+        self._last_inference_t: float | None = None
+        self.frames = 0
+        self.frames_with_motion = 0
+        self.frames_gated = 0
+
+    def _small_gray(self, frame: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        import cv2
+
+        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
+        small = cv2.resize(gray, self.size, interpolation=cv2.INTER_AREA)
+        return small.astype(np.float32)
+
+    def observe(self, sample: Sample) -> float:
+        if sample.frame is None:
+            return 0.0
+        small = self._small_gray(sample.frame)
+        self.frames += 1
+        if self._background is None:
+            self._background = small
+            self.last_activity = 1.0  # the first frame is news
+        else:
+            changed = np.abs(small - self._background) > self.pixel_threshold
+            self.last_activity = float(changed.mean()) / self.area_fraction
+            self._background += self.alpha * (small - self._background)
+        if self.last_activity >= 1.0:
+            self.frames_with_motion += 1
+        return self.last_activity
+
+    def wants_inference(self, sample: Sample, activity: float) -> bool:
+        due = (self._last_inference_t is None
+               or sample.t_mono_s - self._last_inference_t >= self.heartbeat_s)
+        if activity >= 1.0 or due:
+            self._last_inference_t = sample.t_mono_s
+            return True
+        self.frames_gated += 1
+        return False
+
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), "frames": self.frames,
+                "frames_with_motion": self.frames_with_motion, "frames_gated": self.frames_gated}
+
+
+class _EwmaStats:
+    """Exponentially weighted mean and variance."""
+
+    def __init__(self, alpha: float) -> None:
+        self.alpha = alpha
+        self.n = 0
+        self.mean = 0.0
+        self.var = 0.0
+
+    def update(self, x: float) -> None:
+        self.n += 1
+        if self.n == 1:
+            self.mean = x
+            return
+        # Warm-up uses the plain running mean so that early estimates are not biased.
+        a = max(self.alpha, 1.0 / self.n)
+        delta = x - self.mean
+        self.mean += a * delta
+        self.var = (1 - a) * (self.var + a * delta * delta)
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self.var)
+
+
+class ChangePolicy(ActivityPolicy):
+    """Sensor activity from the rate of change: a step ``factor`` times the typical step."""
+
+    name = "change"
+
+    def __init__(self, *, factor: float | None = None, alpha: float | None = None) -> None:
+        super().__init__()
+        self.factor = factor or constants.CHANGE_FACTOR
+        self._steps = _EwmaStats(alpha or constants.SENSOR_EWMA_ALPHA)
+        self._last: tuple[float, float] | None = None
+
+    def observe(self, sample: Sample) -> float:
+        value = sample.value
+        if value is None or math.isnan(value):
+            return self.last_activity
+        activity = 1.0
+        if self._last is not None:
+            dt = max(sample.t_mono_s - self._last[1], 1e-9)
+            slope = abs(value - self._last[0]) / dt
+            if self._steps.n >= constants.WARMUP_SAMPLES:
+                typical = self._steps.mean + self._steps.std
+                activity = slope / (self.factor * typical + 1e-12)
+            if activity < 1.0:
+                # Do not learn from outliers, so that a level shift stays visible.
+                self._steps.update(slope)
+            elif self._steps.n < constants.WARMUP_SAMPLES:
+                self._steps.update(slope)
+        self._last = (value, sample.t_mono_s)
+        self.last_activity = activity
+        return activity
+
+
+class NoveltyPolicy(ActivityPolicy):
+    """Sensor activity from novelty: distance from the running mean in standard deviations."""
+
+    name = "novelty"
+
+    def __init__(self, *, z: float | None = None, alpha: float | None = None) -> None:
+        super().__init__()
+        self.z = z or constants.NOVELTY_Z
+        self._stats = _EwmaStats(alpha or constants.SENSOR_EWMA_ALPHA)
+
+    def observe(self, sample: Sample) -> float:
+        value = sample.value
+        if value is None or math.isnan(value):
+            return self.last_activity
+        if self._stats.n < constants.WARMUP_SAMPLES:
+            activity = 1.0
+        else:
+            activity = abs(value - self._stats.mean) / (self.z * self._stats.std + 1e-12)
+        self._stats.update(value)
+        self.last_activity = activity
+        return activity
+
+
+class ScorePolicy(ActivityPolicy):
+    """Activity from the model's own output: ``result[field] / threshold``."""
+
+    name = "score"
+
+    def __init__(self, *, field: str = "score", threshold: float = 0.5) -> None:
+        super().__init__()
+        self.field = field
+        self.threshold = threshold
+
+    def observe_result(self, result: Mapping[str, Any]) -> float:
+        value = result.get(self.field)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            self.last_activity = float(value) / self.threshold
+        return self.last_activity
+
+
+POLICIES: dict[str, type[ActivityPolicy]] = {
+    "fixed": ActivityPolicy,
+    "motion": MotionGate,
+    "change": ChangePolicy,
+    "novelty": NoveltyPolicy,
+    "score": ScorePolicy,
+}
+
+
+def make_policy(name: str, **params: Any) -> ActivityPolicy:
+    """Build a policy by name with its keyword parameters (as in the config file)."""
+    try:
+        cls = POLICIES[name]
+    except KeyError:
+        known = ", ".join(POLICIES)
+        raise ValueError(f"unknown sampling policy {name!r} (known: {known})") from None
+    return cls(**params)
