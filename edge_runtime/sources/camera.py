@@ -109,7 +109,7 @@ class OpenCVCamera(Source):
     # -- device access (reader thread only) --------------------------------------------
 
     def _capture(self) -> Any:
-        import cv2  # noqa: PLC0415  (heavy import, only when a camera opens)
+        import cv2
 
         timeout_ms = int(STREAM_TIMEOUT_S * 1000)
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC,
@@ -138,7 +138,7 @@ class OpenCVCamera(Source):
         return cap
 
     def _frame_period_s(self, cap: Any) -> float:
-        import cv2  # noqa: PLC0415
+        import cv2
 
         fps = self.fps_hz or float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         if not fps or fps > 1000:
@@ -253,7 +253,7 @@ class Picamera2Camera(Source):
 
     def _open(self) -> None:
         try:
-            from picamera2 import Picamera2  # type: ignore[import-not-found]  # noqa: PLC0415
+            from picamera2 import Picamera2  # type: ignore[import-not-found]
         except ImportError as exc:
             raise SourceUnavailableError(
                 f"camera {self.source_id!r}: picamera2 is not installed",

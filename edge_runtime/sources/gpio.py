@@ -43,7 +43,7 @@ def pin_factory(name: str | None) -> Any:
     with _factories_lock:
         if name not in _factories:
             if name == "mock":
-                from gpiozero.pins.mock import (  # noqa: PLC0415
+                from gpiozero.pins.mock import (
                     MockFactory,
                     MockPWMPin,
                 )
@@ -55,7 +55,7 @@ def pin_factory(name: str | None) -> Any:
 
 
 def _load_named_factory(name: str) -> Any:
-    from importlib.metadata import entry_points  # noqa: PLC0415
+    from importlib.metadata import entry_points
 
     for ep in entry_points(group="gpiozero_pin_factories"):
         if ep.name == name.lower():
@@ -115,7 +115,7 @@ class GpioSource(Source):
         return self._device
 
     def _make(self) -> Any:
-        import gpiozero  # noqa: PLC0415
+        import gpiozero
 
         factory = pin_factory(self.factory)
         kind = self.device_kind

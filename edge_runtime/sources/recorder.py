@@ -70,7 +70,7 @@ class Recorder:
         self.count += 1
 
     def _write_frame(self, frame: np.ndarray[Any, Any]) -> None:
-        import cv2  # noqa: PLC0415
+        import cv2
 
         if self._video is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
