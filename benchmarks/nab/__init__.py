@@ -1,0 +1,1 @@
+"""NAB benchmark helpers: corpus loading and detector runs (see benchmarks/nab_bench.py)."""
