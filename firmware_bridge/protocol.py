@@ -6,7 +6,7 @@ A frame before COBS is::
 
 All integers are little-endian, floats are IEEE-754 binary32, strings are a u8 length
 followed by UTF-8 bytes. The CRC is CRC-16/CCITT-FALSE over everything before it.
-On the wire the frame is COBS-encoded and followed by one 0x00 delimiter.
+On the wire the frame is COBS-encoded with a 0x00 delimiter on each side.
 PROTOCOL.md is the normative description; this module implements it.
 """
 
@@ -376,8 +376,12 @@ def encode_raw(msg: Message, seq: int) -> bytes:
 
 
 def encode_frame(msg: Message, seq: int) -> bytes:
-    """Return ``msg`` as it goes on the wire: COBS-encoded frame plus 0x00 delimiter."""
-    return cobs.encode(encode_raw(msg, seq)) + b"\x00"
+    """Return ``msg`` as it goes on the wire: 0x00, the COBS-encoded frame, 0x00.
+
+    The leading delimiter ends any garbage or torn frame that came before, so damage
+    on the wire never spills into the next good frame (PROTOCOL.md, "Framing").
+    """
+    return b"\x00" + cobs.encode(encode_raw(msg, seq)) + b"\x00"
 
 
 def decode_raw(raw: bytes) -> Frame:

@@ -34,7 +34,7 @@ OUT = Path(__file__).with_name("test_vectors.txt")
 HEADER = """\
 # Bridge protocol test vectors, shared by the Python and C tests.
 # One vector per line: name|expect|wire|canonical
-#   wire: hex of the bytes on the wire, COBS-encoded frame plus its 0x00 delimiter
+#   wire: hex of the bytes on the wire: 0x00, the COBS-encoded frame, 0x00
 #   expect: ok (decodes to canonical), or the error class a decoder must report:
 #           cobs, crc, version, type, payload, oversize
 #   canonical: the decoded message as text (floats as %.9g); empty unless ok
@@ -44,7 +44,7 @@ HEADER = """\
 
 def _wire_from_body(body: bytes) -> bytes:
     raw = body + struct.pack("<H", crc16_ccitt_false(body))
-    return cobs.encode(raw) + b"\x00"
+    return b"\x00" + cobs.encode(raw) + b"\x00"
 
 
 def main() -> None:
@@ -80,21 +80,21 @@ def main() -> None:
     lines = [HEADER]
     for name, msg, seq in ok:
         wire = encode_frame(msg, seq)
-        lines.append(f"{name}|ok|{wire.hex()}|{describe(decode_frame(wire[:-1]))}\n")
+        lines.append(f"{name}|ok|{wire.hex()}|{describe(decode_frame(wire[1:-1]))}\n")
     # 250-byte payload: the longest legal frame, with two COBS blocks.
     big = SampleBatch(0, 5, 6, 7, 59, tuple(float(i) for i in range(59)))
     wire = encode_frame(big, 4)
-    lines.append(f"sample_longest|ok|{wire.hex()}|{describe(decode_frame(wire[:-1]))}\n")
+    lines.append(f"sample_longest|ok|{wire.hex()}|{describe(decode_frame(wire[1:-1]))}\n")
 
     good = encode_frame(SetRate(2, 5.0), 11)
-    flipped = bytearray(cobs.decode(good[:-1]))
+    flipped = bytearray(cobs.decode(good[1:-1]))
     flipped[5] ^= 0x04
     bad = [
-        ("bad_crc_bit_flip", "crc", cobs.encode(bytes(flipped)) + b"\x00"),
-        ("bad_cobs_pointer", "cobs", bytes.fromhex("0a0102") + b"\x00"),
+        ("bad_crc_bit_flip", "crc", b"\x00" + cobs.encode(bytes(flipped)) + b"\x00"),
+        ("bad_cobs_pointer", "cobs", bytes.fromhex("000a010200")),
         ("bad_version", "version", _wire_from_body(bytes((2, 0x10, 0, 0)))),
         ("bad_type", "type", _wire_from_body(bytes((1, 0x7F, 0, 0)))),
-        ("bad_short_frame", "payload", cobs.encode(b"\x01\x10\x00") + b"\x00"),
+        ("bad_short_frame", "payload", b"\x00" + cobs.encode(b"\x01\x10\x00") + b"\x00"),
         ("bad_set_rate_short", "payload", _wire_from_body(bytes((1, 0x11, 0, 0, 1, 0)))),
         ("bad_gpio_long", "payload", _wire_from_body(bytes((1, 0x12, 0, 0, 1, 1, 1)))),
         (
@@ -105,7 +105,11 @@ def main() -> None:
             ),
         ),
         ("bad_hello_string", "payload", _wire_from_body(bytes((1, 0x01, 0, 0, 9, 65)))),
-        ("bad_oversize", "oversize", cobs.encode(bytes((1, 2, 0, 0)) + b"\x01" * 300) + b"\x00"),
+        (
+            "bad_oversize",
+            "oversize",
+            b"\x00" + cobs.encode(bytes((1, 2, 0, 0)) + b"\x01" * 300) + b"\x00",
+        ),
     ]
     for name, expect, wire in bad:
         lines.append(f"{name}|{expect}|{wire.hex()}|\n")

@@ -154,11 +154,12 @@ static int check_vector(const char *name, const char *expect, const uint8_t *wir
     size_t raw_len = 0;
     fb_frame_t f;
     int rc;
-    if (wire_len < 1 || wire[wire_len - 1] != 0) {
-        printf("FAIL %s: wire does not end with a delimiter\n", name);
+    if (wire_len < 2 || wire[0] != 0 || wire[wire_len - 1] != 0) {
+        printf("FAIL %s: wire is not 0x00, frame, 0x00\n", name);
         return 0;
     }
-    wire_len--;
+    wire_len -= 2;
+    wire++;
     if (wire_len > FB_COBS_MAX(FB_HEADER_LEN + FB_PROTOCOL_MAX_PAYLOAD + FB_CRC_LEN)) {
         got = "oversize";
     } else {
@@ -183,7 +184,7 @@ static int check_vector(const char *name, const char *expect, const uint8_t *wir
         /* Re-encode with the C encoder: CRC and COBS must give the same bytes. */
         memcpy(again + FB_HEADER_LEN, f.payload, f.payload_len);
         n = fb_frame_finish(again, f.type, f.seq, f.payload_len, reenc);
-        if (n != wire_len + 1 || memcmp(reenc, wire, wire_len + 1) != 0) {
+        if (n != wire_len + 2 || memcmp(reenc + 1, wire, wire_len) != 0) {
             printf("FAIL %s: C re-encoding differs\n", name);
             return 0;
         }
@@ -204,7 +205,7 @@ static int sink_write(void *ctx, const uint8_t *data, size_t len)
 {
     (void)ctx;
     (void)data;
-    if (len > FB_MAX_ENCODED + 1) abort();
+    if (len > FB_MAX_ENCODED + 2) abort();
     fuzz_frames_out++;
     return 1;
 }

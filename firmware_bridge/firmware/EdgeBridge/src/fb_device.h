@@ -97,7 +97,7 @@ typedef struct {
     uint8_t rx_buf[FB_RX_MAX];
     uint8_t rx_raw[FB_RX_MAX];
     uint8_t raw[FB_MAX_FRAME];
-    uint8_t enc[FB_MAX_ENCODED + 1];
+    uint8_t enc[FB_MAX_ENCODED + 2];
 } fb_device_t;
 
 /* Set up the core and send HELLO. Returns FB_OK, or FB_ERR_PAYLOAD if there are more

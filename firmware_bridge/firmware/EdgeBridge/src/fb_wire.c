@@ -98,9 +98,10 @@ size_t fb_frame_finish(uint8_t *raw, uint8_t type, uint16_t seq, size_t payload_
     raw[1] = type;
     fb_put_u16(raw + 2, seq);
     fb_put_u16(raw + body, fb_crc16(raw, body));
-    n = fb_cobs_encode(raw, body + FB_CRC_LEN, out);
-    out[n] = 0;
-    return n + 1;
+    out[0] = 0;
+    n = fb_cobs_encode(raw, body + FB_CRC_LEN, out + 1);
+    out[n + 1] = 0;
+    return n + 2;
 }
 
 int fb_frame_parse(const uint8_t *raw, size_t len, fb_frame_t *out)

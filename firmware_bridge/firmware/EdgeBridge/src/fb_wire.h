@@ -4,7 +4,7 @@
  * Portable C99: no hardware calls, no malloc, no floating-point library calls.
  * A frame before COBS is  version:u8 type:u8 seq:u16 payload crc16 ; integers are
  * little-endian, the CRC is CRC-16/CCITT-FALSE. On the wire the frame is COBS-encoded
- * and followed by a single 0x00 delimiter.
+ * with a 0x00 delimiter on each side.
  */
 #ifndef FB_WIRE_H
 #define FB_WIRE_H
@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 #define FB_MAX_FRAME (FB_HEADER_LEN + FB_MAX_PAYLOAD + FB_CRC_LEN)
-/* COBS adds one byte per 254 plus one; the delimiter is counted separately. */
+/* COBS adds one byte per 254 plus one; the delimiters are counted separately. */
 #define FB_COBS_MAX(n) ((n) + (n) / 254u + 1u)
 #define FB_MAX_ENCODED FB_COBS_MAX(FB_MAX_FRAME)
 
@@ -85,8 +85,9 @@ size_t fb_cobs_encode(const uint8_t *in, size_t len, uint8_t *out);
 int fb_cobs_decode(const uint8_t *in, size_t len, uint8_t *out, size_t out_cap, size_t *out_len);
 
 /* Finish a frame whose payload was already written at raw + FB_HEADER_LEN: write the
- * header and CRC, COBS-encode into out and append the delimiter. raw needs
- * FB_HEADER_LEN + payload_len + FB_CRC_LEN bytes, out FB_COBS_MAX(that) + 1.
+ * header and CRC, then put 0x00, the COBS encoding and 0x00 into out. The leading
+ * delimiter ends any garbage before the frame, so damage never spills into it.
+ * raw needs FB_HEADER_LEN + payload_len + FB_CRC_LEN bytes, out FB_COBS_MAX(that) + 2.
  * Returns the number of bytes to send. */
 size_t fb_frame_finish(uint8_t *raw, uint8_t type, uint16_t seq, size_t payload_len,
                        uint8_t *out);
