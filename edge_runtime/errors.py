@@ -159,3 +159,33 @@ class DaemonError(EdgeRuntimeError, RuntimeError):
     """The running daemon could not be reached or refused a request."""
 
     hint = "start it with 'edge-runtime run CONFIG', or give --socket with its control socket"
+
+
+# --- firmware bridge (microcontrollers on USB serial / UART) ----------------------------
+# firmware_bridge is a standalone library with its own BridgeError root;
+# edge_runtime.sources.bridge translates its errors into these at the boundary.
+
+
+class BridgeUnavailableError(SourceUnavailableError):
+    """A microcontroller behind the firmware bridge cannot be reached right now."""
+
+    hint = (
+        "check the cable, the port (ls /dev/serial/by-id) or USB id (lsusb), and that the "
+        "device runs the edge bridge firmware"
+    )
+
+
+class BridgePortNotFoundError(BridgeUnavailableError, FileNotFoundError):
+    """The serial port path does not exist, or no USB device matches the id."""
+
+
+class BridgeTimeoutError(BridgeUnavailableError, TimeoutError):
+    """The port opened but the device sent no HELLO, or did not answer a command."""
+
+    hint = "check that the device runs the edge bridge firmware and the baud rate matches"
+
+
+class BridgeCommandError(SourceError, RuntimeError):
+    """The device refused a command (rate above its maximum, unknown channel or pin)."""
+
+    hint = "check the value against 'edge-runtime bridge probe PORT'"
