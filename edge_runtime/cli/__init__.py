@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "models_cmd",
     "infer",
     "bench",
+    "detect",
 )
 
 EXIT_OK = 0
