@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "infer",
     "bench",
     "detect",
+    "bridge",
 )
 
 EXIT_OK = 0

@@ -1,0 +1,234 @@
+"""Source adapter for sensors behind a microcontroller running the edge bridge firmware.
+
+Thin on purpose (library vs integration): the protocol, reconnects, loss counting and
+clock mapping live in the standalone ``firmware_bridge`` library; this module only
+
+- runs one :class:`firmware_bridge.client.BridgeClient` on a private event loop in a
+  thread (the :class:`~edge_runtime.sources.base.Source` API is synchronous and called
+  from executors), one device channel per source;
+- hands the newest sample to ``read`` ("latest wins", older ones count as dropped);
+- forwards :meth:`BridgeSource.set_rate` from the rate controller as SET_RATE, so the
+  microcontroller itself samples slower and saves energy at the source;
+- translates ``firmware_bridge`` errors into edge-runtime's (:func:`translate_error`).
+
+``firmware_bridge`` is imported when a source opens, not when this module is imported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from edge_runtime.errors import (
+    BridgeCommandError,
+    BridgePortNotFoundError,
+    BridgeTimeoutError,
+    BridgeUnavailableError,
+    ConfigError,
+    EdgeRuntimeError,
+)
+from edge_runtime.sources.base import LatestSlot, Sample, Source
+
+if TYPE_CHECKING:
+    from firmware_bridge.client import BridgeClient
+
+_log = logging.getLogger(__name__)
+
+
+def translate_error(exc: BaseException) -> EdgeRuntimeError:
+    """Map a ``firmware_bridge`` error to the matching edge-runtime error."""
+    from firmware_bridge import errors as fb
+
+    message = str(getattr(exc, "message", exc))
+    hint = getattr(exc, "hint", None) or None
+    if isinstance(exc, fb.PortNotFoundError):
+        return BridgePortNotFoundError(message, hint=hint)
+    if isinstance(exc, fb.HelloTimeoutError | fb.CommandTimeoutError | TimeoutError):
+        return BridgeTimeoutError(message, hint=hint)
+    if isinstance(exc, fb.CommandRejectedError):
+        return BridgeCommandError(message, hint=hint)
+    if isinstance(exc, fb.UnknownChannelError | fb.BridgeConfigError):
+        return ConfigError(message, hint=hint)
+    return BridgeUnavailableError(message, hint=hint)
+
+
+class BridgeSource(Source):
+    """One channel of a bridge device as a scalar source.
+
+    ``channel`` is the channel id or name from the device's HELLO; for multi-value
+    channels (an accelerometer) ``value_index`` picks the value. Exactly one of
+    ``port`` (a tty path, ideally /dev/serial/by-id/...) and ``usb_id`` (VID:PID[:SERIAL]).
+    """
+
+    kind = "scalar"
+    can_set_rate = True
+
+    def __init__(
+        self,
+        source_id: str,
+        *,
+        channel: int | str,
+        port: str | None = None,
+        usb_id: str | None = None,
+        value_index: int = 0,
+        baudrate: int = 115200,
+        open_timeout_s: float = 5.0,
+        command_timeout_s: float = 2.0,
+        timing: Any = None,
+    ) -> None:
+        super().__init__(source_id)
+        if (port is None) == (usb_id is None):
+            raise ConfigError(f"source {source_id!r}: set exactly one of port or usb_id")
+        self._channel_key = channel
+        self._port = port
+        self._usb_id = usb_id
+        self._value_index = value_index
+        self._baudrate = baudrate
+        self._open_timeout_s = open_timeout_s
+        self._command_timeout_s = command_timeout_s
+        self._timing = timing
+        self._slot = LatestSlot(self.stats)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._client: BridgeClient | None = None
+        self._channel_id = -1
+        self._max_rate_hz = 0.0
+        self._pump_task: asyncio.Task[None] | None = None
+
+    @property
+    def client(self) -> BridgeClient:
+        """The underlying library client (for health reports: ``client.stats``)."""
+        if self._client is None:
+            raise BridgeUnavailableError(f"source {self.source_id!r} is not open")
+        return self._client
+
+    def _open(self) -> None:
+        from firmware_bridge.client import BridgeClient
+        from firmware_bridge.timing import DEFAULT_TIMING
+
+        self._slot.reopen()
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(
+            target=loop.run_forever, name=f"bridge-{self.source_id}", daemon=True
+        )
+        thread.start()
+        self._loop, self._thread = loop, thread
+        timing = self._timing or DEFAULT_TIMING
+        client = BridgeClient(
+            port=self._port,
+            usb_id=self._usb_id,
+            baudrate=self._baudrate,
+            timing=timing,
+        )
+        self._client = client
+        try:
+            self._call(self._start(client), self._open_timeout_s + timing.connect_timeout_s)
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    async def _start(self, client: BridgeClient) -> None:
+        await client.start()
+        info = client.hello.channel(self._channel_key)
+        if info is None:
+            names = ", ".join(c.name for c in client.hello.channels)
+            await client.close()
+            raise ConfigError(
+                f"source {self.source_id!r}: device has no channel {self._channel_key!r} "
+                f"(it has {names})"
+            )
+        if not 0 <= self._value_index < info.width:
+            await client.close()
+            raise ConfigError(
+                f"source {self.source_id!r}: value_index {self._value_index} is outside "
+                f"0..{info.width - 1} for channel {info.name!r}"
+            )
+        self._channel_id = info.channel
+        self._max_rate_hz = info.max_rate_hz
+        self.stats.rate_hz = client.rate_hz(info.channel)
+        task = asyncio.get_running_loop().create_task(
+            self._pump(client), name=f"bridge-{self.source_id}-pump"
+        )
+        self._pump_task = task
+
+    async def _pump(self, client: BridgeClient) -> None:
+        stats = self.stats
+        async for batch in client.sample_batches(self._channel_id):
+            newest = batch[-1]
+            # Latest wins: only the newest of a frame is offered; the rest count as dropped.
+            skipped = len(batch) - 1
+            stats.produced += skipped
+            stats.dropped += skipped
+            self._seq += skipped
+            stats.connected = client.connected
+            stats.reconnects = client.stats.reconnects
+            self._slot.put(
+                Sample(
+                    self.source_id,
+                    newest.host_time_s,
+                    self._next_seq(),
+                    value=newest.values[self._value_index],
+                )
+            )
+
+    def _read(self, timeout_s: float) -> Sample | None:
+        sample = self._slot.get(timeout_s)
+        if self._client is not None:
+            self.stats.connected = self._client.connected
+        return sample
+
+    def set_rate(self, rate_hz: float) -> None:
+        """Have the microcontroller sample at ``rate_hz`` (clamped to its maximum).
+
+        While the device is unplugged the rate is remembered and applied when it comes
+        back; only a refusal or a timeout of a connected device raises.
+        """
+        from firmware_bridge.errors import DeviceDisconnectedError
+
+        client = self.client
+        rate_hz = min(max(rate_hz, 0.0), self._max_rate_hz)
+        try:
+            self._call(client.set_rate(self._channel_id, rate_hz), self._command_timeout_s)
+        except BridgeUnavailableError as exc:
+            if not isinstance(exc.__cause__, DeviceDisconnectedError):
+                raise
+            _log.debug("source %s: rate %g Hz kept for reconnect", self.source_id, rate_hz)
+        self.stats.rate_hz = rate_hz
+
+    def _call(self, coro: Any, timeout_s: float) -> Any:
+        """Run ``coro`` on the private loop; translate library errors."""
+        from firmware_bridge.errors import BridgeError
+
+        assert self._loop is not None
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result(timeout_s)
+        except concurrent.futures.TimeoutError as exc:
+            future.cancel()
+            raise BridgeTimeoutError(
+                f"source {self.source_id!r}: bridge did not answer within {timeout_s:g} s"
+            ) from exc
+        except BridgeError as exc:
+            raise translate_error(exc) from exc
+
+    def _close(self) -> None:
+        self._stop_loop()
+        self._slot.close()
+        self.stats.connected = False
+
+    def _stop_loop(self) -> None:
+        loop, thread, client = self._loop, self._thread, self._client
+        if loop is None or thread is None:
+            return
+        if client is not None:
+            try:
+                asyncio.run_coroutine_threadsafe(client.close(), loop).result(5.0)
+            except Exception:  # closing must not raise; the loop stops anyway
+                _log.exception("source %s: closing the bridge failed", self.source_id)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5.0)
+        loop.close()
+        self._loop = self._thread = self._client = None

@@ -1,0 +1,99 @@
+"""edge-runtime's side of the boundary: the CLI probe and the source adapter."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from edge_runtime.cli import COMMAND_MODULES, main
+from edge_runtime.errors import (
+    BridgePortNotFoundError,
+    BridgeTimeoutError,
+    ConfigError,
+    SourceUnavailableError,
+)
+from edge_runtime.sources.bridge import BridgeSource, translate_error
+from firmware_bridge import errors as fb
+
+from .conftest import SimDevice
+from .test_pty_e2e import FAST
+
+
+def test_bridge_is_a_registered_command() -> None:
+    assert "bridge" in COMMAND_MODULES
+
+
+def test_probe_prints_the_hello(sim: SimDevice, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bridge", "probe", str(sim.link), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["firmware"] == "edge-sim"
+    assert doc["protocol_version"] == 1
+    assert [c["name"] for c in doc["channels"]] == ["counter", "accel", "temperature"]
+
+    assert main(["bridge", "probe", str(sim.link)]) == 0
+    text = capsys.readouterr().out
+    assert "firmware  edge-sim 1.0.0" in text
+    assert "accel" in text and "m/s2 x3" in text
+
+
+def test_probe_errors_are_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["bridge", "probe", str(tmp_path / "ttyNONE"), "--timeout-s", "0.5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "does not exist" in err and "by-id" in err
+
+    master, slave = os.openpty()
+    try:
+        assert main(["bridge", "probe", os.ttyname(slave), "--timeout-s", "0.5"]) == 2
+    finally:
+        os.close(master)
+        os.close(slave)
+    err = capsys.readouterr().err.strip()
+    assert "no HELLO" in err and err.count("\n") == 0
+
+
+def test_errors_translate_to_runtime_families() -> None:
+    assert isinstance(translate_error(fb.PortNotFoundError("x")), BridgePortNotFoundError)
+    assert isinstance(translate_error(fb.HelloTimeoutError("x")), BridgeTimeoutError)
+    assert isinstance(translate_error(fb.DeviceDisconnectedError("x")), SourceUnavailableError)
+    assert isinstance(translate_error(fb.UnknownChannelError("x")), ConfigError)
+
+
+def test_source_adapter_streams_and_drives_the_device_rate(sim: SimDevice) -> None:
+    source = BridgeSource("vib", port=str(sim.link), channel="counter", timing=FAST)
+    with source:
+        source.set_rate(200.0)
+        sim.wait_line("RATE 0 200")
+        first = source.read(timeout_s=2.0)
+        assert first is not None and first.value is not None
+        time.sleep(0.3)
+        second = source.read(timeout_s=2.0)
+        assert second is not None and second.value is not None
+        # Latest wins: the counter value jumped by about 0.3 s worth of samples.
+        assert 30 <= second.value - first.value <= 120
+        assert second.seq - first.seq == second.value - first.value
+        assert abs(second.t_mono_s - time.monotonic()) < 0.5
+        assert source.stats.rate_hz == 200.0
+        assert source.stats.dropped > 0 and source.stats.connected
+        source.set_rate(1e9)  # the controller may ask too much: clamped to the maximum
+        sim.wait_line("RATE 0 20000")
+    assert not source.stats.connected
+
+
+def test_source_adapter_rejects_an_unknown_channel(sim: SimDevice) -> None:
+    source = BridgeSource("x", port=str(sim.link), channel="humidity", timing=FAST)
+    with pytest.raises(ConfigError, match="humidity"):
+        source.open()
+
+
+def test_source_adapter_open_fails_with_a_runtime_error(tmp_path: Path) -> None:
+    timing = replace(FAST, connect_timeout_s=0.3)
+    source = BridgeSource("x", port=str(tmp_path / "missing"), channel=0, timing=timing)
+    with pytest.raises(BridgePortNotFoundError):
+        source.open()
