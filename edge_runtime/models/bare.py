@@ -38,11 +38,12 @@ def bare_runner(path: Path, fmt: str, num_threads: int | None = None) -> BareRun
 
         return run_onnx
 
-    from edge_runtime.models.tflite_backend import _interpreter_module
+    from edge_runtime.models.tflite_backend import _interpreter_module, _native_stderr_to_log
 
     module, _ = _interpreter_module()
-    interp = module.Interpreter(model_path=str(path), num_threads=num_threads)
-    interp.allocate_tensors()
+    with _native_stderr_to_log():
+        interp = module.Interpreter(model_path=str(path), num_threads=num_threads)
+        interp.allocate_tensors()
     in_idx = [d["index"] for d in interp.get_input_details()]
     out_idx = [d["index"] for d in interp.get_output_details()]
     shapes = [tuple(d["shape"]) for d in interp.get_input_details()]

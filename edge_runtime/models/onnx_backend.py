@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -51,12 +52,23 @@ def engine_version() -> str:
     return f"onnxruntime {_ort().__version__}"
 
 
+def _clean(text: str, path: Path) -> str:
+    """Drop onnxruntime's boilerplate prefix ('[ONNXRuntimeError] : 1 : FAIL : ...')."""
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    text = text.replace(f"Load model from {path} failed:", "")
+    return text.replace("Fatal error: ", "").strip()
+
+
 def _translate_load_error(path: Path, exc: Exception) -> Exception:
     """Turn an onnxruntime load exception into the matching typed error."""
     kind = type(exc).__name__
-    text = str(exc).splitlines()[0] if str(exc) else kind
+    text = _clean(str(exc).splitlines()[0], path) if str(exc) else kind
     lowered = text.lower()
-    if kind == "NotImplemented" or "could not find an implementation" in lowered:
+    if (
+        kind == "NotImplemented"
+        or "could not find an implementation" in lowered
+        or "is not a registered function/op" in lowered
+    ):
         return UnsupportedModelError(f"{path.name}: onnxruntime cannot run this model: {text}")
     if "opset" in lowered and ("unsupported" in lowered or "not supported" in lowered):
         return UnsupportedModelError(f"{path.name}: unsupported ONNX opset: {text}")

@@ -11,10 +11,13 @@ Interpreter selection order, fixed and explained (like gpiozero's pin factories)
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import tempfile
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,8 @@ from edge_runtime.errors import (
 )
 from edge_runtime.models.backend import Backend
 from edge_runtime.models.types import QuantParams, TensorSpec, guess_layout
+
+log = logging.getLogger(__name__)
 
 ENV_INTERPRETER = "EDGE_RUNTIME_TFLITE"
 _CANDIDATES: dict[str, tuple[str, str]] = {
@@ -87,6 +92,34 @@ def engine_version() -> str:
         return dist
 
 
+@contextlib.contextmanager
+def _native_stderr_to_log() -> Iterator[None]:
+    """Route what the C++ interpreter prints on fd 2 during a call into our log.
+
+    LiteRT announces "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on
+    every interpreter it builds; on a device that is log noise. Lines are re-emitted
+    through :mod:`logging` (INFO lines at debug level), so nothing is lost.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            for line in sink.read().decode(errors="replace").splitlines():
+                if line.startswith("INFO:"):
+                    log.debug("LiteRT: %s", line)
+                elif line.strip():
+                    log.warning("LiteRT: %s", line)
+
+
 def _quant(detail: dict[str, Any]) -> QuantParams | None:
     params = detail.get("quantization_parameters") or {}
     scales = np.asarray(params.get("scales", ()), dtype=float)
@@ -117,11 +150,13 @@ class TFLiteBackend(Backend):
     def __init__(self, path: Path, *, num_threads: int | None = None) -> None:
         module, _ = _interpreter_module()
         try:
-            interpreter = module.Interpreter(model_path=str(path), num_threads=num_threads)
+            with _native_stderr_to_log():
+                interpreter = module.Interpreter(model_path=str(path), num_threads=num_threads)
         except ValueError as exc:
             raise CorruptModelError(f"{path.name} is not a readable TFLite file: {exc}") from exc
         try:
-            interpreter.allocate_tensors()
+            with _native_stderr_to_log():
+                interpreter.allocate_tensors()
         except RuntimeError as exc:
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else "unknown"
             lowered = text.lower()

@@ -1,0 +1,45 @@
+"""Latency statistics: nearest-rank percentiles over a bounded window, EWMA."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from edge_runtime.models.stats import LatencyStats
+
+
+def test_percentiles_nearest_rank() -> None:
+    stats = LatencyStats(window=100)
+    for ms in range(1, 101):
+        stats.record(ms / 1000)
+    s = stats.summary()
+    assert (s.p50_ms, s.p95_ms, s.p99_ms, s.max_ms) == pytest.approx((50, 95, 99, 100))
+    assert s.count == 100
+
+
+def test_window_bounds_memory_and_forgets_old_samples() -> None:
+    stats = LatencyStats(window=10)
+    for _ in range(1000):
+        stats.record(1.0)
+    for _ in range(10):
+        stats.record(0.001)
+    s = stats.summary()
+    assert s.count == 1010 and s.p99_ms == pytest.approx(1.0)
+    assert len(stats._buf) == 10
+    assert s.max_ms == pytest.approx(1000.0)  # the all-time maximum is kept
+
+
+def test_ewma_follows_recent_values() -> None:
+    stats = LatencyStats(window=4, ewma_alpha=0.5)
+    stats.record(0.010)
+    stats.record(0.020)
+    assert stats.summary().ewma_ms == pytest.approx(15.0)
+
+
+def test_empty_and_invalid() -> None:
+    assert math.isnan(LatencyStats().summary().p50_ms)
+    with pytest.raises(ValueError, match="window"):
+        LatencyStats(window=0)
+    with pytest.raises(ValueError, match="ewma_alpha"):
+        LatencyStats(ewma_alpha=0)
