@@ -112,7 +112,8 @@ class RateController:
         if activity >= 1.0:
             self._last_active_t = t_s
         if self._last_active_t is not None and t_s - self._last_active_t < self.hold_s:
-            target, reason = cap, "activity"
+            target = cap
+            reason = "activity" if cap >= self.max_rate_hz else "activity, capped by budget"
         else:
             decay = 0.5 ** (dt / self.decay_half_life_s) if self.decay_half_life_s > 0 else 0.0
             target = self.min_rate_hz + (self.rate_hz - self.min_rate_hz) * decay

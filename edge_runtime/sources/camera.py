@@ -164,7 +164,7 @@ class OpenCVCamera(Source):
                         log.warning("%s; retrying in %.1f s", exc, delay)
                         self._stop.wait(delay)
                         continue
-                    if not first:
+                    if not first and not self.is_file:
                         self.stats.reconnects += 1
                         log.info("camera %r reconnected to %s", self.source_id, self.describe())
                     first = False

@@ -1,0 +1,28 @@
+"""``edge-runtime run CONFIG``: the daemon (until SIGTERM/SIGINT; SIGHUP reloads)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``run`` command."""
+    parser = subparsers.add_parser(
+        "run",
+        help="run the pipelines of a config file until stopped",
+        description="Run the sources, pipelines, rules and actions of CONFIG until SIGTERM or "
+        "SIGINT (clean stop within node.shutdown_timeout_s). SIGHUP reloads CONFIG; a config "
+        "that does not validate is refused and the running one stays. A summary is written "
+        "to <state_dir>/summary.json at exit.",
+    )
+    parser.add_argument("config", metavar="CONFIG", help="TOML config file (see docs/config.md)")
+    parser.add_argument("--duration-s", type=float, default=None, metavar="S",
+                        help="stop by itself after S seconds (default: run until signalled)")
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edge_runtime.pipelines.daemon import run_daemon
+
+    return run_daemon(args.config, duration_s=args.duration_s)

@@ -1,0 +1,429 @@
+"""The daemon's one configuration file (TOML), validated with msgspec.
+
+Sections: ``[node]``, ``[[sources]]``, ``[[pipelines]]`` (source -> cleaning ->
+preprocess -> model or detector -> postprocess -> rules -> actions), ``[[actions]]``,
+``[events]``, ``[budget]`` and ``[health]``. Upstream reporting and peer offload get
+their own top-level sections later (``[upstream]``, ``[peers]``); nothing here needs
+to change for them to slot in.
+
+Unknown keys are refused. Every error is a :class:`~edge_runtime.errors.ConfigError`
+whose message starts with the key path, e.g.
+``pipelines[1].model: unknown model 'digitz' (known: digits-int8-onnx, ...)``.
+``docs/config.md`` documents every field with a full example.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from edge_runtime.errors import ConfigError
+
+# --- sections ---------------------------------------------------------------------------
+
+
+class NodeConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """This device: its name (in events and status), where it keeps state."""
+
+    name: str = msgspec.field(default_factory=socket.gethostname)
+    #: Folder for the event log and the control socket (relative to the config file).
+    state_dir: str = "state"
+    #: Unix socket for ``edge-runtime status``; default ``<state_dir>/control.sock``.
+    control_socket: str | None = None
+    #: gpiozero pin factory (``mock`` for tests and demos); default: gpiozero's choice.
+    gpio_pin_factory: str | None = None
+    #: Seconds a clean stop may take before work in flight is abandoned.
+    shutdown_timeout_s: float = 1.5
+
+
+class RateLimits(msgspec.Struct, forbid_unknown_fields=True):
+    """Base of sources: every source has a min and max sampling rate (Hz)."""
+
+    id: str
+    min_rate_hz: float = 1.0
+    max_rate_hz: float = 10.0
+
+
+class CameraSourceConfig(RateLimits, tag="camera"):
+    """OpenCV camera: exactly one of ``device`` (V4L2 index), ``path``, ``url``."""
+
+    device: int | None = None
+    path: str | None = None
+    url: str | None = None
+    width: int | None = None
+    height: int | None = None
+    fps_hz: float | None = None
+    loop: bool = False
+    realtime: bool = True
+    lossless: bool = False
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 10.0
+
+
+class Picamera2SourceConfig(RateLimits, tag="picamera2"):
+    """Raspberry Pi camera through picamera2."""
+
+    width: int = 640
+    height: int = 480
+
+
+class GpioSourceConfig(RateLimits, tag="gpio"):
+    """A gpiozero input device polled at the sampling rate."""
+
+    device: Literal["digital_input", "motion_sensor", "button", "distance_sensor", "adc"] = (
+        "digital_input"
+    )
+    pin: int | str | None = None
+    echo: int | str | None = None
+    trigger: int | str | None = None
+    chip: str = "MCP3008"
+    channel: int = 0
+    pull_up: bool | None = False
+    max_distance_m: float = 2.0
+    scale: float = 1.0
+    offset: float = 0.0
+
+
+class ReplaySourceConfig(RateLimits, tag="replay"):
+    """A CSV/NPY recording replayed as a live sensor (``speed`` x real time)."""
+
+    path: str = ""
+    speed: float = 1.0
+    loop: bool = False
+    lossless: bool = False
+    rate_hz: float | None = None
+
+
+SourceConfig = CameraSourceConfig | Picamera2SourceConfig | GpioSourceConfig | ReplaySourceConfig
+FRAME_SOURCES = (CameraSourceConfig, Picamera2SourceConfig)
+
+
+class SamplingConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """How activity drives the source's rate (see ``edge_runtime.sampling``)."""
+
+    policy: Literal["fixed", "motion", "change", "novelty", "score"] | None = None
+    hold_s: float | None = None
+    decay_half_life_s: float | None = None
+    # motion gate
+    pixel_threshold: int | None = None
+    area_fraction: float | None = None
+    heartbeat_s: float | None = None
+    # change / novelty
+    factor: float | None = None
+    z: float | None = None
+    # score
+    field: str = "score"
+    threshold: float = 0.5
+
+
+class RuleConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """Threshold (+ hysteresis, debounce, cooldown) on one result field."""
+
+    id: str
+    field: str
+    above: float | None = None
+    below: float | None = None
+    equals: float | str | bool | None = None
+    clear_at: float | None = None
+    debounce_s: float = 0.0
+    clear_debounce_s: float = 0.0
+    cooldown_s: float = 0.0
+    actions: list[str] = msgspec.field(default_factory=list)
+
+
+class PipelineConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """One source's path to decisions. ``model`` and ``detector`` are both optional:
+    without either, rules see the raw ``value`` (sensors) or ``motion`` (cameras)."""
+
+    id: str
+    source: str
+    model: str | None = None
+    num_threads: int = 1
+    #: Streaming detector for scalar sources: ``anomaly`` or ``module:Class`` with an
+    #: ``update(t_s, value) -> score`` method; ``detector_params`` go to its constructor.
+    detector: str | None = None
+    detector_params: dict[str, Any] = msgspec.field(default_factory=dict)
+    #: Options of the data-cleaning stage for sensor streams (see docs/config.md).
+    cleaning: dict[str, Any] | None = None
+    sampling: SamplingConfig = msgspec.field(default_factory=SamplingConfig)
+    rules: list[RuleConfig] = msgspec.field(default_factory=list)
+
+
+class GpioActionConfig(msgspec.Struct, forbid_unknown_fields=True, tag="gpio"):
+    """LED, buzzer or relay output."""
+
+    id: str
+    device: Literal["led", "buzzer", "relay"] = "led"
+    pin: int | str = 0
+    mode: Literal["follow", "pulse"] = "follow"
+    pulse_s: float = 1.0
+    active_high: bool = True
+
+
+class EventActionConfig(msgspec.Struct, forbid_unknown_fields=True, tag="event"):
+    """An entry in the node's JSONL event log."""
+
+    id: str
+    kind: str = "rule"
+
+
+class LogActionConfig(msgspec.Struct, forbid_unknown_fields=True, tag="log"):
+    """A log line."""
+
+    id: str
+    message: str = "rule {rule} {state} ({field}={value})"
+    level: str = "WARNING"
+
+
+ActionConfig = GpioActionConfig | EventActionConfig | LogActionConfig
+
+
+class EventsConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """The local event log (JSONL, fsynced, rotated)."""
+
+    path: str = "events.jsonl"  # relative to node.state_dir
+    max_bytes: int = 10_000_000
+    keep: int = 3
+
+
+class BudgetConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """CPU and thermal cap on every source's maximum rate."""
+
+    enabled: bool = True
+    temp_soft_c: float = 70.0
+    temp_hard_c: float = 80.0
+    cpu_high_percent: float = 85.0
+    interval_s: float = 2.0
+    thermal_root: str = "/sys/class/thermal"
+
+
+class HealthConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """Periodic health snapshot; its ``rules`` see keys like ``temperature_c``."""
+
+    interval_s: float = 10.0
+    disk_path: str = "/"
+    check_throttling: bool = True
+    rules: list[RuleConfig] = msgspec.field(default_factory=list)
+
+
+class Config(msgspec.Struct, forbid_unknown_fields=True):
+    """The whole file."""
+
+    node: NodeConfig = msgspec.field(default_factory=NodeConfig)
+    sources: list[SourceConfig] = msgspec.field(default_factory=list)
+    pipelines: list[PipelineConfig] = msgspec.field(default_factory=list)
+    actions: list[ActionConfig] = msgspec.field(default_factory=list)
+    events: EventsConfig = msgspec.field(default_factory=EventsConfig)
+    budget: BudgetConfig = msgspec.field(default_factory=BudgetConfig)
+    health: HealthConfig = msgspec.field(default_factory=HealthConfig)
+
+    # Filled in by load_config: the folder relative paths are resolved against.
+    base_dir: Path = Path()
+
+    def resolve(self, path: str) -> Path:
+        """A path from the file, relative to the config file's folder (``~`` expanded)."""
+        p = Path(os.path.expanduser(path))
+        return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+    @property
+    def state_dir(self) -> Path:
+        """Absolute state folder."""
+        return self.resolve(self.node.state_dir)
+
+    @property
+    def control_socket(self) -> Path:
+        """Absolute control socket path."""
+        if self.node.control_socket:
+            return self.resolve(self.node.control_socket)
+        return self.state_dir / "control.sock"
+
+    @property
+    def event_log_path(self) -> Path:
+        """Absolute event log path."""
+        p = Path(os.path.expanduser(self.events.path))
+        return p if p.is_absolute() else self.state_dir / p
+
+    def source(self, source_id: str) -> SourceConfig:
+        """The source called ``source_id``."""
+        return next(s for s in self.sources if s.id == source_id)
+
+
+# --- loading and checks ------------------------------------------------------------------
+
+_AT_PATH = re.compile(r"^(?P<msg>.*) - at `\$(?P<path>[^`]*)`$", re.S)
+
+
+def _key_path(path: str) -> str:
+    return path.lstrip(".")
+
+
+def decode_config(data: bytes | str, *, base_dir: Path = Path(), source: str = "config"
+                  ) -> Config:
+    """Parse and validate TOML text; raises ConfigError naming the key path."""
+    try:
+        config = msgspec.toml.decode(data, type=Config)
+    except msgspec.ValidationError as exc:
+        m = _AT_PATH.match(str(exc))
+        if m:
+            path, msg = _key_path(m["path"]), m["msg"]
+            unknown = re.match(r"Object contains unknown field `(.*)`", msg)
+            if unknown:
+                key = f"{path}.{unknown[1]}" if path else unknown[1]
+                raise ConfigError(f"{key}: unknown key") from exc
+            raise ConfigError(f"{path or source}: {msg}") from exc
+        unknown = re.match(r"Object contains unknown field `(.*)`", str(exc))
+        if unknown:
+            raise ConfigError(f"{unknown[1]}: unknown key (top level)") from exc
+        raise ConfigError(f"{source}: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{source} is not valid TOML: {exc}") from exc
+    config.base_dir = base_dir.resolve()
+    check_config(config)
+    return config
+
+
+def load_config(path: str | Path) -> Config:
+    """Read, validate and cross-check a config file."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}",
+                          hint="give the path of a TOML config file") from exc
+    return decode_config(data, base_dir=path.parent, source=str(path))
+
+
+def _known_models() -> list[str]:
+    from edge_runtime.models.registry import list_models
+
+    return [m.name for m in list_models()]
+
+
+def resolve_detector(spec: str) -> Any:
+    """The detector class named by ``anomaly`` or ``module:Class``; ImportError if absent."""
+    target = "edge_runtime.anomaly:AnomalyDetector" if spec == "anomaly" else spec
+    module_name, _, attr = target.partition(":")
+    module = importlib.import_module(module_name)
+    try:
+        return getattr(module, attr or "AnomalyDetector")
+    except AttributeError as exc:
+        raise ImportError(f"{module_name} has no {attr!r}") from exc
+
+
+def check_config(config: Config) -> None:
+    """Cross-field checks msgspec cannot do; raises ConfigError with the key path."""
+    def unique(items: list[Any], section: str) -> None:
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            if not item.id:
+                raise ConfigError(f"{section}[{i}].id: must not be empty")
+            if item.id in seen:
+                raise ConfigError(f"{section}[{i}].id: duplicate id {item.id!r}")
+            seen.add(item.id)
+
+    unique(config.sources, "sources")
+    unique(config.pipelines, "pipelines")
+    unique(config.actions, "actions")
+    if config.node.shutdown_timeout_s <= 0:
+        raise ConfigError("node.shutdown_timeout_s: must be > 0")
+
+    for i, src in enumerate(config.sources):
+        where = f"sources[{i}]"
+        if not 0 < src.min_rate_hz <= src.max_rate_hz:
+            raise ConfigError(f"{where}: need 0 < min_rate_hz <= max_rate_hz "
+                              f"(got {src.min_rate_hz}, {src.max_rate_hz})")
+        if isinstance(src, CameraSourceConfig):
+            given = [k for k in ("device", "path", "url") if getattr(src, k) is not None]
+            if len(given) != 1:
+                raise ConfigError(f"{where}: give exactly one of device, path or url "
+                                  f"(got {', '.join(given) or 'none'})")
+            if src.path is not None and not config.resolve(src.path).is_file():
+                raise ConfigError(f"{where}.path: no video file at {config.resolve(src.path)}")
+        elif isinstance(src, ReplaySourceConfig):
+            if not src.path:
+                raise ConfigError(f"{where}.path: a replay needs the recording's path")
+            if not config.resolve(src.path).is_file():
+                raise ConfigError(f"{where}.path: no recording at {config.resolve(src.path)}")
+            if src.speed <= 0:
+                raise ConfigError(f"{where}.speed: must be > 0")
+        elif isinstance(src, GpioSourceConfig):
+            if src.device == "distance_sensor":
+                if src.echo is None or src.trigger is None:
+                    raise ConfigError(f"{where}: distance_sensor needs echo and trigger pins")
+            elif src.device != "adc" and src.pin is None:
+                raise ConfigError(f"{where}.pin: {src.device} needs a pin")
+
+    source_ids = {s.id: s for s in config.sources}
+    action_ids = {a.id for a in config.actions}
+    used: dict[str, str] = {}
+    known_models: list[str] | None = None
+    for i, pipe in enumerate(config.pipelines):
+        where = f"pipelines[{i}]"
+        found = source_ids.get(pipe.source)
+        if found is None:
+            raise ConfigError(f"{where}.source: unknown source {pipe.source!r} "
+                              f"(known: {', '.join(source_ids) or 'none'})")
+        src = found
+        if pipe.source in used:
+            raise ConfigError(f"{where}.source: source {pipe.source!r} already feeds "
+                              f"pipeline {used[pipe.source]!r}",
+                              hint="declare a second source for the second pipeline")
+        used[pipe.source] = pipe.id
+        is_frame = isinstance(src, FRAME_SOURCES)
+        if pipe.model is not None:
+            looks_like_path = "/" in pipe.model or pipe.model.endswith((".onnx", ".tflite"))
+            if looks_like_path:
+                if not config.resolve(pipe.model).is_file():
+                    raise ConfigError(f"{where}.model: no model file at "
+                                      f"{config.resolve(pipe.model)}")
+            else:
+                if known_models is None:
+                    known_models = _known_models()
+                if pipe.model not in known_models:
+                    raise ConfigError(f"{where}.model: unknown model {pipe.model!r} "
+                                      f"(known: {', '.join(known_models)})")
+        if pipe.detector is not None:
+            if is_frame:
+                raise ConfigError(f"{where}.detector: detectors take scalar sources, "
+                                  f"{pipe.source!r} is a camera")
+            if pipe.model is not None:
+                raise ConfigError(f"{where}: give model or detector, not both")
+            try:
+                resolve_detector(pipe.detector)
+            except ImportError as exc:
+                raise ConfigError(f"{where}.detector: cannot load {pipe.detector!r}: {exc}"
+                                  ) from exc
+        if pipe.num_threads < 1:
+            raise ConfigError(f"{where}.num_threads: must be >= 1")
+        policy = pipe.sampling.policy
+        if policy == "motion" and not is_frame:
+            raise ConfigError(f"{where}.sampling.policy: motion needs a camera source")
+        if policy in ("change", "novelty") and is_frame:
+            raise ConfigError(f"{where}.sampling.policy: {policy} needs a scalar source")
+        _check_rules(pipe.rules, f"{where}.rules", action_ids)
+    _check_rules(config.health.rules, "health.rules", action_ids)
+    if config.health.interval_s <= 0:
+        raise ConfigError("health.interval_s: must be > 0")
+
+
+def _check_rules(rules: list[RuleConfig], where: str, action_ids: set[str]) -> None:
+    seen: set[str] = set()
+    for j, rule in enumerate(rules):
+        if rule.id in seen:
+            raise ConfigError(f"{where}[{j}].id: duplicate rule id {rule.id!r}")
+        seen.add(rule.id)
+        given = [k for k in ("above", "below", "equals") if getattr(rule, k) is not None]
+        if len(given) != 1:
+            raise ConfigError(f"{where}[{j}]: give exactly one of above, below or equals")
+        if rule.clear_at is not None and given[0] == "equals":
+            raise ConfigError(f"{where}[{j}].clear_at: needs above or below")
+        for k, action in enumerate(rule.actions):
+            if action not in action_ids:
+                raise ConfigError(f"{where}[{j}].actions[{k}]: unknown action {action!r} "
+                                  f"(known: {', '.join(sorted(action_ids)) or 'none'})")

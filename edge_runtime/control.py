@@ -1,0 +1,113 @@
+"""The daemon's local control socket: ``edge-runtime status`` talks to ``run`` over it.
+
+Protocol: the client connects to a Unix socket, sends one JSON line
+(``{"cmd": "status"}``) and reads one JSON line back (the reply, or
+``{"error": "..."}``). JSON is encoded with msgspec. The socket file is created with
+mode 0600 (only the daemon's user may ask), and a stale file from a crashed daemon
+is replaced; a live daemon on the same path is an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from edge_runtime.errors import DaemonError
+
+log = logging.getLogger(__name__)
+
+#: Longest request line the server reads (bytes).
+MAX_REQUEST_BYTES = 4096
+#: How long the server waits for a client to send its request.
+REQUEST_TIMEOUT_S = 2.0
+
+Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def _socket_alive(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        try:
+            s.connect(str(path))
+        except OSError:
+            return False
+        return True
+
+
+async def start_server(path: Path, handler: Handler) -> asyncio.Server:
+    """Serve ``handler`` on the Unix socket ``path``; close the returned server to stop."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() or path.is_symlink():
+        if _socket_alive(path):
+            raise DaemonError(f"another daemon is already listening on {path}",
+                              hint="stop it first, or give this one another node.control_socket")
+        path.unlink()
+    encoder = msgspec.json.Encoder()
+
+    async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), REQUEST_TIMEOUT_S)
+            if len(line) > MAX_REQUEST_BYTES:
+                reply: dict[str, Any] = {"error": "request too long"}
+            else:
+                try:
+                    request = msgspec.json.decode(line or b"{}")
+                    if not isinstance(request, dict):
+                        raise TypeError("request must be a JSON object")
+                    reply = await handler(request)
+                except (msgspec.DecodeError, TypeError) as exc:
+                    reply = {"error": f"bad request: {exc}"}
+            writer.write(encoder.encode(reply) + b"\n")
+            await asyncio.wait_for(writer.drain(), REQUEST_TIMEOUT_S)
+        except (TimeoutError, ConnectionError) as exc:
+            log.debug("control client went away: %s", exc)
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError, TimeoutError):
+                await asyncio.wait_for(writer.wait_closed(), REQUEST_TIMEOUT_S)
+
+    old_umask = os.umask(0o177)
+    try:
+        server = await asyncio.start_unix_server(on_client, path=str(path),
+                                                 limit=MAX_REQUEST_BYTES * 2)
+    finally:
+        os.umask(old_umask)
+    return server
+
+
+def request(path: str | Path, cmd: str = "status", *, timeout_s: float = 3.0,
+            **params: Any) -> dict[str, Any]:
+    """Send one command to a running daemon and return its reply (blocking client)."""
+    path = Path(path)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout_s)
+        try:
+            s.connect(str(path))
+            s.sendall(msgspec.json.encode({"cmd": cmd, **params}) + b"\n")
+            chunks: list[bytes] = []
+            while not chunks or not chunks[-1].endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except FileNotFoundError as exc:
+            raise DaemonError(f"no daemon control socket at {path}") from exc
+        except (ConnectionRefusedError, TimeoutError, OSError) as exc:
+            raise DaemonError(f"cannot talk to the daemon at {path}: {exc}") from exc
+    try:
+        reply = msgspec.json.decode(b"".join(chunks))
+    except msgspec.DecodeError as exc:
+        raise DaemonError(f"the daemon at {path} sent an unreadable reply") from exc
+    if not isinstance(reply, dict):
+        raise DaemonError(f"the daemon at {path} sent an unexpected reply")
+    if "error" in reply:
+        raise DaemonError(f"the daemon refused {cmd!r}: {reply['error']}")
+    return reply

@@ -1,0 +1,346 @@
+"""The ``edge-runtime run`` daemon: an asyncio core that only coordinates.
+
+One task group per *generation* (one loaded config) holds a task per pipeline and a
+health task. Source reads, inference and health reads that may block run in executors;
+the loop runs rules, actions and the control socket. Signals:
+
+- SIGTERM / SIGINT: stop taking samples, let work in flight finish (its result still
+  goes through rules and actions), close sources, switch outputs off, flush the event
+  log, write ``<state_dir>/summary.json``. Bounded by ``node.shutdown_timeout_s``.
+- SIGHUP: reload the config file. A config that does not validate is refused and the
+  old one keeps running; one that validates replaces the old generation. If the new one
+  then fails to build (a pin in use, a model that will not load), the old config is
+  built again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from edge_runtime.config import Config, load_config
+from edge_runtime.control import start_server
+from edge_runtime.errors import EdgeRuntimeError
+from edge_runtime.health import HealthMonitor
+from edge_runtime.pipelines.pipeline import Pipeline, Runtime, build_runtime
+
+log = logging.getLogger(__name__)
+
+#: Longest a pipeline waits for a sample before checking for a stop (seconds).
+READ_TIMEOUT_S = 0.25
+#: First and longest pause between attempts to open a source that failed to open.
+OPEN_RETRY_MIN_S = 0.5
+OPEN_RETRY_MAX_S = 10.0
+
+
+class _RateLimitedLog:
+    """Logs the first occurrence of a repeated error, then every ``every``-th."""
+
+    def __init__(self, every: int = 100) -> None:
+        self.every = every
+        self.counts: dict[str, int] = {}
+
+    def error(self, key: str, msg: str, *args: object) -> None:
+        n = self.counts.get(key, 0) + 1
+        self.counts[key] = n
+        if n == 1 or n % self.every == 0:
+            log.error(msg + (" (%d times)" if n > 1 else ""), *args, *((n,) if n > 1 else ()))
+
+
+class Daemon:
+    """Runs a config until stopped; see the module docstring."""
+
+    def __init__(self, config_path: str | Path | None, *, config: Config | None = None,
+                 duration_s: float | None = None) -> None:
+        if config_path is None and config is None:
+            raise ValueError("give config_path or config")
+        self.config_path = Path(config_path) if config_path is not None else None
+        self.config = config if config is not None else load_config(self.config_path or "")
+        self.duration_s = duration_s
+        self.runtime: Runtime | None = None
+        self.generation = 0
+        self.reloads = 0
+        self.reload_errors = 0
+        self.last_reload_error: str | None = None
+        self.health: dict[str, Any] = {}
+        self.started_mono = time.monotonic()
+        self._stop = asyncio.Event()
+        self._reload = asyncio.Event()
+        self._gen_stop = asyncio.Event()
+        self._pending: Config | None = None
+        self._health = HealthMonitor(disk_path=Path(self.config.health.disk_path),
+                                     check_throttling=self.config.health.check_throttling)
+        self._errors = _RateLimitedLog()
+        workers = max(2, len(self.config.pipelines) + 2)
+        self._read_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="read")
+        self._infer_pool = ThreadPoolExecutor(max_workers=max(1, len(self.config.pipelines)),
+                                              thread_name_prefix="infer")
+
+    # -- public ------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Ask for a clean stop (what SIGTERM does)."""
+        self._stop.set()
+        self._gen_stop.set()
+
+    def request_reload(self) -> None:
+        """Ask for a config reload (what SIGHUP does); a bad config is refused."""
+        self._reload.set()
+
+    async def run(self) -> int:
+        """Run until stopped; returns the process exit code (0 on a clean stop)."""
+        loop = asyncio.get_running_loop()
+        for sig, handler in ((signal.SIGTERM, self.request_stop),
+                             (signal.SIGINT, self.request_stop),
+                             (signal.SIGHUP, self.request_reload)):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, handler)
+        self.runtime = await loop.run_in_executor(None, build_runtime, self.config)
+        try:
+            server = await start_server(self.config.control_socket, self._handle_request)
+        except BaseException:
+            await loop.run_in_executor(None, self.runtime.close)
+            raise
+        deadline_task = None
+        if self.duration_s is not None:
+            deadline_task = loop.call_later(self.duration_s, self.request_stop)
+        log.info("daemon %r running %d pipeline(s); control socket %s", self.config.node.name,
+                 len(self.runtime.pipelines), self.config.control_socket)
+        try:
+            while True:
+                self.generation += 1
+                await self._run_generation(self.runtime)
+                if self._stop.is_set():
+                    break
+                if self._pending is not None:
+                    await self._switch_to(self._pending)
+                    self._pending = None
+        finally:
+            if deadline_task is not None:
+                deadline_task.cancel()
+            server.close()
+            with contextlib.suppress(OSError):
+                self.config.control_socket.unlink()
+            await self._finish()
+        return 0
+
+    # -- generations -------------------------------------------------------------------
+
+    async def _run_generation(self, runtime: Runtime) -> None:
+        """Run every pipeline and the health task until a stop or an accepted reload."""
+        self._gen_stop.clear()
+        if self._stop.is_set():
+            self._gen_stop.set()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(self._run_pipeline(pipe),
+                                        name=f"pipeline-{pipe.pipeline_id}")
+                         for pipe in runtime.pipelines]
+                tg.create_task(self._run_health(runtime), name="health")
+                tg.create_task(self._stopper(runtime, tasks), name="stopper")
+                tg.create_task(self._watch_reload(), name="reload-watcher")
+        finally:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, runtime.close)
+
+    async def _stopper(self, runtime: Runtime, tasks: list[asyncio.Task[None]]) -> None:
+        """On stop: wake blocked readers, give work in flight a bounded time to finish."""
+        await self._gen_stop.wait()
+        loop = asyncio.get_running_loop()
+        # Closing sources wakes readers blocked in executors (camera slots, replay waits).
+        await asyncio.gather(*(loop.run_in_executor(self._read_pool, src.close)
+                               for src in runtime.sources.values()))
+        pending = [t for t in tasks if not t.done()]
+        if pending:
+            _, still = await asyncio.wait(pending, timeout=runtime.config.node.shutdown_timeout_s)
+            for task in still:
+                log.warning("%s: work in flight did not finish in %.1f s; abandoned",
+                            task.get_name(), runtime.config.node.shutdown_timeout_s)
+                task.cancel()
+
+    async def _watch_reload(self) -> None:
+        """Validate a new config on SIGHUP; only a valid one ends this generation."""
+        loop = asyncio.get_running_loop()
+        while not self._gen_stop.is_set():
+            reload_wait = asyncio.ensure_future(self._reload.wait())
+            stop_wait = asyncio.ensure_future(self._gen_stop.wait())
+            await asyncio.wait({reload_wait, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            reload_wait.cancel()
+            stop_wait.cancel()
+            if self._gen_stop.is_set():
+                return
+            self._reload.clear()
+            try:
+                if self.config_path is None:
+                    raise EdgeRuntimeError("this daemon was started without a config file")
+                new_config = await loop.run_in_executor(None, load_config, self.config_path)
+            except EdgeRuntimeError as exc:
+                self.reload_errors += 1
+                self.last_reload_error = str(exc)
+                log.error("reload refused, the running config stays: %s", exc)
+                continue
+            log.info("reloading config from %s", self.config_path)
+            self._pending = new_config
+            self._gen_stop.set()
+            return
+
+    async def _sleep_unless_stopped(self, seconds: float) -> bool:
+        """Sleep; True if a stop/reload came first."""
+        if seconds <= 0:
+            return self._gen_stop.is_set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._gen_stop.wait(), seconds)
+        return self._gen_stop.is_set()
+
+    async def _run_pipeline(self, pipe: Pipeline) -> None:
+        loop = asyncio.get_running_loop()
+        source = pipe.source
+        retry_s = OPEN_RETRY_MIN_S
+        while not self._gen_stop.is_set():
+            try:
+                await loop.run_in_executor(self._read_pool, source.open)
+                break
+            except EdgeRuntimeError as exc:
+                pipe.stats.errors += 1
+                pipe.stats.last_error = str(exc)
+                self._errors.error(f"open-{pipe.pipeline_id}", "pipeline %r: %s",
+                                   pipe.pipeline_id, exc)
+                if await self._sleep_unless_stopped(retry_s):
+                    return
+                retry_s = min(OPEN_RETRY_MAX_S, retry_s * 2)
+        while not self._gen_stop.is_set():
+            started = time.monotonic()
+            sample = await loop.run_in_executor(self._read_pool, source.read, READ_TIMEOUT_S)
+            if sample is None:
+                if source.exhausted:
+                    log.info("pipeline %r: source %r has ended", pipe.pipeline_id,
+                             source.source_id)
+                    return
+                continue
+            try:
+                # A stop arriving now does not interrupt this: the sample is finished and
+                # its result still reaches rules and actions (the stopper bounds the wait).
+                step = await loop.run_in_executor(self._infer_pool, pipe.infer, sample)
+            except Exception as exc:  # a bad sample must not kill a 24/7 pipeline
+                pipe.stats.errors += 1
+                pipe.stats.last_error = f"{type(exc).__name__}: {exc}"
+                self._errors.error(f"infer-{pipe.pipeline_id}", "pipeline %r: %s",
+                                   pipe.pipeline_id, pipe.stats.last_error)
+                continue
+            pipe.decide(sample, step)
+            wait_s = pipe.controller.period_s - (time.monotonic() - started)
+            if await self._sleep_unless_stopped(wait_s):
+                return
+
+    async def _run_health(self, runtime: Runtime) -> None:
+        loop = asyncio.get_running_loop()
+        interval_s = runtime.config.health.interval_s
+        while True:
+            snapshot = await loop.run_in_executor(self._read_pool, self._health.snapshot)
+            snapshot.update(self._pipeline_totals(runtime))
+            self.health = snapshot
+            now = time.monotonic()
+            for rule in runtime.health_rules:
+                tr = rule.update(now, snapshot)
+                if tr is None:
+                    continue
+                context = {"pipeline": "health", "node": runtime.config.node.name,
+                           "result": snapshot}
+                for action_id in tr.actions:
+                    try:
+                        runtime.actions[action_id].handle(tr, context)
+                    except Exception as exc:
+                        log.error("health action %r failed: %s", action_id, exc)
+            log.debug("health: %s", snapshot)
+            if await self._sleep_unless_stopped(interval_s):
+                return
+
+    @staticmethod
+    def _pipeline_totals(runtime: Runtime) -> dict[str, float]:
+        """Whole-node counters that health rules may test (drops, errors)."""
+        return {
+            "dropped": float(sum(p.source.stats.dropped for p in runtime.pipelines)),
+            "pipeline_errors": float(sum(p.stats.errors for p in runtime.pipelines)),
+            "inferences": float(sum(p.stats.inferences for p in runtime.pipelines)),
+        }
+
+    async def _switch_to(self, new_config: Config) -> None:
+        """Build the runtime of a validated new config; fall back to the old one."""
+        loop = asyncio.get_running_loop()
+        try:
+            self.runtime = await loop.run_in_executor(None, build_runtime, new_config)
+        except EdgeRuntimeError as exc:
+            self.reload_errors += 1
+            self.last_reload_error = str(exc)
+            log.error("new config failed to start (%s); restarting the old one", exc)
+            self.runtime = await loop.run_in_executor(None, build_runtime, self.config)
+            return
+        self.config = new_config
+        self.reloads += 1
+        log.info("config reloaded from %s", self.config_path)
+
+    # -- status and shutdown -------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """The reply to ``edge-runtime status`` (also written to summary.json at exit)."""
+        runtime = self.runtime
+        return {
+            "node": self.config.node.name,
+            "pid": os.getpid(),
+            "uptime_s": round(time.monotonic() - self.started_mono, 3),
+            "config": str(self.config_path) if self.config_path else None,
+            "generation": self.generation,
+            "reloads": self.reloads,
+            "reload_errors": self.reload_errors,
+            "last_reload_error": self.last_reload_error,
+            "health": self.health,
+            "pipelines": {p.pipeline_id: p.status() for p in runtime.pipelines}
+            if runtime else {},
+            "actions": {a.action_id: a.fired for a in runtime.actions.values()}
+            if runtime else {},
+            "events_written": runtime.event_log.written if runtime and runtime.event_log
+            else 0,
+        }
+
+    async def _handle_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        cmd = request.get("cmd")
+        if cmd == "status":
+            return self.status()
+        if cmd == "reload":
+            self.request_reload()
+            return {"ok": True}
+        return {"error": f"unknown command {cmd!r} (known: status, reload)"}
+
+    async def _finish(self) -> None:
+        summary = self.status()
+        summary["stopped"] = True
+        path = self.config.state_dir / "summary.json"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".json.tmp")
+            tmp.write_bytes(msgspec.json.format(msgspec.json.encode(summary)))
+            tmp.replace(path)
+        except OSError as exc:
+            log.warning("cannot write %s: %s", path, exc)
+        for name, pipe in summary["pipelines"].items():
+            log.info("summary %s: %d samples, %d inferences, %d gated, %d dropped, "
+                     "%d rate changes, latency p99 %s ms", name, pipe["samples"],
+                     pipe["inferences"], pipe["gated"], pipe["source_stats"]["dropped"],
+                     pipe["sampling"]["rate_changes"], pipe["latency_ms"]["p99"])
+        self._read_pool.shutdown(wait=False, cancel_futures=True)
+        self._infer_pool.shutdown(wait=False, cancel_futures=True)
+
+
+def run_daemon(config_path: str | Path, *, duration_s: float | None = None) -> int:
+    """Blocking entry point of ``edge-runtime run``."""
+    daemon = Daemon(config_path, duration_s=duration_s)
+    return asyncio.run(daemon.run())

@@ -1,0 +1,444 @@
+"""One pipeline: source -> (cleaning) -> gate -> preprocess -> model/detector ->
+postprocess -> rules -> actions, plus its adaptive rate.
+
+The work is split by where it may run:
+
+- :meth:`Pipeline.infer` does everything heavy (motion gate, preprocessing, the model)
+  and is called in an executor thread by the daemon;
+- :meth:`Pipeline.decide` is cheap bookkeeping (rate controller, rules, actions) and
+  runs on the event loop, so the order of decisions is the order of samples.
+
+:func:`build_runtime` turns a validated :class:`~edge_runtime.config.Config` into
+sources, actions, pipelines and the health pipeline; it loads models, so the daemon
+calls it in an executor too (and before stopping the old runtime on a reload).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.config import (
+    CameraSourceConfig,
+    Config,
+    GpioActionConfig,
+    GpioSourceConfig,
+    LogActionConfig,
+    Picamera2SourceConfig,
+    PipelineConfig,
+    ReplaySourceConfig,
+    RuleConfig,
+    SourceConfig,
+    resolve_detector,
+)
+from edge_runtime.errors import ConfigError, EdgeRuntimeError
+from edge_runtime.models.manifest import (
+    ClassificationPostprocessing,
+    DetectionPostprocessing,
+    ForecastPostprocessing,
+    ImagePreprocessing,
+    WindowPreprocessing,
+)
+from edge_runtime.pipelines import postprocess
+from edge_runtime.pipelines.actions import (
+    Action,
+    EventAction,
+    EventLog,
+    GpioOutputAction,
+    LogAction,
+)
+from edge_runtime.pipelines.preprocess import (
+    SlidingWindow,
+    frame_preprocessor,
+    window_input,
+    window_recipe,
+)
+from edge_runtime.pipelines.rules import Rule, Transition
+from edge_runtime.sampling.controller import Budget, RateController
+from edge_runtime.sampling.policy import ActivityPolicy, make_policy
+from edge_runtime.sources.base import Sample, Source
+
+log = logging.getLogger(__name__)
+
+#: How many recent frame-to-result latencies are kept for percentiles.
+LATENCY_WINDOW = 2000
+
+
+@dataclass
+class Step:
+    """What :meth:`Pipeline.infer` found for one sample."""
+
+    activity: float
+    result: dict[str, Any] | None  # None: nothing to decide on (gated, warming up, missing)
+    inferred: bool = False
+    infer_s: float = 0.0
+
+
+@dataclass
+class PipelineStats:
+    """Counters of one pipeline, for status and summaries."""
+
+    samples: int = 0
+    inferences: int = 0
+    gated: int = 0
+    missing: int = 0
+    warming: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
+
+    def latency_ms(self) -> dict[str, float | None]:
+        """p50/p99/max frame-to-result latency over the recent window, in ms."""
+        if not self.latencies_s:
+            return {"p50": None, "p99": None, "max": None}
+        arr = np.asarray(self.latencies_s) * 1000.0
+        return {"p50": round(float(np.percentile(arr, 50)), 3),
+                "p99": round(float(np.percentile(arr, 99)), 3),
+                "max": round(float(arr.max()), 3)}
+
+
+class Pipeline:
+    """See the module docstring. Built by :func:`build_runtime`."""
+
+    def __init__(
+        self,
+        pipeline_id: str,
+        source: Source,
+        *,
+        policy: ActivityPolicy,
+        controller: RateController,
+        rules: list[Rule],
+        actions: dict[str, Action],
+        node_name: str = "",
+        model: Any = None,
+        detector: Any = None,
+    ) -> None:
+        self.pipeline_id = pipeline_id
+        self.source = source
+        self.policy = policy
+        self.controller = controller
+        self.rules = rules
+        self.actions = actions
+        self.node_name = node_name
+        self.model = model
+        self.detector = detector
+        self.stats = PipelineStats()
+        self.last_result: dict[str, Any] | None = None
+        self._frame_fn = None
+        self._window: SlidingWindow | None = None
+        self._window_recipe: WindowPreprocessing | None = None
+        self._post = model.manifest.postprocessing if model is not None and model.manifest \
+            else None
+        self._labels: list[str] = list(getattr(model, "labels", []) or []) if model else []
+        if model is not None:
+            if source.kind == "frame":
+                self._frame_fn = frame_preprocessor(model)
+            else:
+                self._window_recipe = window_recipe(model)
+                self._window = SlidingWindow(self._window_recipe.length)
+        controller.listeners.append(self._on_rate_change)
+
+    # -- executor side ----------------------------------------------------------------
+
+    def infer(self, sample: Sample) -> Step:
+        """Gate, preprocess and run the model on one sample (blocking; executor only)."""
+        activity = self.policy.observe(sample)
+        if sample.frame is not None:
+            if not self.policy.wants_inference(sample, activity):
+                return Step(activity, None)
+            if self.model is None:
+                return Step(activity, {"motion": activity})
+            started = time.perf_counter()
+            x = self._frame_fn(sample.frame)  # type: ignore[misc]
+            outputs = self.model.run(x)
+            result = self._postprocess(outputs)
+            result["motion"] = activity
+            return Step(activity, result, True, time.perf_counter() - started)
+        value = sample.value
+        if value is None or math.isnan(value):
+            return Step(activity, None)
+        if self.detector is not None:
+            started = time.perf_counter()
+            score = float(self.detector.update(sample.t_mono_s, value))
+            return Step(activity, {"value": value, "score": score}, True,
+                        time.perf_counter() - started)
+        if self.model is None or self._window is None or self._window_recipe is None:
+            return Step(activity, {"value": value})
+        return self._infer_window(activity, value)
+
+    def _infer_window(self, activity: float, value: float) -> Step:
+        assert self._window is not None and self._window_recipe is not None
+        recipe = self._window_recipe
+        if not self._window.full:
+            self._window.push(value)
+            return Step(activity, {"value": value, "warming": True})
+        started = time.perf_counter()
+        outputs = self.model.run(window_input(self._window, recipe, self.model))
+        self._window.push(value)
+        if isinstance(self._post, ForecastPostprocessing):
+            actual = (value - recipe.mean) / recipe.std
+            result = postprocess.forecast_score(outputs, self._post, actual, recipe.mean,
+                                                recipe.std)
+        else:
+            result = self._postprocess(outputs)
+        result["value"] = value
+        return Step(activity, result, True, time.perf_counter() - started)
+
+    def _postprocess(self, outputs: dict[str, np.ndarray[Any, Any]]) -> dict[str, Any]:
+        post = self._post
+        if isinstance(post, DetectionPostprocessing):
+            pre = self.model.manifest.preprocessing if self.model.manifest else None
+            size = pre.size if isinstance(pre, ImagePreprocessing) else (1, 1)
+            return postprocess.detect(outputs, post, self._labels, size)
+        if isinstance(post, ClassificationPostprocessing) or post is None:
+            spec = post if post is not None else ClassificationPostprocessing()
+            first = np.asarray(next(iter(outputs.values())))
+            if post is None and first.size == 1:
+                return {"score": float(first.reshape(-1)[0])}
+            return postprocess.classify(outputs, spec, self._labels)
+        first = np.asarray(next(iter(outputs.values())))
+        return {"score": float(first.reshape(-1)[0])}
+
+    # -- loop side ---------------------------------------------------------------------
+
+    def decide(self, sample: Sample, step: Step, now_s: float | None = None) -> list[Transition]:
+        """Update the rate, run rules and actions for one processed sample (cheap)."""
+        now = time.monotonic() if now_s is None else now_s
+        self.stats.samples += 1
+        activity = step.activity
+        if step.result is None:
+            if sample.frame is not None:
+                self.stats.gated += 1
+            else:
+                self.stats.missing += 1
+        else:
+            if step.result.get("warming"):
+                self.stats.warming += 1
+            if step.inferred:
+                self.stats.inferences += 1
+                self.stats.latencies_s.append(max(0.0, now - sample.t_mono_s))
+            activity = max(activity, self.policy.observe_result(step.result))
+            self.last_result = step.result
+        self.controller.update(sample.t_mono_s, activity)
+        transitions: list[Transition] = []
+        if step.result is not None:
+            for rule in self.rules:
+                tr = rule.update(sample.t_mono_s, step.result)
+                if tr is not None:
+                    transitions.append(tr)
+                    self._fire(tr, step.result)
+        return transitions
+
+    def _fire(self, tr: Transition, result: dict[str, Any]) -> None:
+        context = {"pipeline": self.pipeline_id, "node": self.node_name, "result": result}
+        for action_id in tr.actions:
+            action = self.actions[action_id]
+            try:
+                action.handle(tr, context)
+            except Exception as exc:  # an action must never stop the pipeline
+                log.error("pipeline %r: action %r failed: %s", self.pipeline_id, action_id, exc)
+
+    def _on_rate_change(self, old_hz: float, new_hz: float, reason: str) -> None:
+        log.info("pipeline %r: rate %.3g -> %.3g Hz (%s)", self.pipeline_id, old_hz, new_hz,
+                 reason)
+        if self.source.can_set_rate:
+            try:
+                self.source.set_rate(new_hz)
+                self.source.stats.rate_hz = new_hz
+            except EdgeRuntimeError as exc:
+                log.warning("source %r refused rate %.3g Hz: %s", self.source.source_id,
+                            new_hz, exc)
+
+    def status(self) -> dict[str, Any]:
+        """Everything ``edge-runtime status`` shows about this pipeline."""
+        s = self.stats
+        last = {k: v for k, v in (self.last_result or {}).items()
+                if isinstance(v, str | int | float | bool)}
+        return {
+            "source": self.source.source_id,
+            "model": getattr(getattr(self.model, "manifest", None), "name", None)
+            if self.model is not None else None,
+            "samples": s.samples, "inferences": s.inferences, "gated": s.gated,
+            "missing": s.missing, "warming": s.warming, "errors": s.errors,
+            "last_error": s.last_error,
+            "latency_ms": s.latency_ms(),
+            "sampling": {**self.controller.state(), **self.policy.state()},
+            "source_stats": self.source.stats.as_dict(),
+            "rules": {r.rule_id: r.state() for r in self.rules},
+            "last_result": last,
+        }
+
+
+@dataclass
+class Runtime:
+    """Everything built from one config; the daemon runs it and closes it."""
+
+    config: Config
+    sources: dict[str, Source]
+    actions: dict[str, Action]
+    pipelines: list[Pipeline]
+    health_rules: list[Rule]
+    event_log: EventLog | None
+    budget: Budget
+
+    def close(self) -> None:
+        """Close sources, switch outputs off, flush the event log (safe twice)."""
+        for src in self.sources.values():
+            try:
+                src.close()
+            except Exception as exc:  # closing must go on for the others
+                log.warning("closing source %r: %s", src.source_id, exc)
+        for pipe in self.pipelines:
+            if pipe.model is not None and hasattr(pipe.model, "close"):
+                pipe.model.close()
+        for action in self.actions.values():
+            try:
+                action.close()
+            except Exception as exc:
+                log.warning("closing action %r: %s", action.action_id, exc)
+        if self.event_log is not None:
+            self.event_log.close()
+
+
+def make_source(cfg: SourceConfig, config: Config) -> Source:
+    """The source object for one ``[[sources]]`` entry (not opened)."""
+    if isinstance(cfg, CameraSourceConfig):
+        from edge_runtime.sources.camera import OpenCVCamera
+
+        return OpenCVCamera(
+            cfg.id, device=cfg.device,
+            path=config.resolve(cfg.path) if cfg.path is not None else None,
+            url=cfg.url, width=cfg.width, height=cfg.height, fps_hz=cfg.fps_hz,
+            loop=cfg.loop, realtime=cfg.realtime, lossless=cfg.lossless,
+            reconnect_min_s=cfg.reconnect_min_s, reconnect_max_s=cfg.reconnect_max_s)
+    if isinstance(cfg, Picamera2SourceConfig):
+        from edge_runtime.sources.camera import Picamera2Camera
+
+        return Picamera2Camera(cfg.id, width=cfg.width, height=cfg.height)
+    if isinstance(cfg, GpioSourceConfig):
+        from edge_runtime.sources.gpio import GpioSource
+
+        return GpioSource(
+            cfg.id, device=cfg.device, pin=cfg.pin, echo=cfg.echo, trigger=cfg.trigger,
+            chip=cfg.chip, channel=cfg.channel, pull_up=cfg.pull_up,
+            max_distance_m=cfg.max_distance_m, scale=cfg.scale, offset=cfg.offset,
+            factory=config.node.gpio_pin_factory)
+    assert isinstance(cfg, ReplaySourceConfig)
+    from edge_runtime.sources.replay import ReplaySource
+
+    return ReplaySource(cfg.id, path=config.resolve(cfg.path), speed=cfg.speed, loop=cfg.loop,
+                        lossless=cfg.lossless, rate_hz=cfg.rate_hz)
+
+
+def make_rules(rules: list[RuleConfig]) -> list[Rule]:
+    """Rule objects for a list of ``rules`` entries."""
+    return [Rule.build(r.id, field=r.field, above=r.above, below=r.below, equals=r.equals,
+                       clear_at=r.clear_at, debounce_s=r.debounce_s,
+                       clear_debounce_s=r.clear_debounce_s, cooldown_s=r.cooldown_s,
+                       actions=tuple(r.actions)) for r in rules]
+
+
+def _make_policy(pipe: PipelineConfig, is_frame: bool) -> ActivityPolicy:
+    s = pipe.sampling
+    name = s.policy or ("motion" if is_frame else "fixed")
+    params: dict[str, Any] = {}
+    if name == "motion":
+        params = {"pixel_threshold": s.pixel_threshold, "area_fraction": s.area_fraction,
+                  "heartbeat_s": s.heartbeat_s}
+    elif name == "change":
+        params = {"factor": s.factor}
+    elif name == "novelty":
+        params = {"z": s.z}
+    elif name == "score":
+        params = {"field": s.field, "threshold": s.threshold}
+    return make_policy(name, **params)
+
+
+def _make_controller(pipe: PipelineConfig, src: SourceConfig, budget: Budget,
+                     policy: ActivityPolicy) -> RateController:
+    kwargs: dict[str, Any] = {}
+    if pipe.sampling.hold_s is not None:
+        kwargs["hold_s"] = pipe.sampling.hold_s
+    if pipe.sampling.decay_half_life_s is not None:
+        kwargs["decay_half_life_s"] = pipe.sampling.decay_half_life_s
+    if policy.name == "fixed":
+        # A fixed policy samples at the maximum rate all the time (budget still caps it).
+        return RateController(src.max_rate_hz, src.max_rate_hz, budget=budget, **kwargs)
+    return RateController(src.min_rate_hz, src.max_rate_hz, budget=budget, **kwargs)
+
+
+def build_runtime(config: Config) -> Runtime:
+    """Build (not start) everything the config describes; loads models.
+
+    Raises :class:`ConfigError` or a model error when something cannot be built; in that
+    case nothing is left open.
+    """
+    from edge_runtime.models import load_model
+
+    budget = Budget(temp_soft_c=config.budget.temp_soft_c, temp_hard_c=config.budget.temp_hard_c,
+                    cpu_high_percent=config.budget.cpu_high_percent,
+                    interval_s=config.budget.interval_s,
+                    enabled=config.budget.enabled)
+    budget.thermal_root = config.resolve(config.budget.thermal_root)
+    event_log: EventLog | None = None
+    actions: dict[str, Action] = {}
+    runtime = Runtime(config, {}, actions, [], [], None, budget)
+    try:
+        if any(not isinstance(a, GpioActionConfig | LogActionConfig) for a in config.actions):
+            event_log = EventLog(config.event_log_path, max_bytes=config.events.max_bytes,
+                                 keep=config.events.keep)
+            runtime.event_log = event_log
+        for a in config.actions:
+            if isinstance(a, GpioActionConfig):
+                actions[a.id] = GpioOutputAction(
+                    a.id, device=a.device, pin=a.pin, mode=a.mode, pulse_s=a.pulse_s,
+                    active_high=a.active_high, factory=config.node.gpio_pin_factory)
+            elif isinstance(a, LogActionConfig):
+                actions[a.id] = LogAction(a.id, message=a.message, level=a.level)
+            else:
+                assert event_log is not None
+                actions[a.id] = EventAction(a.id, event_log=event_log, kind=a.kind)
+        for i, pipe in enumerate(config.pipelines):
+            src_cfg = config.source(pipe.source)
+            source = make_source(src_cfg, config)
+            runtime.sources[source.source_id] = source
+            model = None
+            detector = None
+            if pipe.model is not None:
+                name = pipe.model
+                if "/" in name or name.endswith((".onnx", ".tflite")):
+                    name = str(config.resolve(name))
+                model = load_model(name, num_threads=pipe.num_threads)
+            if pipe.detector is not None:
+                try:
+                    detector = resolve_detector(pipe.detector)(**pipe.detector_params)
+                except TypeError as exc:
+                    raise ConfigError(f"pipelines[{i}].detector_params: {exc}") from exc
+            if pipe.cleaning is not None:
+                raise ConfigError(
+                    f"pipelines[{i}].cleaning: the data-cleaning stage is not available in "
+                    "this build", hint="remove the [pipelines.cleaning] table")
+            policy = _make_policy(pipe, source.kind == "frame")
+            controller = _make_controller(pipe, src_cfg, budget, policy)
+            try:
+                runtime.pipelines.append(Pipeline(
+                    pipe.id, source, policy=policy, controller=controller,
+                    rules=make_rules(pipe.rules), actions=actions, node_name=config.node.name,
+                    model=model, detector=detector))
+            except ConfigError as exc:
+                raise ConfigError(f"pipelines[{i}].model: {exc.message}") from exc
+        # Sources that no pipeline reads are still opened (e.g. to record them later).
+        for src_cfg in config.sources:
+            if src_cfg.id not in runtime.sources:
+                runtime.sources[src_cfg.id] = make_source(src_cfg, config)
+        runtime.health_rules = make_rules(config.health.rules)
+    except BaseException:
+        runtime.close()
+        raise
+    return runtime

@@ -1,0 +1,75 @@
+"""Config validation: every error names its key path; 'edge-runtime check'."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge_runtime.cli import main
+from edge_runtime.config import decode_config, load_config
+from edge_runtime.errors import ConfigError
+
+CAMERA = '[[sources]]\ntype = "camera"\nid = "cam"\ndevice = 0\n'
+PIPE = '[[pipelines]]\nid = "p"\nsource = "cam"\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[node]\nnmae = 'x'\n", "node.nmae: unknown key"),
+        ("bogus = 1\n", "bogus: unknown key"),
+        ('[[sources]]\ntype = "camera"\nid = "c"\ndevice = "zero"\n',
+         "sources[0].device: Expected `int | null`, got `str`"),
+        ('[[sources]]\ntype = "webcam"\nid = "c"\n', "sources[0].type: Invalid value 'webcam'"),
+        ('[[sources]]\ntype = "camera"\nid = "c"\n', "sources[0]: give exactly one of device"),
+        (CAMERA + CAMERA, "sources[1].id: duplicate id 'cam'"),
+        (CAMERA + 'min_rate_hz = 5\nmax_rate_hz = 1\n', "sources[0]: need 0 < min_rate_hz"),
+        (CAMERA + PIPE + 'model = "digitz"\n',
+         "pipelines[0].model: unknown model 'digitz' (known: digits-"),
+        (CAMERA + PIPE + '[[pipelines.rules]]\nid = "r"\nfield = "score"\nabove = 1\n'
+         'actions = ["buzz"]\n', "pipelines[0].rules[0].actions[0]: unknown action 'buzz'"),
+        (CAMERA + PIPE + '[[pipelines.rules]]\nid = "r"\nfield = "score"\n',
+         "pipelines[0].rules[0]: give exactly one of above, below or equals"),
+        ('[[pipelines]]\nid = "p"\nsource = "nope"\n', "pipelines[0].source: unknown source"),
+        (CAMERA + PIPE + PIPE.replace('"p"', '"q"'), "pipelines[1].source: source 'cam' already"),
+        (CAMERA + PIPE + '[pipelines.sampling]\npolicy = "novelty"\n',
+         "pipelines[0].sampling.policy: novelty needs a scalar source"),
+        (CAMERA + PIPE + 'detector = "anomaly"\n', "pipelines[0].detector: detectors take"),
+        ('[[sources]]\ntype = "replay"\nid = "r"\npath = "nope.csv"\n',
+         "sources[0].path: no recording at"),
+        ('[[sources]]\ntype = "gpio"\nid = "g"\ndevice = "button"\n', "sources[0].pin:"),
+        ('[[actions]]\ntype = "gpio"\nid = "led"\npin = 18\nmode = "blink"\n',
+         "actions[0].mode: Invalid enum value 'blink'"),
+        ("[health]\ninterval_s = 0\n", "health.interval_s: must be > 0"),
+        ("[node\n", "is not valid TOML"),
+    ],
+)
+def test_errors_name_the_key_path(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        decode_config(text)
+    assert message in str(info.value)
+    assert "; " in str(info.value)  # every error says what to do
+
+
+def test_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
+    (tmp_path / "rec.csv").write_text("timestamp,value\n0,1\n")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[node]\nstate_dir = "st"\n[[sources]]\ntype = "replay"\nid = "r"\n'
+                   'path = "rec.csv"\n')
+    config = load_config(cfg)
+    assert config.state_dir == tmp_path / "st"
+    assert config.control_socket == tmp_path / "st" / "control.sock"
+    assert config.event_log_path == tmp_path / "st" / "events.jsonl"
+
+
+def test_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text(CAMERA)
+    assert main(["check", str(good)]) == 0
+    assert "ok (1 source(s)" in capsys.readouterr().out
+    bad = tmp_path / "bad.toml"
+    bad.write_text(CAMERA + PIPE + 'model = "digitz"\n')
+    assert main(["check", str(bad)]) == 2
+    assert "pipelines[0].model: unknown model 'digitz'" in capsys.readouterr().err
+    assert main(["check", str(tmp_path / "missing.toml")]) == 2
