@@ -27,6 +27,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "models_cmd",
     "infer",
     "bench",
+    "run",
+    "check",
+    "status",
+    "record",
     "detect",
     "bridge",
 )
