@@ -29,6 +29,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
+import msgspec
+
 from firmware_bridge.clock import DeviceClock
 from firmware_bridge.errors import (
     BridgeConfigError,
@@ -65,8 +67,7 @@ _log = logging.getLogger(__name__)
 DEFAULT_QUEUE_BATCHES = 1024
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
+class Sample(msgspec.Struct, frozen=True):
     """One sample of one channel, with device and host timestamps."""
 
     channel: int

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass
 from typing import ClassVar, TypeAlias
+
+import msgspec
 
 from firmware_bridge import cobs
 from firmware_bridge.crc import crc16_ccitt_false
@@ -116,8 +117,7 @@ _U8 = struct.Struct("<B")
 # --- messages ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ChannelInfo:
+class ChannelInfo(msgspec.Struct, frozen=True):
     """One sensor channel as announced in HELLO."""
 
     channel: int
@@ -132,8 +132,7 @@ class ChannelInfo:
     _FIXED: ClassVar[struct.Struct] = struct.Struct("<BBff")
 
 
-@dataclass(frozen=True, slots=True)
-class Hello:
+class Hello(msgspec.Struct, frozen=True):
     """Device identity and channel list; sent at boot and in answer to GET_HELLO."""
 
     TYPE: ClassVar[MessageType] = MessageType.HELLO
@@ -175,8 +174,7 @@ class Hello:
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class SampleBatch:
+class SampleBatch(msgspec.Struct, frozen=True):
     """``count`` consecutive samples of one channel, evenly spaced in device time.
 
     ``values`` is flat: sample ``i`` is ``values[i * width : (i + 1) * width]``.
@@ -221,8 +219,7 @@ class SampleBatch:
         return cls(channel, first_index, t_first, interval, count, values)
 
 
-@dataclass(frozen=True, slots=True)
-class Heartbeat:
+class Heartbeat(msgspec.Struct, frozen=True):
     """Liveness message, both directions; also a clock reference for the host."""
 
     TYPE: ClassVar[MessageType] = MessageType.HEARTBEAT
@@ -244,8 +241,7 @@ class Heartbeat:
         return cls(int(uptime), int(dropped))
 
 
-@dataclass(frozen=True, slots=True)
-class Ack:
+class Ack(msgspec.Struct, frozen=True):
     """The command with sequence number ``acked_seq`` was carried out."""
 
     TYPE: ClassVar[MessageType] = MessageType.ACK
@@ -265,8 +261,7 @@ class Ack:
         return cls(int(seq), int(typ))
 
 
-@dataclass(frozen=True, slots=True)
-class Nack:
+class Nack(msgspec.Struct, frozen=True):
     """The command with sequence number ``acked_seq`` was refused for ``reason``."""
 
     TYPE: ClassVar[MessageType] = MessageType.NACK
@@ -287,8 +282,7 @@ class Nack:
         return cls(int(seq), int(typ), int(reason))
 
 
-@dataclass(frozen=True, slots=True)
-class GetHello:
+class GetHello(msgspec.Struct, frozen=True):
     """Ask the device to send HELLO (the host does this after opening the port)."""
 
     TYPE: ClassVar[MessageType] = MessageType.GET_HELLO
@@ -302,8 +296,7 @@ class GetHello:
         return cls()
 
 
-@dataclass(frozen=True, slots=True)
-class SetRate:
+class SetRate(msgspec.Struct, frozen=True):
     """Set a channel's sampling rate; 0 stops the channel."""
 
     TYPE: ClassVar[MessageType] = MessageType.SET_RATE
@@ -323,8 +316,7 @@ class SetRate:
         return cls(int(channel), float(rate))
 
 
-@dataclass(frozen=True, slots=True)
-class GpioWrite:
+class GpioWrite(msgspec.Struct, frozen=True):
     """Drive a GPIO pin of the microcontroller (0 = low, 1 = high)."""
 
     TYPE: ClassVar[MessageType] = MessageType.GPIO_WRITE
@@ -352,8 +344,7 @@ _DECODERS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(msgspec.Struct, frozen=True):
     """One decoded frame: the sender's sequence number and the message."""
 
     seq: int

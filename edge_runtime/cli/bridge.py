@@ -39,6 +39,8 @@ def _probe(args: argparse.Namespace) -> int:
     import asyncio
     import dataclasses
 
+    import msgspec
+
     from edge_runtime.errors import CliUsageError
     from edge_runtime.sources.bridge import translate_error
     from firmware_bridge.client import BridgeClient
@@ -69,7 +71,7 @@ def _probe(args: argparse.Namespace) -> int:
         raise translate_error(exc) from exc
 
     if args.json:
-        doc = {"port": path, "protocol_version": PROTOCOL_VERSION, **dataclasses.asdict(hello)}
+        doc = {"port": path, "protocol_version": PROTOCOL_VERSION, **msgspec.to_builtins(hello)}
         print(json.dumps(doc, indent=2))
         return 0
     print(f"port      {path}")
