@@ -100,7 +100,22 @@ class ReplaySourceConfig(RateLimits, tag="replay"):
     rate_hz: float | None = None
 
 
-SourceConfig = CameraSourceConfig | Picamera2SourceConfig | GpioSourceConfig | ReplaySourceConfig
+class BridgeSourceConfig(RateLimits, tag="bridge"):
+    """One channel of a microcontroller running the edge bridge firmware (serial link).
+
+    The rate controller tells the device to sample at the chosen rate (SET_RATE).
+    Exactly one of ``port`` (tty path) and ``usb_id`` (``VID:PID[:SERIAL]``).
+    """
+
+    channel: int | str = 0
+    port: str | None = None
+    usb_id: str | None = None
+    value_index: int = 0
+    baudrate: int = 115200
+
+
+SourceConfig = (CameraSourceConfig | Picamera2SourceConfig | GpioSourceConfig
+                | ReplaySourceConfig | BridgeSourceConfig)
 FRAME_SOURCES = (CameraSourceConfig, Picamera2SourceConfig)
 
 
@@ -352,6 +367,9 @@ def check_config(config: Config) -> None:
                 raise ConfigError(f"{where}.path: no recording at {config.resolve(src.path)}")
             if src.speed <= 0:
                 raise ConfigError(f"{where}.speed: must be > 0")
+        elif isinstance(src, BridgeSourceConfig):
+            if (src.port is None) == (src.usb_id is None):
+                raise ConfigError(f"{where}: give exactly one of port or usb_id")
         elif isinstance(src, GpioSourceConfig):
             if src.device == "distance_sensor":
                 if src.echo is None or src.trigger is None:
@@ -395,10 +413,24 @@ def check_config(config: Config) -> None:
             if pipe.model is not None:
                 raise ConfigError(f"{where}: give model or detector, not both")
             try:
-                resolve_detector(pipe.detector)
+                cls = resolve_detector(pipe.detector)
             except ImportError as exc:
                 raise ConfigError(f"{where}.detector: cannot load {pipe.detector!r}: {exc}"
                                   ) from exc
+            if pipe.detector == "anomaly":
+                from edge_runtime.anomaly import DetectorConfig
+
+                try:
+                    DetectorConfig(**pipe.detector_params)
+                except (TypeError, ValueError) as exc:
+                    raise ConfigError(f"{where}.detector_params: {exc}") from exc
+            elif not callable(getattr(cls, "update", None)):
+                raise ConfigError(f"{where}.detector: {pipe.detector!r} has no update method")
+        if pipe.cleaning is not None:
+            if is_frame:
+                raise ConfigError(f"{where}.cleaning: cleaning is for scalar sources, "
+                                  f"{pipe.source!r} is a camera")
+            _check_cleaning(pipe.cleaning, f"{where}.cleaning")
         if pipe.num_threads < 1:
             raise ConfigError(f"{where}.num_threads: must be >= 1")
         policy = pipe.sampling.policy
@@ -410,6 +442,15 @@ def check_config(config: Config) -> None:
     _check_rules(config.health.rules, "health.rules", action_ids)
     if config.health.interval_s <= 0:
         raise ConfigError("health.interval_s: must be > 0")
+
+
+def _check_cleaning(params: dict[str, Any], where: str) -> None:
+    from edge_runtime.anomaly.cleaning import Cleaner
+
+    try:
+        Cleaner(**params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
 
 
 def _check_rules(rules: list[RuleConfig], where: str, action_ids: set[str]) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.config import (
+    BridgeSourceConfig,
     CameraSourceConfig,
     Config,
     GpioActionConfig,
@@ -118,6 +119,7 @@ class Pipeline:
         node_name: str = "",
         model: Any = None,
         detector: Any = None,
+        cleaner: Any = None,
     ) -> None:
         self.pipeline_id = pipeline_id
         self.source = source
@@ -128,6 +130,7 @@ class Pipeline:
         self.node_name = node_name
         self.model = model
         self.detector = detector
+        self.cleaner = cleaner
         self.stats = PipelineStats()
         self.last_result: dict[str, Any] | None = None
         self._frame_fn = None
@@ -161,13 +164,26 @@ class Pipeline:
             result["motion"] = activity
             return Step(activity, result, True, time.perf_counter() - started)
         value = sample.value
-        if value is None or math.isnan(value):
+        if value is None:
             return Step(activity, None)
+        points = [(sample.t_mono_s, value)]
+        if self.cleaner is not None:
+            # Gap filling may hand back several points; the last one is this sample.
+            points = self.cleaner.push(sample.t_mono_s, value)
+        points = [(t, v) for t, v in points if not math.isnan(v)]
+        if not points:
+            return Step(activity, None)
+        started = time.perf_counter()
+        step = Step(activity, None)
+        for t_s, v in points:
+            step = self._infer_scalar(activity, t_s, v)
+        step.infer_s = time.perf_counter() - started
+        return step
+
+    def _infer_scalar(self, activity: float, t_s: float, value: float) -> Step:
         if self.detector is not None:
-            started = time.perf_counter()
-            score = float(self.detector.update(sample.t_mono_s, value))
-            return Step(activity, {"value": value, "score": score}, True,
-                        time.perf_counter() - started)
+            score = float(self.detector.update(t_s, value))
+            return Step(activity, {"value": value, "score": score}, True)
         if self.model is None or self._window is None or self._window_recipe is None:
             return Step(activity, {"value": value})
         return self._infer_window(activity, value)
@@ -271,6 +287,7 @@ class Pipeline:
             "sampling": {**self.controller.state(), **self.policy.state()},
             "source_stats": self.source.stats.as_dict(),
             "rules": {r.rule_id: r.state() for r in self.rules},
+            "cleaning": self.cleaner.counters.as_dict() if self.cleaner is not None else None,
             "last_result": last,
         }
 
@@ -329,6 +346,11 @@ def make_source(cfg: SourceConfig, config: Config) -> Source:
             chip=cfg.chip, channel=cfg.channel, pull_up=cfg.pull_up,
             max_distance_m=cfg.max_distance_m, scale=cfg.scale, offset=cfg.offset,
             factory=config.node.gpio_pin_factory)
+    if isinstance(cfg, BridgeSourceConfig):
+        from edge_runtime.sources.bridge import BridgeSource
+
+        return BridgeSource(cfg.id, channel=cfg.channel, port=cfg.port, usb_id=cfg.usb_id,
+                            value_index=cfg.value_index, baudrate=cfg.baudrate)
     assert isinstance(cfg, ReplaySourceConfig)
     from edge_runtime.sources.replay import ReplaySource
 
@@ -371,6 +393,35 @@ def _make_controller(pipe: PipelineConfig, src: SourceConfig, budget: Budget,
         # A fixed policy samples at the maximum rate all the time (budget still caps it).
         return RateController(src.max_rate_hz, src.max_rate_hz, budget=budget, **kwargs)
     return RateController(src.min_rate_hz, src.max_rate_hz, budget=budget, **kwargs)
+
+
+def _make_detector(pipe: PipelineConfig, where: str) -> Any:
+    assert pipe.detector is not None
+    cls = resolve_detector(pipe.detector)
+    try:
+        if pipe.detector == "anomaly":
+            from edge_runtime.anomaly import DetectorConfig
+
+            return cls(DetectorConfig(**pipe.detector_params))
+        return cls(**pipe.detector_params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}.detector_params: {exc}") from exc
+
+
+def _make_cleaner(pipe: PipelineConfig, src: SourceConfig, where: str) -> Any:
+    """The anomaly package's streaming cleaner, with gaps judged at the slowest planned rate.
+
+    Adaptive sampling leaves intended gaps; unless ``interval_s`` is given, a gap is only
+    a gap when it is longer than the minimum rate's period.
+    """
+    from edge_runtime.anomaly.cleaning import Cleaner
+
+    params = dict(pipe.cleaning or {})
+    params.setdefault("interval_s", 1.0 / src.min_rate_hz)
+    try:
+        return Cleaner(**params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
 
 
 def build_runtime(config: Config) -> Runtime:
@@ -416,21 +467,17 @@ def build_runtime(config: Config) -> Runtime:
                     name = str(config.resolve(name))
                 model = load_model(name, num_threads=pipe.num_threads)
             if pipe.detector is not None:
-                try:
-                    detector = resolve_detector(pipe.detector)(**pipe.detector_params)
-                except TypeError as exc:
-                    raise ConfigError(f"pipelines[{i}].detector_params: {exc}") from exc
+                detector = _make_detector(pipe, f"pipelines[{i}]")
+            cleaner = None
             if pipe.cleaning is not None:
-                raise ConfigError(
-                    f"pipelines[{i}].cleaning: the data-cleaning stage is not available in "
-                    "this build", hint="remove the [pipelines.cleaning] table")
+                cleaner = _make_cleaner(pipe, src_cfg, f"pipelines[{i}].cleaning")
             policy = _make_policy(pipe, source.kind == "frame")
             controller = _make_controller(pipe, src_cfg, budget, policy)
             try:
                 runtime.pipelines.append(Pipeline(
                     pipe.id, source, policy=policy, controller=controller,
                     rules=make_rules(pipe.rules), actions=actions, node_name=config.node.name,
-                    model=model, detector=detector))
+                    model=model, detector=detector, cleaner=cleaner))
             except ConfigError as exc:
                 raise ConfigError(f"pipelines[{i}].model: {exc.message}") from exc
         # Sources that no pipeline reads are still opened (e.g. to record them later).

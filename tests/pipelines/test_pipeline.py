@@ -1,0 +1,184 @@
+"""Pipeline stages without the daemon: cleaning, detector, window model, image model,
+rate changes told to a source that can set its own rate."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from edge_runtime.config import decode_config
+from edge_runtime.pipelines.pipeline import Pipeline, build_runtime
+from edge_runtime.pipelines.rules import Rule
+from edge_runtime.sampling.controller import RateController
+from edge_runtime.sampling.policy import ChangePolicy
+from edge_runtime.sources.base import Sample, Source
+from tests.helpers.media import frame_with_square, write_csv
+
+
+class ScriptedRateSource(Source):
+    """A scalar source that plays a list and records the rates it was asked for,
+    like a microcontroller that samples at the rate it is told."""
+
+    kind = "scalar"
+    can_set_rate = True
+
+    def __init__(self, values: list[float]) -> None:
+        super().__init__("scripted")
+        self.values = values
+        self.rates: list[float] = []
+
+    def _open(self) -> None:
+        pass
+
+    def _read(self, timeout_s: float) -> Sample | None:
+        if self._seq >= len(self.values):
+            return None
+        seq = self._next_seq()
+        return Sample(self.source_id, float(seq), seq, value=self.values[seq - 1])
+
+    def _close(self) -> None:
+        pass
+
+    def set_rate(self, rate_hz: float) -> None:
+        self.rates.append(rate_hz)
+
+
+def _drive(pipe: Pipeline, n: int) -> list[dict[str, object]]:
+    results = []
+    for _ in range(n):
+        s = pipe.source.read(0.1)
+        if s is None:
+            break
+        step = pipe.infer(s)
+        pipe.decide(s, step, now_s=s.t_mono_s + 0.001)
+        if step.result is not None:
+            results.append(step.result)
+    return results
+
+
+def test_rate_changes_reach_a_source_that_can_set_its_rate() -> None:
+    values = [1.0] * 40 + [50.0] + [1.0] * 40
+    src = ScriptedRateSource(values)
+    ctl = RateController(0.5, 8.0, hold_s=3.0, decay_half_life_s=2.0)
+    pipe = Pipeline("p", src, policy=ChangePolicy(), controller=ctl,
+                    rules=[Rule.build("jump", field="value", above=10.0)], actions={})
+    with src:
+        _drive(pipe, len(values))
+    assert src.rates[0] < 8.0  # calm: slowed down
+    assert 8.0 in src.rates  # the jump brought it back to max
+    assert src.stats.rate_hz == src.rates[-1]
+    assert pipe.rules[0].activations == 1
+    assert pipe.status()["sampling"]["rate_increases"] >= 1
+
+
+def test_cleaning_and_anomaly_detector_from_config(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    values = list(10 + rng.normal(0, 0.1, 400))
+    values[100] = math.nan
+    values[200] = 1e6  # out of range: clipped
+    write_csv(tmp_path / "s.csv", values, period_s=0.01)
+    config = decode_config("""
+[node]
+state_dir = "st"
+[budget]
+enabled = false
+[[sources]]
+type = "replay"
+id = "s"
+path = "s.csv"
+speed = 1000
+lossless = true
+min_rate_hz = 1000
+max_rate_hz = 1000
+[[pipelines]]
+id = "p"
+source = "s"
+detector = "anomaly"
+detector_params = { warmup_points = 50 }
+cleaning = { valid_min = 0.0, valid_max = 100.0, spike_policy = "keep" }
+""", base_dir=tmp_path)
+    runtime = build_runtime(config)
+    try:
+        pipe = runtime.pipelines[0]
+        with pipe.source:
+            results = _drive(pipe, 1000)
+        assert len(results) == 399
+        assert all(0.0 <= float(r["score"]) <= 1.0 for r in results)  # type: ignore[arg-type]
+        cleaning = pipe.status()["cleaning"]
+        assert cleaning["non_finite"] == 1 and cleaning["clipped"] == 1
+        assert pipe.stats.missing == 1
+    finally:
+        runtime.close()
+
+
+def test_window_model_forecast_scores(tmp_path: Path) -> None:
+    csv = Path(__file__).resolve().parents[2] / "models" / "data" / \
+        "machine_temperature_excerpt.csv"
+    config = decode_config(f"""
+[node]
+state_dir = "st"
+[[sources]]
+type = "replay"
+id = "t"
+path = "{csv}"
+speed = 1e6
+lossless = true
+[[pipelines]]
+id = "p"
+source = "t"
+model = "machine-temp-int8-onnx"
+""", base_dir=tmp_path)
+    runtime = build_runtime(config)
+    try:
+        pipe = runtime.pipelines[0]
+        with pipe.source:
+            results = _drive(pipe, 100)
+        warm = [r for r in results if r.get("warming")]
+        scored = [r for r in results if "score" in r]
+        assert len(warm) == 32 and len(scored) == 68
+        assert np.median([abs(float(r["forecast"]) - float(r["value"]))  # type: ignore[arg-type]
+                          for r in scored]) < 5.0  # degrees F
+        assert pipe.stats.inferences == 68
+    finally:
+        runtime.close()
+
+
+def test_image_model_classifies_frames(tmp_path: Path) -> None:
+    from edge_runtime.models.registry import data_file
+
+    data = np.load(data_file("digits_heldout.npz"))
+    images, labels = data[data.files[0]], data[data.files[1]]
+    from tests.helpers.media import make_video
+
+    make_video(tmp_path / "c.avi", 3)
+    config = decode_config("""
+[node]
+state_dir = "st"
+[[sources]]
+type = "camera"
+id = "c"
+path = "c.avi"
+[[pipelines]]
+id = "p"
+source = "c"
+model = "digits-int8-tflite"
+[pipelines.sampling]
+heartbeat_s = 0
+""", base_dir=tmp_path)
+    runtime = build_runtime(config)
+    try:
+        pipe = runtime.pipelines[0]
+        hits = 0
+        for i in range(40):
+            img = images[i].astype(np.uint8)
+            frame = np.repeat(img[:, :, None], 3, axis=2)
+            step = pipe.infer(Sample("c", float(i), i + 1, frame=frame))
+            assert step.result is not None and step.inferred
+            hits += step.result["label"] == str(int(labels[i]))
+        assert hits >= 36
+        moving = pipe.infer(Sample("c", 100.0, 100, frame=frame_with_square(5)))
+        assert moving.result is not None and "motion" in moving.result
+    finally:
+        runtime.close()
