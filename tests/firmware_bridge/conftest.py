@@ -98,6 +98,11 @@ class SimDevice:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGUSR1)
 
+    def reboot(self) -> None:
+        """Reset the firmware behind the open port (the tty stays)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGUSR2)
+
     def unplug(self) -> None:
         """Kill -9: the cable is yanked mid-frame."""
         self._stop(signal.SIGKILL)

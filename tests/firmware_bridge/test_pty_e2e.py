@@ -246,6 +246,32 @@ def test_unplug_and_replug_resumes_at_the_desired_rate(sim: SimDevice) -> None:
     run(body)
 
 
+def test_reboot_behind_an_open_port_is_noticed(sim: SimDevice) -> None:
+    async def body() -> None:
+        async with BridgeClient(port=str(sim.link), timing=FAST) as dev:
+            await dev.set_rate("counter", 400.0)
+            await collect(dev, "counter", count=100)
+            sim.reboot()
+            deadline = time.monotonic() + 5
+            while dev.stats.device_restarts == 0:
+                await asyncio.sleep(0.02)
+                assert time.monotonic() < deadline, "the unasked HELLO was not noticed"
+            # The host put its rate back; the new boot counts from index 0 again.
+            deadline = time.monotonic() + 5
+            while sum(line == "RATE 0 400" for line in sim.lines) < 2:
+                await asyncio.sleep(0.02)
+                assert time.monotonic() < deadline, sim.lines[-5:]
+            after = await collect(dev, "counter", count=200)
+            assert after[0].index < 300
+            assert_contiguous(after[-150:])
+            assert device_rate_hz(after[-150:]) == pytest.approx(400.0, rel=0.03)
+            assert dev.stats.reconnects == 0
+            # The restart reset the sequence tracking: no phantom losses.
+            assert dev.stats.frames_lost <= 1
+
+    run(body)
+
+
 def test_reconnect_finds_the_device_by_usb_id(sim: SimDevice, tmp_path: Path) -> None:
     class FakePort:
         def __init__(self, device: str, vid: int, pid: int, serial_number: str) -> None:

@@ -10,6 +10,8 @@
  * stdout: "PTY /dev/pts/N" once ready, then "RATE ch hz" and "GPIO pin value" lines.
  * --link keeps a symlink to the slave path up to date, like a udev by-id link.
  * SIGUSR1 tears the next frame and inserts garbage (a glitch on the wire).
+ * SIGUSR2 reboots the firmware behind the open port (watchdog reset on a UART):
+ * sequence numbers, sample indices and rates restart, and HELLO is sent unasked.
  * SIGTERM/SIGINT exit cleanly; SIGKILL is a yanked cable.
  *
  * Channels: 0 "counter" (value = sample index, so loss is visible in the values),
@@ -38,6 +40,7 @@ static size_t ring_cap = 16384;
 static size_t ring_head, ring_len;
 static volatile sig_atomic_t inject_garbage;
 static volatile sig_atomic_t stop;
+static volatile sig_atomic_t reboot;
 static int master_fd = -1;
 
 static double drift_ppm;
@@ -122,6 +125,12 @@ static void on_usr1(int sig)
     inject_garbage = 1;
 }
 
+static void on_usr2(int sig)
+{
+    (void)sig;
+    reboot = 1;
+}
+
 static void on_term(int sig)
 {
     (void)sig;
@@ -195,6 +204,8 @@ int main(int argc, char **argv)
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_usr1;
     sigaction(SIGUSR1, &sa, 0);
+    sa.sa_handler = on_usr2;
+    sigaction(SIGUSR2, &sa, 0);
     sa.sa_handler = on_term;
     sigaction(SIGTERM, &sa, 0);
     sigaction(SIGINT, &sa, 0);
@@ -218,6 +229,12 @@ int main(int argc, char **argv)
         uint32_t t;
         uint8_t c;
         ssize_t n;
+        if (reboot) {
+            uint32_t latency = dev.batch_latency_us;
+            reboot = 0;
+            fb_init(&dev, &io, "edge-sim", "1.0.0", chans, 3, device_now_us());
+            dev.batch_latency_us = latency;
+        }
         pfd.fd = master_fd;
         pfd.events = POLLIN | (ring_len ? POLLOUT : 0);
         pfd.revents = 0;
