@@ -33,6 +33,7 @@ class WindowedGaussianDetector:
         self._pending = 0
         self._mean = 0.0
         self._std = 1.0
+        self._m2 = 0.0
 
     def _refresh(self) -> None:
         n = len(self._data)
@@ -51,8 +52,17 @@ class WindowedGaussianDetector:
             else:
                 score = 1.0 - 0.5 * math.erfc(z / math.sqrt(2.0))
         if len(self._data) < self.window:
+            # while the window fills NAB refreshes every point: Welford's update is O(1)
             self._data.append(value)
-            self._refresh()
+            k = len(self._data)
+            delta = value - self._mean if k > 1 else 0.0
+            if k == 1:
+                self._mean, self._m2 = value, 0.0
+            else:
+                self._mean += delta / k
+                self._m2 += delta * (value - self._mean)
+            var = self._m2 / k
+            self._std = math.sqrt(var) if var > 0.0 else 1e-6
         else:
             self._data.append(value)
             self._pending += 1

@@ -25,7 +25,7 @@ contextual detectors, written from the description of the problem):
    then returns 0 for ``rest_points`` points: one anomaly episode gives one alarm,
    which is what rules and NAB's scoring (first detection in a window) want.
 
-Seen bins live in a map bounded to 256 entries (oldest dropped first); contexts in a
+Seen bins live in a map bounded to 200 entries (oldest dropped first); contexts in a
 fixed-size table of last-seen point indices (``2 ** table_bits`` int32 slots), where a
 hashing collision can only make a context look familiar, never allocate memory.
 
@@ -45,7 +45,7 @@ __all__ = ["AnomalyDetector", "DetectorConfig", "MultiChannelDetector"]
 
 _NEVER = -(2**31) + 1
 #: Most value bins remembered (a drifting channel keeps reaching new ones).
-_MAX_BINS = 256
+_MAX_BINS = 200
 _HASH_MUL = 0x9E3779B1  # odd multiplier (golden ratio) for integer hashing
 _ORDER_SALT = 0x85EBCA6B
 
