@@ -74,7 +74,7 @@ def write_demo(folder: Path, *, still: bool = False, speed: float = 3000.0) -> P
     else:
         recording = data_file("machine_temperature_excerpt.csv")
     config = folder / "demo.toml"
-    config.write_text(f"""# Built-in demo: generated camera frames, a mock PIR, a replayed recording.
+    config.write_text(f"""# Built-in demo: generated camera, mock PIR, replayed recording.
 [node]
 name = "demo"
 state_dir = "state"
