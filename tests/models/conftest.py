@@ -13,10 +13,22 @@ MODELS = REPO / "models"
 TFLITE_FIXTURES = REPO / "tests" / "fixtures" / "tflite"
 
 
+@pytest.fixture(scope="session")
+def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("probe-cache")
+
+
 @pytest.fixture(autouse=True)
-def probe_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Each test gets an empty probe-verdict cache, so probing really happens."""
-    folder = tmp_path_factory.mktemp("cache")
+def probe_cache(_session_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A probe-verdict cache private to the test session (never the user's ~/.cache)."""
+    monkeypatch.setenv("EDGE_RUNTIME_CACHE_DIR", str(_session_cache))
+    return _session_cache
+
+
+@pytest.fixture
+def fresh_probe_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty verdict cache, for tests that check what the probe records."""
+    folder = tmp_path / "fresh-cache"
     monkeypatch.setenv("EDGE_RUNTIME_CACHE_DIR", str(folder))
     return folder
 

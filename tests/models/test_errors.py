@@ -63,18 +63,18 @@ def test_garbage_files(tmp_path: Path) -> None:
             load_model(path)
 
 
-def test_verdict_is_cached(tmp_path: Path, probe_cache: Path) -> None:
+def test_verdict_is_cached(tmp_path: Path, fresh_probe_cache: Path) -> None:
     path = tmp_path / "bad.onnx"
     path.write_bytes(b"not a model at all" * 10)
     with pytest.raises(CorruptModelError):
         load_model(path)
-    verdicts = json.loads((probe_cache / "probe-verdicts.json").read_text())
+    verdicts = json.loads((fresh_probe_cache / "probe-verdicts.json").read_text())
     assert len(verdicts) == 1
     (entry,) = verdicts.values()
     assert entry["ok"] is False and entry["kind"] == "CorruptModelError"
     good = ob.dynamic_batch_linear(tmp_path / "good.onnx")
     load_model(good)
-    verdicts = json.loads((probe_cache / "probe-verdicts.json").read_text())
+    verdicts = json.loads((fresh_probe_cache / "probe-verdicts.json").read_text())
     assert sorted(v["ok"] for v in verdicts.values()) == [False, True]
     with pytest.raises(CorruptModelError):  # answered from the cache, same error
         load_model(path)
@@ -133,14 +133,14 @@ def test_every_error_is_an_edge_runtime_error_with_a_hint(tmp_path: Path) -> Non
     assert info.value.hint and str(info.value).endswith(info.value.hint)
 
 
-def test_backend_crash_is_contained_in_the_probe(probe_cache: Path) -> None:
+def test_backend_crash_is_contained_in_the_probe(fresh_probe_cache: Path) -> None:
     """A file that aborts LiteRT (heap corruption, SIGABRT) kills only the probe child."""
     crash = Path(__file__).resolve().parents[1] / "fixtures" / "crash" / "multi_io_mutated.tflite"
     with pytest.raises(
         ModelCrashError, match=r"multi_io_mutated\.tflite: the tflite backend crashed \(SIG"
     ):
         load_model(crash)
-    verdicts = json.loads((probe_cache / "probe-verdicts.json").read_text())
+    verdicts = json.loads((fresh_probe_cache / "probe-verdicts.json").read_text())
     assert [v["kind"] for v in verdicts.values()] == ["ModelCrashError"]
     with pytest.raises(ModelCrashError):  # refused again from the cache, no new child
         load_model(crash)
