@@ -122,7 +122,7 @@ FRAME_SOURCES = (CameraSourceConfig, Picamera2SourceConfig)
 class SamplingConfig(msgspec.Struct, forbid_unknown_fields=True):
     """How activity drives the source's rate (see ``edge_runtime.sampling``)."""
 
-    policy: Literal["fixed", "motion", "change", "novelty", "score"] | None = None
+    policy: Literal["fixed", "motion", "change", "novelty", "score", "detector"] | None = None
     hold_s: float | None = None
     decay_half_life_s: float | None = None
     # motion gate
@@ -132,9 +132,13 @@ class SamplingConfig(msgspec.Struct, forbid_unknown_fields=True):
     # change / novelty
     factor: float | None = None
     z: float | None = None
-    # score
+    # score (and detector: the gate's score threshold)
     field: str = "score"
-    threshold: float = 0.5
+    threshold: float | None = None  # default 0.5 for score, 0.05 for detector
+    # detector gate (scalar sources): inference only around activity, plus a heartbeat
+    hold_samples: int = 6
+    heartbeat_samples: int = 48
+    detector_params: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class RuleConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -436,7 +440,7 @@ def check_config(config: Config) -> None:
         policy = pipe.sampling.policy
         if policy == "motion" and not is_frame:
             raise ConfigError(f"{where}.sampling.policy: motion needs a camera source")
-        if policy in ("change", "novelty") and is_frame:
+        if policy in ("change", "novelty", "detector") and is_frame:
             raise ConfigError(f"{where}.sampling.policy: {policy} needs a scalar source")
         _check_rules(pipe.rules, f"{where}.rules", action_ids)
     _check_rules(config.health.rules, "health.rules", action_ids)

@@ -173,6 +173,9 @@ class Pipeline:
         points = [(t, v) for t, v in points if not math.isnan(v)]
         if not points:
             return Step(activity, None)
+        if not self.policy.wants_inference(sample, activity):
+            # Gated like a still frame: rules still see the raw value.
+            return Step(activity, {"value": points[-1][1], "activity": activity, "gated": True})
         started = time.perf_counter()
         step = Step(activity, None)
         for t_s, v in points:
@@ -234,6 +237,8 @@ class Pipeline:
             else:
                 self.stats.missing += 1
         else:
+            if step.result.get("gated"):
+                self.stats.gated += 1
             if step.result.get("warming"):
                 self.stats.warming += 1
             if step.inferred:
@@ -378,7 +383,13 @@ def _make_policy(pipe: PipelineConfig, is_frame: bool) -> ActivityPolicy:
     elif name == "novelty":
         params = {"z": s.z}
     elif name == "score":
-        params = {"field": s.field, "threshold": s.threshold}
+        params = {"field": s.field}
+    elif name == "detector":
+        params = {"hold_samples": s.hold_samples,
+                  "heartbeat_samples": s.heartbeat_samples,
+                  "detector_params": s.detector_params}
+    if s.threshold is not None and name in ("score", "detector"):
+        params["threshold"] = s.threshold
     return make_policy(name, **params)
 
 

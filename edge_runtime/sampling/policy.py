@@ -211,12 +211,70 @@ class ScorePolicy(ActivityPolicy):
         return self.last_activity
 
 
+class DetectorGate(ActivityPolicy):
+    """The sensor counterpart of the motion gate: a streaming anomaly detector judges
+    every sample (microseconds), and the model runs only while it reports activity.
+
+    Activity is ``score / threshold``. After activity the next ``hold_samples`` samples
+    are inferred too; without activity one sample in ``heartbeat_samples`` is inferred
+    anyway, so a change the detector cannot see still reaches the model. ``detector``
+    is any object with ``update(t_s, value) -> score``; by default the anomaly package's
+    :class:`~edge_runtime.anomaly.AnomalyDetector`.
+    """
+
+    name = "detector"
+
+    def __init__(self, *, threshold: float = 0.05, hold_samples: int = 6,
+                 heartbeat_samples: int = 48, detector: Any = None,
+                 detector_params: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        if detector is None:
+            from edge_runtime.anomaly import AnomalyDetector, DetectorConfig
+
+            detector = AnomalyDetector(DetectorConfig(**(detector_params or {})))
+        self.detector = detector
+        self.threshold = threshold
+        self.hold_samples = hold_samples
+        self.heartbeat_samples = heartbeat_samples
+        self.last_score = 0.0
+        self._hold = 0
+        self._since_inference = 0
+        self.samples = 0
+        self.samples_gated = 0
+
+    def observe(self, sample: Sample) -> float:
+        value = sample.value
+        if value is None or math.isnan(value):
+            return 0.0
+        self.samples += 1
+        self.last_score = float(self.detector.update(sample.t_mono_s, value))
+        self.last_activity = self.last_score / self.threshold
+        return self.last_activity
+
+    def wants_inference(self, sample: Sample, activity: float) -> bool:
+        self._since_inference += 1
+        if activity >= 1.0:
+            self._hold = self.hold_samples
+        elif self._hold > 0:
+            self._hold -= 1
+        elif self.heartbeat_samples <= 0 or self._since_inference < self.heartbeat_samples:
+            self.samples_gated += 1
+            return False
+        self._since_inference = 0
+        return True
+
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), "samples": self.samples, "samples_gated": self.samples_gated,
+                "last_score": round(self.last_score, 4)}
+
+
 POLICIES: dict[str, type[ActivityPolicy]] = {
     "fixed": ActivityPolicy,
     "motion": MotionGate,
     "change": ChangePolicy,
     "novelty": NoveltyPolicy,
     "score": ScorePolicy,
+    "detector": DetectorGate,
 }
 
 

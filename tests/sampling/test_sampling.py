@@ -110,3 +110,28 @@ def test_constants_are_patchable(monkeypatch: pytest.MonkeyPatch) -> None:
     s = _frame(0.0, 0, moving=False)
     gate.wants_inference(s, gate.observe(s))
     assert gate.wants_inference(s, gate.observe(s))
+
+
+class _ScriptedDetector:
+    """Scores come from a list, as a detector would give them."""
+
+    def __init__(self, scores: list[float]) -> None:
+        self.scores = iter(scores)
+
+    def update(self, t_s: float, value: float) -> float:
+        return next(self.scores)
+
+
+def test_detector_gate_holds_after_activity_and_beats() -> None:
+    from edge_runtime.sampling.policy import DetectorGate
+
+    scores = [0.0] * 5 + [0.2] + [0.0] * 10
+    gate = DetectorGate(threshold=0.1, hold_samples=2, heartbeat_samples=4,
+                        detector=_ScriptedDetector(scores))
+    decisions = []
+    for i in range(len(scores)):
+        s = Sample("s", float(i), i, value=1.0)
+        decisions.append(gate.wants_inference(s, gate.observe(s)))
+    assert decisions == [False, False, False, True, False, True, True, True,
+                         False, False, False, True, False, False, False, True]
+    assert gate.state()["samples_gated"] == decisions.count(False)
