@@ -219,7 +219,11 @@ class Daemon:
                 retry_s = min(OPEN_RETRY_MAX_S, retry_s * 2)
         while not self._gen_stop.is_set():
             started = time.monotonic()
-            sample = await loop.run_in_executor(self._read_pool, source.read, READ_TIMEOUT_S)
+            if source.blocking_read:
+                sample = await loop.run_in_executor(self._read_pool, source.read,
+                                                    READ_TIMEOUT_S)
+            else:
+                sample = source.read(0.0)
             if sample is None:
                 if source.exhausted:
                     log.info("pipeline %r: source %r has ended", pipe.pipeline_id,
@@ -229,7 +233,10 @@ class Daemon:
             try:
                 # A stop arriving now does not interrupt this: the sample is finished and
                 # its result still reaches rules and actions (the stopper bounds the wait).
-                step = await loop.run_in_executor(self._infer_pool, pipe.infer, sample)
+                if pipe.cheap:
+                    step = pipe.infer(sample)
+                else:
+                    step = await loop.run_in_executor(self._infer_pool, pipe.infer, sample)
             except Exception as exc:  # a bad sample must not kill a 24/7 pipeline
                 pipe.stats.errors += 1
                 pipe.stats.last_error = f"{type(exc).__name__}: {exc}"

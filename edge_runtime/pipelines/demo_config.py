@@ -125,6 +125,8 @@ actions = ["led", "event"]
 [[pipelines]]
 id = "presence"
 source = "pir"
+[pipelines.sampling]
+policy = "change"
 [[pipelines.rules]]
 id = "someone"
 field = "value"

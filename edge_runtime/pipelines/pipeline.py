@@ -147,6 +147,13 @@ class Pipeline:
                 self._window = SlidingWindow(self._window_recipe.length)
         controller.listeners.append(self._on_rate_change)
 
+    @property
+    def cheap(self) -> bool:
+        """True when :meth:`infer` is plain arithmetic (a scalar source with no model,
+        detector or cleaner), so the daemon may run it on the loop."""
+        return (self.source.kind == "scalar" and self.model is None and self.detector is None
+                and self.cleaner is None and self.policy.name in ("fixed", "change", "novelty"))
+
     # -- executor side ----------------------------------------------------------------
 
     def infer(self, sample: Sample) -> Step:

@@ -81,6 +81,9 @@ class Source(ABC):
     kind: ClassVar[SampleKind] = "scalar"
     #: True when :meth:`set_rate` changes how often the device itself samples.
     can_set_rate: ClassVar[bool] = False
+    #: False when ``read`` returns at once (a GPIO poll): the daemon then calls it on the
+    #: event loop instead of paying for a hop to an executor thread.
+    blocking_read: ClassVar[bool] = True
 
     def __init__(self, source_id: str) -> None:
         self.source_id = source_id
