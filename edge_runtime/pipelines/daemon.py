@@ -31,7 +31,8 @@ from edge_runtime.config import Config, load_config
 from edge_runtime.control import start_server
 from edge_runtime.errors import EdgeRuntimeError
 from edge_runtime.health import HealthMonitor
-from edge_runtime.pipelines.pipeline import Pipeline, Runtime, build_runtime
+from edge_runtime.pipelines.pipeline import Pipeline, Runtime, Step, build_runtime
+from edge_runtime.sources.base import Sample
 
 log = logging.getLogger(__name__)
 
@@ -219,29 +220,31 @@ class Daemon:
                 retry_s = min(OPEN_RETRY_MAX_S, retry_s * 2)
         while not self._gen_stop.is_set():
             started = time.monotonic()
-            if source.blocking_read:
-                sample = await loop.run_in_executor(self._read_pool, source.read,
-                                                    READ_TIMEOUT_S)
-            else:
-                sample = source.read(0.0)
-            if sample is None:
-                if source.exhausted:
-                    log.info("pipeline %r: source %r has ended", pipe.pipeline_id,
-                             source.source_id)
-                    return
-                continue
             try:
-                # A stop arriving now does not interrupt this: the sample is finished and
-                # its result still reaches rules and actions (the stopper bounds the wait).
-                if pipe.cheap:
-                    step = pipe.infer(sample)
+                if pipe.cheap and not source.blocking_read:
+                    # A GPIO poll and plain arithmetic: cheaper than any thread hop.
+                    sample = source.read(0.0)
+                    step = pipe.infer(sample) if sample is not None else None
                 else:
-                    step = await loop.run_in_executor(self._infer_pool, pipe.infer, sample)
+                    # One hop for read + infer: both may block, neither may run on the loop.
+                    # A stop arriving meanwhile does not interrupt this: the sample is
+                    # finished and its result still reaches rules and actions (the stopper
+                    # bounds the wait).
+                    sample, step = await loop.run_in_executor(self._infer_pool,
+                                                              _read_and_infer, pipe)
             except Exception as exc:  # a bad sample must not kill a 24/7 pipeline
                 pipe.stats.errors += 1
                 pipe.stats.last_error = f"{type(exc).__name__}: {exc}"
                 self._errors.error(f"infer-{pipe.pipeline_id}", "pipeline %r: %s",
                                    pipe.pipeline_id, pipe.stats.last_error)
+                if await self._sleep_unless_stopped(pipe.controller.period_s):
+                    return
+                continue
+            if sample is None or step is None:
+                if source.exhausted:
+                    log.info("pipeline %r: source %r has ended", pipe.pipeline_id,
+                             source.source_id)
+                    return
                 continue
             pipe.decide(sample, step)
             wait_s = pipe.controller.period_s - (time.monotonic() - started)
@@ -345,6 +348,14 @@ class Daemon:
                      pipe["sampling"]["rate_changes"], pipe["latency_ms"]["p99"])
         self._read_pool.shutdown(wait=False, cancel_futures=True)
         self._infer_pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _read_and_infer(pipe: Pipeline) -> tuple[Sample | None, Step | None]:
+    """Executor side of one pipeline iteration: the newest sample, processed."""
+    sample = pipe.source.read(READ_TIMEOUT_S)
+    if sample is None:
+        return None, None
+    return sample, pipe.infer(sample)
 
 
 def run_daemon(config_path: str | Path, *, duration_s: float | None = None) -> int:

@@ -93,6 +93,15 @@ class PipelineStats:
     errors: int = 0
     last_error: str | None = None
     latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
+    first_inference_mono_s: float | None = None
+    last_inference_mono_s: float | None = None
+
+    def inferences_per_s(self) -> float | None:
+        """Average inference throughput between the first and the last inference."""
+        if self.first_inference_mono_s is None or self.last_inference_mono_s is None:
+            return None
+        span = self.last_inference_mono_s - self.first_inference_mono_s
+        return (self.inferences - 1) / span if span > 0 else None
 
     def latency_ms(self) -> dict[str, float | None]:
         """p50/p99/max frame-to-result latency over the recent window, in ms."""
@@ -250,6 +259,9 @@ class Pipeline:
                 self.stats.warming += 1
             if step.inferred:
                 self.stats.inferences += 1
+                if self.stats.first_inference_mono_s is None:
+                    self.stats.first_inference_mono_s = now
+                self.stats.last_inference_mono_s = now
                 self.stats.latencies_s.append(max(0.0, now - sample.t_mono_s))
             activity = max(activity, self.policy.observe_result(step.result))
             self.last_result = step.result
@@ -296,6 +308,7 @@ class Pipeline:
             "missing": s.missing, "warming": s.warming, "errors": s.errors,
             "last_error": s.last_error,
             "latency_ms": s.latency_ms(),
+            "inferences_per_s": round(ips, 3) if (ips := s.inferences_per_s()) else None,
             "sampling": {**self.controller.state(), **self.policy.state()},
             "source_stats": self.source.stats.as_dict(),
             "rules": {r.rule_id: r.state() for r in self.rules},
