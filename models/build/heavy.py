@@ -1,7 +1,12 @@
-"""The heavy digits classifier: 32x32 input, ~0.8 M parameters, six 3x3 convs.
+"""The heavy digits classifier: 32x32 input, ~1.07 M parameters.
 
-Deliberately much more compute than ``digits`` (the task offloaded to peers). Channel
-counts are multiples of 16 so that onnxruntime's int8 kernels run at full width.
+Deliberately much bigger than ``digits`` (the task offloaded to peers), and shaped so
+that int8 pays off on a CPU. On the AVX2-only build machine (no VNNI) onnxruntime's
+int8 convolutions run at about the speed of its float NCHWc ones, so a conv-dominated
+VGG-style net (2x32, 2x64, 2x128 channels, 0.81 M parameters, ~38 M MACs) measured only
+0.93-1.12x (onnxruntime) and 1.13-1.20x (LiteRT) int8 speed-up. A large fully connected
+layer is memory-bound at batch 1 and int8 weights are 4x smaller, so this design puts
+most of its parameters there: measured ~1.5x (onnxruntime) and ~1.4x (LiteRT).
 """
 
 from __future__ import annotations
@@ -12,20 +17,15 @@ from image_family import DigitsSplit, FamilyResult, FamilySpec, build_family
 
 
 def make_model() -> Any:
-    """VGG-style: 2x Conv(32), pool, 2x Conv(64), pool, 2x Conv(128), pool, FC 256, FC 10."""
+    """Conv(32) -> pool -> Conv(64) -> pool -> FC 4096x256 -> FC 10 (softmax); ~1.07 M params."""
     import keras
     from keras import layers
 
     return keras.Sequential([
         keras.Input((32, 32, 1)),
         layers.Conv2D(32, 3, padding="same", activation="relu"),
-        layers.Conv2D(32, 3, padding="same", activation="relu"),
         layers.MaxPooling2D(2),
         layers.Conv2D(64, 3, padding="same", activation="relu"),
-        layers.Conv2D(64, 3, padding="same", activation="relu"),
-        layers.MaxPooling2D(2),
-        layers.Conv2D(128, 3, padding="same", activation="relu"),
-        layers.Conv2D(128, 3, padding="same", activation="relu"),
         layers.MaxPooling2D(2),
         layers.Flatten(),
         layers.Dropout(0.3),
@@ -42,7 +42,7 @@ SPEC = FamilySpec(
     epochs=20,
     batch_size=32,
     description=(
-        "Handwritten digit classifier (0-9) for 32x32 grayscale images, heavy VGG-style CNN"
+        "Handwritten digit classifier (0-9) for 32x32 grayscale images, heavy CNN (1 M params)"
     ),
     learning_rate=1e-3,
 )

@@ -7,6 +7,7 @@ the cards honest.
 from __future__ import annotations
 
 import json
+import os
 import platform
 from typing import Any
 
@@ -41,6 +42,7 @@ def _env() -> dict[str, str]:
         "tensorflow": tf.__version__,
         "onnxruntime": onnxruntime.__version__,
         "ai_edge_litert": litert,
+        "load_average_1min_at_report": f"{os.getloadavg()[0]:.2f}",
     }
 
 
@@ -135,7 +137,10 @@ int8 speed-up over float32 (fp32 latency / int8 latency): onnxruntime
 Latencies: median of alternating fp32/int8 rounds (15 rounds x 40 calls after 20 warm-up
 calls), batch 1, one thread (`intra_op_num_threads=1` for onnxruntime {env["onnxruntime"]},
 `num_threads=1` for LiteRT {env["ai_edge_litert"]} with its default XNNPACK delegate), on
-{env["cpu"]} (x86-64, AVX2, 2 cores). A Raspberry Pi is several times slower.
+{env["cpu"]} (x86-64, AVX2 without VNNI, 2 cores; the machine was shared with other jobs,
+1-minute load average {env["load_average_1min_at_report"]} when the report was written, so
+absolute numbers are noisy; the alternating rounds keep the ratios fair). A Raspberry Pi
+is several times slower; ARM CPUs with dot-product instructions gain more from int8.
 
 ## Limitations
 
@@ -222,7 +227,9 @@ Latency of the float32 TFLite export (not shipped) under the same conditions:
 overhead dominates and int8 buys size, not speed.
 
 Latencies: median of alternating rounds, batch 1, one thread, on {env["cpu"]} (x86-64,
-AVX2, 2 cores), onnxruntime {env["onnxruntime"]}, LiteRT {env["ai_edge_litert"]}.
+AVX2, 2 cores, shared with other jobs: 1-minute load average
+{env["load_average_1min_at_report"]}), onnxruntime {env["onnxruntime"]}, LiteRT
+{env["ai_edge_litert"]}.
 
 ## Anomaly check (float32 ONNX over the whole series, threshold {res.threshold:.2f})
 
