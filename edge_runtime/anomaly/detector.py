@@ -8,8 +8,12 @@ one core scores well over 50,000 points per second.
 How it scores (a value-novelty detector with context, in the spirit of NAB's
 contextual detectors, written from the description of the problem):
 
-1. **Warm-up.** The first ``warmup_points`` values only set the quantisation: the bin
-   width is their range divided by ``levels``. Scores are 0 during warm-up.
+1. **Warm-up.** The first ``warmup_points`` values set the quantisation (the bin width
+   is their range divided by ``levels``) and the nominal sample interval (the median
+   step between their timestamps). Scores are 0 during warm-up. When it ends, the
+   buffered warm-up values are replayed into the seen-bin map and the context table, so
+   the first scored points are compared with everything seen so far and not with an
+   empty memory (which made early points look novel).
 2. **Value novelty.** Each value falls into an integer bin (bins extend without bound,
    so a level shift or drift reaches new bins). A bin that was not visited in the last
    ``horizon_points`` points is novel; the novelty grows with the distance (in bins, up
@@ -23,7 +27,15 @@ contextual detectors, written from the description of the problem):
    a channel that is always a little novel (noisy) does not keep alarming.
 5. **Rest period.** Once the score reaches ``alarm_level`` the detector reports it and
    then returns 0 for ``rest_points`` points: one anomaly episode gives one alarm,
-   which is what rules and NAB's scoring (first detection in a window) want.
+   which is what rules and NAB's scoring (first detection in a window) want. A much
+   stronger event (score at least ``breakthrough`` above the alarm that started the
+   rest) is reported anyway and restarts the rest period.
+
+**Elapsed time, not points read.** Horizons, rest periods and the running mean count
+*ticks* of the nominal interval learnt in warm-up: a point read after a gap of ``k``
+intervals (an adaptive sampler skipping points, a lost sample) advances the clock by
+``k`` ticks, so skipping does not stretch the detector's memory. A clock stepping back
+advances by one tick; a long outage by at most ``horizon_points`` ticks.
 
 Seen bins live in a map bounded to 200 entries (oldest dropped first); contexts in a
 fixed-size table of last-seen point indices (``2 ** table_bits`` int32 slots), where a
@@ -40,6 +52,7 @@ import sys
 from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 __all__ = ["AnomalyDetector", "DetectorConfig", "MultiChannelDetector"]
 
@@ -78,6 +91,9 @@ class DetectorConfig:
     baseline_alpha: float = 0.001
     #: log2 of the number of int32 slots in the seen table (memory = 4 * 2**bits bytes).
     table_bits: int = 13
+    #: During a rest period, a score this much above the alarm that started it alarms
+    #: again (a strong spike right after a weaker alarm is not hidden).
+    breakthrough: float = 0.4
 
     def __post_init__(self) -> None:
         checks = [
@@ -91,6 +107,7 @@ class DetectorConfig:
             (self.rest_points >= 0, "rest_points must be >= 0"),
             (0.0 <= self.baseline_alpha < 1.0, "baseline_alpha must be in [0, 1)"),
             (6 <= self.table_bits <= 20, "table_bits must be in 6..20"),
+            (self.breakthrough >= 0.0, "breakthrough must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -105,16 +122,21 @@ class AnomalyDetector:
     """
 
     __slots__ = (
+        "_alarm",
         "_base",
         "_bins",
         "_cfg",
+        "_dt",
         "_hi",
         "_hist",
         "_lo",
         "_mask",
         "_n",
         "_quiet_until",
+        "_t_last",
         "_table",
+        "_tick",
+        "_warm",
         "_width",
         "last_raw",
     )
@@ -126,12 +148,18 @@ class AnomalyDetector:
         self._table = array("i", [_NEVER]) * size
         self._bins: dict[int, int] = {}
         self._n = 0
+        self._tick = 0
+        self._t_last = 0.0
+        self._dt = 0.0
         self._lo = math.inf
         self._hi = -math.inf
         self._width = 0.0
         self._hist = [0] * self._cfg.context_orders
         self._quiet_until = 0
+        self._alarm = 0.0
         self._base = 0.0
+        #: warm-up (time, value) pairs, replayed into the memory when warm-up ends
+        self._warm: array[float] | None = array("d")
         #: Raw score of the last point before rest-period suppression, for diagnostics.
         self.last_raw = 0.0
 
@@ -150,11 +178,16 @@ class AnomalyDetector:
         """True once the warm-up is over and scores can be non-zero."""
         return self._n >= self._cfg.warmup_points
 
+    @property
+    def interval_s(self) -> float:
+        """Nominal sample interval learnt in warm-up (s); 0 before."""
+        return self._dt
+
     def update(self, t_s: float, value: float) -> float:
         """Take the next sample (time in s, value) and return its anomaly score in [0, 1].
 
-        ``t_s`` is accepted for interface symmetry with time-aware stages; scoring uses
-        the order of points (resample or fill gaps upstream for uneven rates).
+        Points may be skipped (adaptive sampling, lost samples): the time since the
+        previous point, in nominal intervals, advances the detector's clock.
         """
         if not math.isfinite(value):
             return 0.0
@@ -162,71 +195,113 @@ class AnomalyDetector:
         n = self._n
         self._n = n + 1
         if n < cfg.warmup_points:
-            self._lo = min(self._lo, value)
-            self._hi = max(self._hi, value)
-            if n == cfg.warmup_points - 1:
-                spread = self._hi - self._lo
-                if spread > 0.0:
-                    self._width = spread / cfg.levels
-                else:  # flat warm-up: any visible change should matter
-                    self._width = max(abs(self._hi) * 1e-3, 1e-9)
+            self._warm_up(n, t_s, value)
             return 0.0
-        q = int((value - self._lo) // self._width)
-        table = self._table
-        mask = self._mask
-        horizon = cfg.horizon_points
-        # value novelty: distance to the nearest bin seen within the horizon
-        bins = self._bins
-        never = _NEVER
-        novelty = 0.0
-        if n - bins.get(q, never) > horizon:
-            dmax = cfg.distance_bins
-            d = dmax
-            for k in range(1, dmax):
-                if n - bins.get(q - k, never) <= horizon or n - bins.get(q + k, never) <= horizon:
-                    d = k
-                    break
-            novelty = d / dmax
-            if len(bins) >= _MAX_BINS:
-                self._prune_bins(n)
-        bins[q] = n
-        # context novelty over bin sequences of length 2..orders
-        hist = self._hist
-        orders = len(hist)
-        hist.pop()
-        hist.insert(0, q)
-        novel_ctx = 0
-        if orders > 1:
-            key = q
-            for k in range(1, orders):
-                key = (key * _HASH_MUL + hist[k] + k * _ORDER_SALT) & 0xFFFFFFFFFFFF
-                cslot = (key ^ (key >> 23)) & mask
-                if n - table[cslot] > horizon:
-                    novel_ctx += 1
-                table[cslot] = n
-            cw = cfg.context_weight
-            raw = (1.0 - cw) * novelty + cw * novel_ctx / (orders - 1)
-        else:
-            raw = novelty
+        steps = 1
+        dt = self._dt
+        if dt > 0.0:
+            gap = t_s - self._t_last
+            if gap > 1.5 * dt:
+                steps = min(int(gap / dt + 0.5), cfg.horizon_points)
+        self._t_last = t_s
+        tick = self._tick + steps
+        self._tick = tick
+        raw = self._learn(tick, value)
         base = self._base
-        self._base = base + cfg.baseline_alpha * (raw - base)
+        alpha = cfg.baseline_alpha
+        if steps > 1:
+            alpha = 1.0 - (1.0 - alpha) ** steps
+        self._base = base + alpha * (raw - base)
         score = raw - base
         if score < 0.0:
             score = 0.0
         elif score > 1.0:
             score = 1.0
         self.last_raw = score
-        if n < self._quiet_until or n < cfg.warmup_points + orders:
-            return 0.0
-        if score >= cfg.alarm_level:
-            self._quiet_until = n + 1 + cfg.rest_points
+        if tick < self._quiet_until:
+            if score < self._alarm + cfg.breakthrough:
+                return 0.0
+        elif score < cfg.alarm_level:
+            return score
+        self._quiet_until = tick + 1 + cfg.rest_points
+        self._alarm = score
         return score
 
-    def _prune_bins(self, n: int) -> None:
+    def _warm_up(self, n: int, t_s: float, value: float) -> None:
+        """Collect warm-up points; at the last one, set the bins and replay them."""
+        cfg = self._cfg
+        warm = self._warm
+        assert warm is not None
+        warm.append(t_s)
+        warm.append(value)
+        self._lo = min(self._lo, value)
+        self._hi = max(self._hi, value)
+        if n < cfg.warmup_points - 1:
+            return
+        spread = self._hi - self._lo
+        if spread > 0.0:
+            self._width = spread / cfg.levels
+        else:  # flat warm-up: any visible change should matter
+            self._width = max(abs(self._hi) * 1e-3, 1e-9)
+        times = warm[0::2]
+        steps = sorted(b - a for a, b in pairwise(times) if b > a)
+        self._dt = steps[len(steps) // 2] if steps else 0.0
+        # Replay: the warm-up points fill the memory (one tick each, ending at tick 0);
+        # their own novelty is discarded and the running mean starts after warm-up.
+        for k, v in enumerate(warm[1::2]):
+            self._learn(k - len(times) + 1, v)
+        self._tick = 0
+        self._t_last = times[-1]
+        self._warm = None
+
+    def _learn(self, tick: int, value: float) -> float:
+        """Score ``value`` against the memory at ``tick``, then remember it; raw score."""
+        cfg = self._cfg
+        q = int((value - self._lo) // self._width)
+        horizon = cfg.horizon_points
+        # value novelty: distance to the nearest bin seen within the horizon
+        bins = self._bins
+        never = _NEVER
+        novelty = 0.0
+        if tick - bins.get(q, never) > horizon:
+            dmax = cfg.distance_bins
+            d = dmax
+            for k in range(1, dmax):
+                if (
+                    tick - bins.get(q - k, never) <= horizon
+                    or tick - bins.get(q + k, never) <= horizon
+                ):
+                    d = k
+                    break
+            novelty = d / dmax
+            if len(bins) >= _MAX_BINS:
+                self._prune_bins(tick)
+        bins[q] = tick
+        # context novelty over bin sequences of length 2..orders
+        hist = self._hist
+        orders = len(hist)
+        hist.pop()
+        hist.insert(0, q)
+        if orders < 2:
+            return novelty
+        table = self._table
+        mask = self._mask
+        novel_ctx = 0
+        key = q
+        for k in range(1, orders):
+            key = (key * _HASH_MUL + hist[k] + k * _ORDER_SALT) & 0xFFFFFFFFFFFF
+            cslot = (key ^ (key >> 23)) & mask
+            if tick - table[cslot] > horizon:
+                novel_ctx += 1
+            table[cslot] = tick
+        cw = cfg.context_weight
+        return (1.0 - cw) * novelty + cw * novel_ctx / (orders - 1)
+
+    def _prune_bins(self, tick: int) -> None:
         """Keep the bin map bounded: drop bins older than the horizon, else the oldest half."""
         bins = self._bins
         horizon = self._cfg.horizon_points
-        stale = [b for b, last in bins.items() if n - last > horizon]
+        stale = [b for b, last in bins.items() if tick - last > horizon]
         if len(stale) < len(bins) // 4:
             stale = sorted(bins, key=bins.__getitem__)[: len(bins) // 2]
         for b in stale:
@@ -235,7 +310,7 @@ class AnomalyDetector:
     def state_bytes(self) -> int:
         """Memory held by this detector's state, in bytes (table, bin map, history)."""
         # 64 bytes per bin entry covers its two int objects; the dict's own size is
-        # counted by getsizeof.
+        # counted by getsizeof. The warm-up buffer exists only until warm-up ends.
         return (
             sys.getsizeof(self)
             + sys.getsizeof(self._table)
@@ -243,6 +318,7 @@ class AnomalyDetector:
             + 64 * len(self._bins)
             + sys.getsizeof(self._hist)
             + 32 * len(self._hist)
+            + (sys.getsizeof(self._warm) if self._warm is not None else 0)
         )
 
 

@@ -116,3 +116,43 @@ def test_multichannel_takes_the_worst_axis() -> None:
         det.update(0.0, (1.0, 2.0))
     with pytest.raises(KeyError, match="unknown channel"):
         det.update(0.0, {"w": 1.0})
+
+
+def test_strong_spike_breaks_through_the_rest_period() -> None:
+    values = _noise(2000)
+    values[1500] = 13.5  # a modest excursion: alarms and starts a rest period
+    values[1520] = 60.0  # a much stronger spike inside that rest period
+    cfg = DetectorConfig(breakthrough=0.3)
+    scores = _run(values, AnomalyDetector(cfg))
+    assert scores[1500] >= cfg.alarm_level
+    assert max(scores[1501:1520]) == 0.0  # resting
+    assert scores[1520] >= scores[1500] + cfg.breakthrough
+    # without the breakthrough the spike is hidden (the old weakness)
+    hidden = _run(values, AnomalyDetector(DetectorConfig(breakthrough=1.0)))
+    assert hidden[1520] == 0.0
+
+
+def test_warmup_is_replayed_so_early_points_are_not_novel() -> None:
+    # a staircase the warm-up already went through: without the replay the first scored
+    # steps found an empty memory and scored ~1
+    values = [(i // 20) % 5 + 0.01 * r for i, r in enumerate(_noise(800))]
+    scores = _run(values)
+    assert max(scores[300:]) < 0.5
+
+
+def test_clock_follows_elapsed_time_when_points_are_skipped() -> None:
+    # After an alarm the rest period lasts 30 ticks of the nominal interval. Reading
+    # every 3rd point, 11 reads are 33 ticks: the rest is over (counting reads, it would
+    # not be); 9 reads are 27 ticks: still resting.
+    cfg = DetectorConfig(rest_points=30, breakthrough=1.0)
+    values = _noise(1200)
+    for k, expect_alarm in ((9, False), (11, True)):
+        det = AnomalyDetector(cfg)
+        for i, v in enumerate(values):
+            det.update(300.0 * i, v)
+        assert det.interval_s == 300.0
+        assert det.update(300.0 * 1200, 40.0) >= cfg.alarm_level
+        for j in range(1, k):
+            det.update(300.0 * (1200 + 3 * j), values[j])
+        score = det.update(300.0 * (1200 + 3 * k), 80.0)
+        assert (score >= cfg.alarm_level) == expect_alarm
