@@ -70,7 +70,11 @@ def score_all(corpus: list[Series], scores: dict[str, Any]) -> dict[str, float]:
 
 
 def sampled_replay(corpus: list[Series]) -> tuple[dict[str, Any], float]:
-    """Replay with the adaptive sampler: skipped points score 0 and are unseen."""
+    """Replay with the adaptive sampler: skipped points score 0 and are unseen.
+
+    The detector's clock follows the timestamps of the points it reads, and the sampler
+    stays at full rate while the detector warms up.
+    """
     out: dict[str, Any] = {}
     reads = offered = 0
     for s in corpus:
@@ -79,7 +83,7 @@ def sampled_replay(corpus: list[Series]) -> tuple[dict[str, Any], float]:
         for i, (t, v) in enumerate(zip(s.times.tolist(), s.values.tolist(), strict=True)):
             if sampler.should_read():
                 scores[i] = det.update(t, v)
-                sampler.observe(v, det.last_raw)
+                sampler.observe(v, det.last_raw, learning=not det.warmed_up)
         reads += sampler.reads
         offered += sampler.offered
         out[s.name] = scores

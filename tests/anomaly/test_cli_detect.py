@@ -43,3 +43,26 @@ def test_bad_csv_gives_one_line_with_line_number(
     assert len(err.splitlines()) == 1
     assert f"{bad}{message}" in err
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_detect_scores_equal_the_benchmark_detector(nab_root: Path, tmp_path: Path) -> None:
+    """The CLI and ``benchmarks/nab_bench.py`` run the same detector on the same points."""
+    import numpy as np
+
+    from benchmarks.nab.corpus import Series
+    from benchmarks.nab_bench import run_detector
+    from edge_runtime.anomaly import AnomalyDetector
+    from edge_runtime.anomaly.csvio import read_series
+    from edge_runtime.anomaly.nab import prepare_series
+
+    _, times, values = read_series(nab_root / "data" / NAB_FILE)
+    prep = prepare_series(NAB_FILE, times, [])
+    series = Series(NAB_FILE, np.asarray(times), np.asarray(values), prep)
+    bench_scores, _ = run_detector(AnomalyDetector, [series])
+    out = tmp_path / "out.csv"
+    assert main(["detect", "--input", str(nab_root / "data" / NAB_FILE), "--output", str(out)]) == 0
+    cli = [float(ln.split(",")[2]) for ln in out.read_text().splitlines()[1:]]
+    expected = bench_scores[NAB_FILE].tolist()
+    assert len(cli) == len(expected)
+    assert max(abs(a - b) for a, b in zip(cli, expected, strict=True)) <= 5e-7  # 6 decimals
+    assert sum(1 for s in expected if s > 0.0) > 0  # the file does alarm

@@ -76,3 +76,21 @@ def test_early_warning_before_machine_temperature_failure(nab_root: Path) -> Non
     lead = [failure_s - t for t in warnings if 0 < failure_s - t <= 48 * 3600]
     assert lead, "no early warning in the 48 h before the catastrophic failure"
     assert max(lead) >= 12 * 3600  # at least 12 h of warning
+
+
+def test_sampler_full_rate_while_learning_then_sparse_then_full_on_a_jump() -> None:
+    from edge_runtime.anomaly.sampling import AdaptiveSampler
+
+    s = AdaptiveSampler(max_stride=4, calm_reads=5, hold_reads=3, jump_mads=6.0)
+    reads = []
+    for i in range(400):
+        value = 10.0 + 0.1 * (i % 2) + (30.0 if i >= 350 else 0.0)
+        if s.should_read():
+            reads.append(i)
+            s.observe(value, 0.0, learning=i < 100)
+    assert reads[:100] == list(range(100))  # learning: every point
+    calm = [i for i in reads if 200 <= i < 340]
+    assert len(calm) <= 140 / 4 + 2  # calm: at the longest stride
+    jump_read = next(i for i in reads if i >= 350)
+    after = [i for i in reads if i > jump_read][:3]
+    assert after == [jump_read + 1, jump_read + 2, jump_read + 3]  # back to full rate
