@@ -6,6 +6,7 @@ the cards honest.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import platform
@@ -92,11 +93,21 @@ def digits_card(res: FamilyResult, env: dict[str, str]) -> str:
     s = spec.size
     resize = (
         "" if s == 8 else
-        f" The 8x8 digits are enlarged to {s}x{s} with bilinear interpolation (half-pixel "
+        f"\nThe 8x8 digits are enlarged to {s}x{s} with bilinear interpolation (half-pixel "
         "centres, like OpenCV `INTER_LINEAR`) for training; at inference the runtime "
         "resizes the frame the same way (manifest `size`)."
     )
     ort_r, tfl_r = _ratio(vs, "onnx"), _ratio(vs, "tflite")
+    assert ort_r is not None and tfl_r is not None
+    design = inspect.getdoc(inspect.getmodule(spec.make_model)) or ""
+    if min(ort_r, tfl_r) < 1.0:
+        speed_note = (
+            "\n\nWhere int8 is slower than float32 the model is so small that the fixed "
+            "cost per call (quantizing the input, int8 kernel set-up, the QDQ boundary) "
+            "outweighs the arithmetic saved: for this model int8 buys file size, not speed."
+        )
+    else:
+        speed_note = ""
     return f"""# Model card: `{spec.family}`
 
 {spec.description}. Four variants of the same trained weights: ONNX (NCHW, input
@@ -107,7 +118,9 @@ float32 and int8. Output: softmax probabilities over the labels "0".."9".
 
 ## Architecture
 
-{res.spec.make_model.__doc__}
+{design}
+
+Layers: {res.spec.make_model.__doc__}
 
 {res.params:,} parameters (float32 weights). Trained with Adam (lr {spec.learning_rate:g}),
 {spec.epochs} epochs, batch {spec.batch_size}, sparse categorical cross-entropy.
@@ -132,7 +145,7 @@ Keras (reference) top-1: {res.keras_top1:.4f} on {res.heldout} held-out images.
 {_variant_table(vs, "top-1", ".4f")}
 
 int8 speed-up over float32 (fp32 latency / int8 latency): onnxruntime
-{ort_r:.2f}x, LiteRT {tfl_r:.2f}x.
+{ort_r:.2f}x, LiteRT {tfl_r:.2f}x.{speed_note}
 
 Latencies: median of alternating fp32/int8 rounds (15 rounds x 40 calls after 20 warm-up
 calls), batch 1, one thread (`intra_op_num_threads=1` for onnxruntime {env["onnxruntime"]},
