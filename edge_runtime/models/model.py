@@ -84,11 +84,16 @@ def _converter(spec: TensorSpec) -> Converter:
     quant = spec.quant
     name = spec.name
 
+    static_shape = shape if len(fixed) == rank else None
+
     def convert(value: Any) -> np.ndarray:
         arr = value if type(value) is np.ndarray else np.asarray(value)
         if arr.dtype != want:
             arr = _cast(arr)
-        if arr.ndim != rank or any(arr.shape[i] != d for i, d in fixed):
+        # Fast path first: this runs on every inference.
+        if arr.shape != static_shape and (
+            arr.ndim != rank or any(arr.shape[i] != d for i, d in fixed)
+        ):
             raise InputError(
                 f"input {name!r} expects shape {_fmt_shape(shape)} (? = any size) "
                 f"but got {_fmt_shape(arr.shape)}"
@@ -184,17 +189,22 @@ class Model:
     def prepare(self, inputs: Inputs) -> list[np.ndarray]:
         """Check and convert inputs to the arrays the backend runs, in input order."""
         convs = self._converters
-        if isinstance(inputs, Mapping):
+        if type(inputs) is np.ndarray and len(convs) == 1:
+            return [convs[0](inputs)]
+        if type(inputs) is dict or isinstance(inputs, Mapping):
             names = self._input_names
+            if len(inputs) == len(names):
+                try:
+                    return [conv(inputs[n]) for n, conv in zip(names, convs, strict=True)]
+                except KeyError:
+                    pass  # fall through to say which name is wrong
             unknown = [k for k in inputs if k not in names]
             if unknown:
                 raise InputError(
                     f"unknown input {unknown[0]!r} (the model's inputs: {', '.join(names)})"
                 )
             missing = [n for n in names if n not in inputs]
-            if missing:
-                raise InputError(f"missing input {missing[0]!r} (needs: {', '.join(names)})")
-            return [conv(inputs[n]) for n, conv in zip(names, convs, strict=True)]
+            raise InputError(f"missing input {missing[0]!r} (needs: {', '.join(names)})")
         if len(convs) != 1:
             raise InputError(
                 f"the model has {len(convs)} inputs ({', '.join(self._input_names)}); "
