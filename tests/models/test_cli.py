@@ -176,3 +176,8 @@ def test_demo_runs_on_built_in_defaults(cli_env: dict[str, str]) -> None:
     assert "frames right" in out.stdout and "ms" in out.stdout
     right = int(out.stdout.split("frames right")[0].split()[-1].split("/")[0])
     assert right >= 8
+    # The sensor part's alarms fall in NAB's labelled failure window, not outside it.
+    line = next(x for x in out.stdout.splitlines() if "labelled failure window" in x)
+    inside = int(line.split(": ")[1].split()[0])
+    outside = int(line.split("), ")[1].split()[0])
+    assert inside > 10 * max(outside, 1)
