@@ -261,14 +261,19 @@ policy = "fixed"
         asyncio.run(main())
     finally:
         models_pkg.load_model = original
+    buckets = [b for b in buckets if b["n"] >= 10]  # drop the partial bucket at the end
     p99 = [b["p99_ms"] for b in buckets]
+    half = len(p99) // 2
+    first, second = float(np.median(p99[:half] or p99)), float(np.median(p99[half:] or p99))
     return {
         "camera_fps": fps, "model_run_ms": round(one_s * repeats * 1000, 1),
         "model_vs_frame_period": round(one_s * repeats * fps, 2), "duration_s": duration_s,
         "buckets": buckets,
         "p99_first_ms": p99[0] if p99 else None, "p99_last_ms": p99[-1] if p99 else None,
         "p99_max_over_min": round(max(p99) / min(p99), 3) if p99 else None,
-        "flat": bool(p99) and max(p99) <= 1.25 * min(p99),
+        "p99_median_first_half_ms": first, "p99_median_second_half_ms": second,
+        "flat": bool(p99) and second <= 1.25 * first,
+        "flat_rule": "median p99 of the second half of the buckets <= 1.25 x the first half",
     }
 
 
@@ -467,6 +472,10 @@ def bench_footprint(tmp: Path, run_s: float = 20.0, idle_s: float = 30.0) -> dic
     return out
 
 
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="60 s latency run, shorter clips")
@@ -474,23 +483,30 @@ def main() -> int:
                         help="comma list: throughput,latency,motion,nab,footprint")
     args = parser.parse_args()
     parts = set((args.only or "throughput,latency,motion,nab,footprint").split(","))
-    results: dict[str, Any] = {"quick": args.quick}
+    results: dict[str, Any] = {}
+    previous = ROOT / "benchmarks" / "results" / "pipeline.json"
+    if args.only and previous.exists():
+        # A partial run updates its parts and keeps the others (each part has its time).
+        results = {k: v for k, v in json.loads(previous.read_text()).items() if k != "machine"}
+    results["quick"] = args.quick
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         if "throughput" in parts:
-            results["throughput"] = bench_throughput(tmp)
+            results["throughput"] = {**bench_throughput(tmp), "at": _now()}
             print("throughput", json.dumps(results["throughput"]), flush=True)
         if "motion" in parts:
-            results["sampling_motion"] = bench_sampling_motion(6.0 if args.quick else 20.0)
+            results["sampling_motion"] = {**bench_sampling_motion(6.0 if args.quick else 20.0),
+                                          "at": _now()}
             print("motion", json.dumps(results["sampling_motion"]), flush=True)
         if "nab" in parts:
-            results["sampling_nab"] = bench_sampling_nab()
+            results["sampling_nab"] = {**bench_sampling_nab(), "at": _now()}
             print("nab", json.dumps(results["sampling_nab"]), flush=True)
         if "footprint" in parts:
-            results["footprint"] = bench_footprint(tmp)
+            results["footprint"] = {**bench_footprint(tmp), "at": _now()}
             print("footprint", json.dumps(results["footprint"]), flush=True)
         if "latency" in parts:
-            results["latency"] = bench_latency(tmp, 60.0 if args.quick else 300.0)
+            results["latency"] = {**bench_latency(tmp, 60.0 if args.quick else 300.0),
+                                  "at": _now()}
             print("latency", json.dumps({k: v for k, v in results["latency"].items()
                                          if k != "buckets"}), flush=True)
     path = save("pipeline", results)

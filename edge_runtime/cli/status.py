@@ -48,6 +48,12 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(reply, indent=2, sort_keys=True))
         return 0
+    print_status(reply)
+    return 0
+
+
+def print_status(reply: dict[str, Any]) -> None:
+    """Print a daemon status reply (or a summary.json) for people."""
     h = reply.get("health", {})
     print(f"node {reply['node']} (pid {reply['pid']}), up {_fmt(reply['uptime_s'], ' s')}, "
           f"config generation {reply['generation']}, reloads {reply['reloads']} "
@@ -69,4 +75,3 @@ def _status(args: argparse.Namespace) -> int:
         active = [r for r, st in p["rules"].items() if st["active"]]
         if active:
             print(f"    active rules: {', '.join(active)}")
-    return 0

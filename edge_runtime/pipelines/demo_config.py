@@ -12,7 +12,9 @@ CPU measurements).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -172,3 +174,33 @@ type = "log"
 id = "log"
 """)
     return config
+
+
+def run_daemon_demo(folder: Path, *, duration_s: float = 15.0) -> dict[str, Any]:
+    """Run the built-in config through the real daemon for ``duration_s``; returns the
+    final status (also in ``<folder>/state/summary.json``). GPIO runs on mock pins and a
+    simulated visitor trips the PIR halfway, so the relay action fires."""
+    import asyncio
+
+    from edge_runtime.config import load_config
+    from edge_runtime.pipelines.daemon import Daemon
+    from edge_runtime.sources.gpio import pin_factory
+
+    daemon = Daemon(write_demo(folder), duration_s=duration_s)
+    config = load_config(folder / "demo.toml")
+
+    async def visitor() -> None:
+        await asyncio.sleep(duration_s / 2)
+        pins = pin_factory(config.node.gpio_pin_factory)
+        pins.pin(17).drive_high()
+        await asyncio.sleep(min(3.0, duration_s / 4))
+        pins.pin(17).drive_low()
+
+    async def main() -> None:
+        walk = asyncio.create_task(visitor())
+        await daemon.run()
+        walk.cancel()
+
+    asyncio.run(main())
+    summary: dict[str, Any] = json.loads((folder / "state" / "summary.json").read_text())
+    return summary

@@ -1,0 +1,103 @@
+"""'record', 'status' (against a live daemon in this process) and 'demo --daemon'."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from edge_runtime.cli import main
+from edge_runtime.pipelines.daemon import Daemon
+from edge_runtime.sources.gpio import pin_factory
+from edge_runtime.sources.replay import load_recording
+from tests.helpers.media import make_video, write_csv
+
+CONFIG = """
+[node]
+state_dir = "state"
+gpio_pin_factory = "mock"
+[budget]
+enabled = false
+[[sources]]
+type = "replay"
+id = "temp"
+path = "in.csv"
+speed = 50
+lossless = true
+[[sources]]
+type = "camera"
+id = "cam"
+path = "clip.avi"
+realtime = false
+lossless = true
+[[pipelines]]
+id = "temp"
+source = "temp"
+"""
+
+
+def _setup(tmp_path: Path) -> Path:
+    write_csv(tmp_path / "in.csv", [float(i) for i in range(20)], period_s=0.1)
+    make_video(tmp_path / "clip.avi", 6)
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(CONFIG)
+    return cfg
+
+
+def test_record_command_writes_replayable_files(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = _setup(tmp_path)
+    out = tmp_path / "rec.csv"
+    assert main(["record", str(cfg), "temp", str(out), "--duration-s", "5"]) == 0
+    assert "recorded 20 samples" in capsys.readouterr().out
+    assert list(load_recording(out)[1]) == [float(i) for i in range(20)]
+    assert main(["record", str(cfg), "cam", str(tmp_path / "c.avi"), "--duration-s", "5"]) == 0
+    assert "recorded 6 samples" in capsys.readouterr().out
+    assert main(["record", str(cfg), "nope", str(out)]) == 2
+    assert "known: temp, cam" in capsys.readouterr().err
+
+
+def test_status_command_talks_to_running_daemon(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = _setup(tmp_path)
+
+    async def scenario() -> tuple[int, int]:
+        daemon = Daemon(cfg)
+        task = asyncio.create_task(daemon.run())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while not daemon.config.control_socket.exists() and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        rc_text = await loop.run_in_executor(None, main, ["status", str(cfg)])
+        rc_json = await loop.run_in_executor(None, main, ["status", "--json", str(cfg)])
+        daemon.request_stop()
+        await asyncio.wait_for(task, 5)
+        return rc_text, rc_json
+
+    try:
+        assert asyncio.run(scenario()) == (0, 0)
+    finally:
+        pin_factory("mock").reset()
+    out = capsys.readouterr().out
+    assert "pipeline temp <- temp (no model)" in out
+    reply = json.loads(out[out.index("{"):])
+    assert reply["pipelines"]["temp"]["source"] == "temp"
+    assert main(["status", "--socket", str(tmp_path / "none.sock")]) == 2
+    assert "no daemon control socket" in capsys.readouterr().err
+    assert main(["status"]) == 2
+
+
+def test_demo_daemon_mode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        rc = main(["demo", "--daemon", "--duration-s", "6", "--dir", str(tmp_path)])
+    finally:
+        pin_factory("mock").reset()
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "pipeline digits <- camera (digits-int8-onnx)" in out
+    summary = json.loads((tmp_path / "state" / "summary.json").read_text())
+    assert summary["pipelines"]["presence"]["rules"]["someone"]["activations"] == 1
+    assert summary["actions"]["relay"] >= 1
+    assert summary["pipelines"]["digits"]["inferences"] > 0
