@@ -15,7 +15,7 @@ def register(subparsers: Any) -> None:
         help="latency percentiles and throughput, runtime vs bare engine",
         description="Run MODEL repeatedly on random input and print p50/p95/p99 latency "
         "and throughput of edge-runtime's Model.run next to the bare engine call, measured "
-        "in alternating blocks so machine noise hits both alike.",
+        "alternating call by call so machine noise hits both alike.",
     )
     parser.add_argument("model", metavar="MODEL", help="shipped model name, manifest or model file")
     parser.add_argument(

@@ -1,8 +1,7 @@
 """Side-by-side latency measurement of :meth:`Model.run` and the bare engine call.
 
-The machine may be shared and noisy, so the two are measured in alternating
-blocks within one run and compared by medians; one block's worth of noise hits
-both alike.
+The machine may be shared and noisy, so the two alternate call by call within
+one run and are compared by medians.
 """
 
 from __future__ import annotations
@@ -58,13 +57,14 @@ def compare_with_bare(
     *,
     seconds: float = 5.0,
     num_threads: int | None = None,
-    block: int = 50,
     progress: Callable[[float], None] | None = None,
 ) -> dict[str, Timing | float]:
-    """Time ``model.run`` against the bare engine on the same input, alternating blocks.
+    """Time ``model.run`` against the bare engine on the same input, call by call.
 
-    Returns ``{"runtime": Timing, "bare": Timing, "overhead_us": ..., "overhead_pct": ...}``
-    where the overhead compares medians. ``progress`` gets the fraction done.
+    The two alternate on every call, and which goes first swaps every round, so
+    drift and position effects of a noisy machine hit both alike. Returns
+    ``{"runtime": Timing, "bare": Timing, "overhead_us": ..., "overhead_pct": ...}``
+    comparing medians. ``progress`` gets the fraction done, about ten times a second.
     """
     arrays = sample_inputs(model.inputs)
     feed = dict(zip([s.name for s in model.inputs], arrays, strict=True))
@@ -75,19 +75,25 @@ def compare_with_bare(
     ours: list[float] = []
     theirs: list[float] = []
     clock = time.perf_counter
-    deadline = clock() + seconds
     start = clock()
-    while clock() < deadline:
-        for _ in range(block):
-            t0 = clock()
-            model.run(feed, dequantize=False)
-            ours.append(clock() - t0)
-        for _ in range(block):
-            t0 = clock()
-            bare(arrays)
-            theirs.append(clock() - t0)
-        if progress is not None:
-            progress(min(1.0, (clock() - start) / seconds))
+    deadline = start + seconds
+    next_report = start
+    now = start
+    while now < deadline:
+        t0 = clock()
+        model.run(feed, dequantize=False)
+        t1 = clock()
+        bare(arrays)
+        t2 = clock()
+        bare(arrays)
+        t3 = clock()
+        model.run(feed, dequantize=False)
+        now = clock()
+        ours += (t1 - t0, now - t3)
+        theirs += (t2 - t1, t3 - t2)
+        if progress is not None and now >= next_report:
+            progress(min(1.0, (now - start) / seconds))
+            next_report = now + 0.1
     mine, base = _timing(ours), _timing(theirs)
     overhead_ms = mine.p50_ms - base.p50_ms
     return {
