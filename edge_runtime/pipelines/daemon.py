@@ -218,21 +218,27 @@ class Daemon:
                 if await self._sleep_unless_stopped(retry_s):
                     return
                 retry_s = min(OPEN_RETRY_MAX_S, retry_s * 2)
-        while not self._gen_stop.is_set():
+        pending: asyncio.Future[tuple[Sample | None, Step | None]] | None = None
+        while True:
+            if self._gen_stop.is_set() and pending is None:
+                return
             started = time.monotonic()
             try:
-                if pipe.cheap and not source.blocking_read:
+                if pending is not None:
+                    # Work in flight is finished even after a stop: its result still
+                    # reaches rules and actions (the stopper bounds the wait).
+                    sample, step = await pending
+                    pending = None
+                elif pipe.cheap and not source.blocking_read:
                     # A GPIO poll and plain arithmetic: cheaper than any thread hop.
                     sample = source.read(0.0)
                     step = pipe.infer(sample) if sample is not None else None
                 else:
                     # One hop for read + infer: both may block, neither may run on the loop.
-                    # A stop arriving meanwhile does not interrupt this: the sample is
-                    # finished and its result still reaches rules and actions (the stopper
-                    # bounds the wait).
                     sample, step = await loop.run_in_executor(self._infer_pool,
                                                               _read_and_infer, pipe)
             except Exception as exc:  # a bad sample must not kill a 24/7 pipeline
+                pending = None
                 pipe.stats.errors += 1
                 pipe.stats.last_error = f"{type(exc).__name__}: {exc}"
                 self._errors.error(f"infer-{pipe.pipeline_id}", "pipeline %r: %s",
@@ -246,10 +252,17 @@ class Daemon:
                              source.source_id)
                     return
                 continue
-            pipe.decide(sample, step)
             wait_s = pipe.controller.period_s - (time.monotonic() - started)
-            if await self._sleep_unless_stopped(wait_s):
-                return
+            if wait_s <= 0 and not self._gen_stop.is_set() and not (
+                    pipe.cheap and not source.blocking_read):
+                # Behind schedule (the model is the bottleneck): start on the next sample
+                # before deciding on this one, so the executor never waits for the loop.
+                pending = loop.run_in_executor(self._infer_pool, _read_and_infer, pipe)
+            pipe.decide(sample, step)
+            if pending is None:
+                wait_s = pipe.controller.period_s - (time.monotonic() - started)
+                if await self._sleep_unless_stopped(wait_s) and pending is None:
+                    return
 
     async def _run_health(self, runtime: Runtime) -> None:
         loop = asyncio.get_running_loop()

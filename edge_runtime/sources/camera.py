@@ -87,8 +87,6 @@ class OpenCVCamera(Source):
         self._stop = threading.Event()
         self._consumed = threading.Event()
         self._thread: threading.Thread | None = None
-        self._cap: Any = None
-        self._cap_lock = threading.Lock()
         self._ended = False
 
     @property
@@ -213,61 +211,25 @@ class OpenCVCamera(Source):
 
     # -- Source interface ---------------------------------------------------------------
 
-    @property
-    def synchronous(self) -> bool:
-        """True for a file read as fast as the consumer can (``lossless``, not
-        ``realtime``): frames are decoded in the caller's thread, with no reader thread
-        and no hand-over between threads."""
-        return self.is_file and self.lossless and not self.realtime
-
     def _open(self) -> None:
         self._stop.clear()
         self._ended = False
         self._slot.reopen()
         self._consumed.set()
-        if self.synchronous:
-            self._cap = self._capture()
-            self.stats.connected = True
-            return
         self._thread = threading.Thread(
             target=self._run, name=f"camera-{self.source_id}", daemon=True
         )
         self._thread.start()
 
     def _read(self, timeout_s: float) -> Sample | None:
-        if self.synchronous:
-            return self._read_now()
         sample = self._slot.get(timeout_s)
         if sample is not None:
             self._consumed.set()
         return sample
 
-    def _read_now(self) -> Sample | None:
-        # The lock keeps close() (another thread) from releasing the capture mid-read.
-        with self._cap_lock:
-            cap = self._cap
-            if cap is None:
-                return None
-            ok, frame = cap.read()
-            if not ok or frame is None:
-                if self.loop:
-                    cap.release()
-                    self._cap = cap = self._capture()
-                    ok, frame = cap.read()
-                if not ok or frame is None:
-                    self._ended = True
-                    self.stats.connected = False
-                    return None
-        self.stats.produced += 1
-        return Sample(self.source_id, time.monotonic(), self._next_seq(), frame=frame)
-
     def _close(self) -> None:
         self._stop.set()
         self._slot.close()
-        with self._cap_lock:
-            cap, self._cap = self._cap, None
-            if cap is not None:
-                cap.release()
         thread, self._thread = self._thread, None
         if thread is not None:
             # A network read can block up to STREAM_TIMEOUT_S; the thread is a daemon, so a
