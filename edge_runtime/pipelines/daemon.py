@@ -218,6 +218,15 @@ class Daemon:
                 if await self._sleep_unless_stopped(retry_s):
                     return
                 retry_s = min(OPEN_RETRY_MAX_S, retry_s * 2)
+        if source.can_set_rate and not self._gen_stop.is_set():
+            # The device starts at its own default rate (maybe 0: off); the controller
+            # only reports changes, so give it the controller's current rate now.
+            try:
+                await loop.run_in_executor(self._read_pool, source.set_rate,
+                                           pipe.controller.rate_hz)
+            except EdgeRuntimeError as exc:
+                log.warning("source %r refused rate %.3g Hz: %s", source.source_id,
+                            pipe.controller.rate_hz, exc)
         pending: asyncio.Future[tuple[Sample | None, Step | None]] | None = None
         while True:
             if self._gen_stop.is_set() and pending is None:
