@@ -20,6 +20,7 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from edge_runtime.errors import (
@@ -30,7 +31,7 @@ from edge_runtime.errors import (
     ConfigError,
     EdgeRuntimeError,
 )
-from edge_runtime.sources.base import LatestSlot, Sample, Source
+from edge_runtime.sources.base import LatestSlot, Sample, Source, SourceStats
 
 if TYPE_CHECKING:
     from firmware_bridge.client import BridgeClient
@@ -53,6 +54,36 @@ def translate_error(exc: BaseException) -> EdgeRuntimeError:
     if isinstance(exc, fb.UnknownChannelError | fb.BridgeConfigError):
         return ConfigError(message, hint=hint)
     return BridgeUnavailableError(message, hint=hint)
+
+
+@dataclass(slots=True)
+class BridgeSourceStats(SourceStats):
+    """Source counters plus the link's loss counters (``firmware_bridge`` client stats)."""
+
+    link: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return {**SourceStats.as_dict(self), "link": dict(self.link)}
+
+
+def link_counters(client: BridgeClient, channel: int) -> dict[str, int]:
+    """What the link lost and survived, for status: frames, this channel's samples,
+    damaged frames, reconnects and device reboots. Read-only: may run off the loop."""
+    from firmware_bridge.client import ChannelStats
+
+    stats = client.stats
+    ch = stats.channels.get(channel) or ChannelStats()
+    return {
+        "frames_lost": stats.frames_lost,
+        "samples_received": ch.samples_received,
+        "samples_lost": ch.samples_lost,
+        "samples_dropped_host": ch.samples_dropped_host,
+        "crc_errors": stats.decoder.crc_errors,
+        "resyncs": stats.decoder.resyncs,
+        "device_restarts": stats.device_restarts,
+        "device_tx_dropped": stats.device_tx_dropped,
+        "reconnects": stats.reconnects,
+    }
 
 
 class BridgeSource(Source):
@@ -80,6 +111,7 @@ class BridgeSource(Source):
         timing: Any = None,
     ) -> None:
         super().__init__(source_id)
+        self.stats: BridgeSourceStats = BridgeSourceStats()
         if (port is None) == (usb_id is None):
             raise ConfigError(f"source {source_id!r}: set exactly one of port or usb_id")
         self._channel_key = channel
@@ -165,6 +197,7 @@ class BridgeSource(Source):
             self._seq += skipped
             stats.connected = client.connected
             stats.reconnects = client.stats.reconnects
+            stats.link = link_counters(client, self._channel_id)
             self._slot.put(
                 Sample(
                     self.source_id,
@@ -176,8 +209,11 @@ class BridgeSource(Source):
 
     def _read(self, timeout_s: float) -> Sample | None:
         sample = self._slot.get(timeout_s)
-        if self._client is not None:
-            self.stats.connected = self._client.connected
+        client = self._client
+        if client is not None:
+            self.stats.connected = client.connected
+            if self._channel_id >= 0:
+                self.stats.link = link_counters(client, self._channel_id)
         return sample
 
     def set_rate(self, rate_hz: float) -> None:
