@@ -103,6 +103,11 @@ class SimDevice:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGUSR2)
 
+    def step(self) -> None:
+        """Toggle a +100 level step on the accel and temperature values (activity)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGHUP)
+
     def unplug(self) -> None:
         """Kill -9: the cable is yanked mid-frame."""
         self._stop(signal.SIGKILL)

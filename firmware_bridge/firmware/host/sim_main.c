@@ -12,6 +12,8 @@
  * SIGUSR1 tears the next frame and inserts garbage (a glitch on the wire).
  * SIGUSR2 reboots the firmware behind the open port (watchdog reset on a UART):
  * sequence numbers, sample indices and rates restart, and HELLO is sent unasked.
+ * SIGHUP toggles a level step of +100 on the accel and temperature values (activity on
+ * command, for adaptive-sampling tests; the counter stays the sample index).
  * SIGTERM/SIGINT exit cleanly; SIGKILL is a yanked cable.
  *
  * Channels: 0 "counter" (value = sample index, so loss is visible in the values),
@@ -41,6 +43,7 @@ static size_t ring_head, ring_len;
 static volatile sig_atomic_t inject_garbage;
 static volatile sig_atomic_t stop;
 static volatile sig_atomic_t reboot;
+static volatile sig_atomic_t step_on;
 static int master_fd = -1;
 
 static double drift_ppm;
@@ -131,6 +134,12 @@ static void on_usr2(int sig)
     reboot = 1;
 }
 
+static void on_hup(int sig)
+{
+    (void)sig;
+    step_on = !step_on;
+}
+
 static void on_term(int sig)
 {
     (void)sig;
@@ -206,6 +215,8 @@ int main(int argc, char **argv)
     sigaction(SIGUSR1, &sa, 0);
     sa.sa_handler = on_usr2;
     sigaction(SIGUSR2, &sa, 0);
+    sa.sa_handler = on_hup;
+    sigaction(SIGHUP, &sa, 0);
     sa.sa_handler = on_term;
     sigaction(SIGTERM, &sa, 0);
     sigaction(SIGINT, &sa, 0);
@@ -248,14 +259,15 @@ int main(int argc, char **argv)
             while (fb_sample_due(&dev, c, now, &t)) {
                 float v[3];
                 double ts = (double)t * 1e-6;
+                float step = step_on ? 100.0f : 0.0f;
                 if (c == 0) {
                     v[0] = (float)dev.ch[0].next_index;
                 } else if (c == 1) {
-                    v[0] = (float)sin(ts);
+                    v[0] = (float)sin(ts) + step;
                     v[1] = (float)cos(ts);
                     v[2] = 9.81f;
                 } else {
-                    v[0] = (float)(21.5 + 0.5 * sin(ts / 60.0));
+                    v[0] = (float)(21.5 + 0.5 * sin(ts / 60.0)) + step;
                 }
                 fb_push_sample(&dev, c, t, v);
             }
