@@ -219,20 +219,45 @@ class BridgeSource(Source):
     def set_rate(self, rate_hz: float) -> None:
         """Have the microcontroller sample at ``rate_hz`` (clamped to its maximum).
 
+        Returns at once: the rate controller calls this from the daemon's event loop,
+        which must never wait on a serial link. The request runs on this source's own
+        I/O thread; a refusal or a timeout is logged and counted in ``stats.errors``.
         While the device is unplugged the rate is remembered and applied when it comes
-        back; only a refusal or a timeout of a connected device raises.
+        back.
         """
-        from firmware_bridge.errors import DeviceDisconnectedError
-
         client = self.client
+        loop = self._loop
+        assert loop is not None
         rate_hz = min(max(rate_hz, 0.0), self._max_rate_hz)
-        try:
-            self._call(client.set_rate(self._channel_id, rate_hz), self._command_timeout_s)
-        except BridgeUnavailableError as exc:
-            if not isinstance(exc.__cause__, DeviceDisconnectedError):
-                raise
-            _log.debug("source %s: rate %g Hz kept for reconnect", self.source_id, rate_hz)
         self.stats.rate_hz = rate_hz
+        request = asyncio.wait_for(
+            client.set_rate(self._channel_id, rate_hz), self._command_timeout_s
+        )
+        future = asyncio.run_coroutine_threadsafe(request, loop)
+        future.add_done_callback(lambda done: self._rate_request_done(rate_hz, done))
+
+    def _rate_request_done(self, rate_hz: float, future: concurrent.futures.Future[Any]) -> None:
+        from firmware_bridge.errors import BridgeError, DeviceDisconnectedError
+
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is None:
+            return
+        if isinstance(exc, DeviceDisconnectedError):
+            _log.debug("source %s: rate %g Hz kept for reconnect", self.source_id, rate_hz)
+            return
+        error: BaseException = exc
+        if isinstance(exc, BridgeError):
+            error = translate_error(exc)
+        elif isinstance(exc, TimeoutError):
+            error = BridgeTimeoutError(
+                f"source {self.source_id!r}: no answer to SET_RATE {rate_hz:g} Hz "
+                f"within {self._command_timeout_s:g} s"
+            )
+        self.stats.errors += 1
+        self.stats.last_error = str(error)
+        _log.warning("source %s: rate %g Hz not applied: %s", self.source_id, rate_hz, error)
 
     def _call(self, coro: Any, timeout_s: float) -> Any:
         """Run ``coro`` on the private loop; translate library errors."""

@@ -97,3 +97,28 @@ def test_source_adapter_open_fails_with_a_runtime_error(tmp_path: Path) -> None:
     source = BridgeSource("x", port=str(tmp_path / "missing"), channel=0, timing=timing)
     with pytest.raises(BridgePortNotFoundError):
         source.open()
+
+
+def test_set_rate_never_blocks_the_caller(sim: SimDevice) -> None:
+    """The rate controller calls set_rate on the daemon's event loop: it must return at
+    once even when the device does not answer; the failure is counted, not raised."""
+    import signal
+
+    source = BridgeSource("vib", port=str(sim.link), channel="counter", timing=FAST)
+    with source:
+        assert sim.proc is not None
+        sim.proc.send_signal(signal.SIGSTOP)  # the device hangs: no ACK will come
+        try:
+            t0 = time.monotonic()
+            source.set_rate(50.0)
+            assert time.monotonic() - t0 < 0.05
+            assert source.stats.rate_hz == 50.0
+            deadline = time.monotonic() + 10.0
+            while source.stats.errors == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert source.stats.errors == 1
+            assert "SET_RATE" in str(source.stats.last_error) or "answer" in str(
+                source.stats.last_error
+            )
+        finally:
+            sim.proc.send_signal(signal.SIGCONT)
