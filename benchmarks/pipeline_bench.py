@@ -463,7 +463,7 @@ def bench_footprint(tmp: Path, run_s: float = 20.0, idle_s: float = 30.0) -> dic
                                 cwd=cfg.parent, env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         try:
-            time.sleep(8.0)  # start-up and the first decay to the minimum rates
+            time.sleep(15.0)  # start-up and the first decay to the minimum rates
             _, cpu0 = _proc_sample(proc.pid)
             t0 = time.monotonic()
             peak = 0.0

@@ -129,6 +129,8 @@ id = "presence"
 source = "pir"
 [pipelines.sampling]
 policy = "change"
+hold_s = 2.0
+decay_half_life_s = 2.0
 [[pipelines.rules]]
 id = "someone"
 field = "value"
