@@ -20,7 +20,9 @@ import contextlib
 import logging
 import os
 import signal
+import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -78,13 +80,13 @@ class Daemon:
         self._reload = asyncio.Event()
         self._gen_stop = asyncio.Event()
         self._pending: Config | None = None
+        #: The generation's stop, for worker threads (set together with _gen_stop).
+        self._thread_stop = threading.Event()
         self._health = HealthMonitor(disk_path=Path(self.config.health.disk_path),
                                      check_throttling=self.config.health.check_throttling)
         self._errors = _RateLimitedLog()
         workers = max(2, len(self.config.pipelines) + 2)
         self._read_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="read")
-        self._infer_pool = ThreadPoolExecutor(max_workers=max(1, len(self.config.pipelines)),
-                                              thread_name_prefix="infer")
 
     # -- public ------------------------------------------------------------------------
 
@@ -139,6 +141,7 @@ class Daemon:
     async def _run_generation(self, runtime: Runtime) -> None:
         """Run every pipeline and the health task until a stop or an accepted reload."""
         self._gen_stop.clear()
+        self._thread_stop = threading.Event()
         if self._stop.is_set():
             self._gen_stop.set()
         try:
@@ -156,6 +159,7 @@ class Daemon:
     async def _stopper(self, runtime: Runtime, tasks: list[asyncio.Task[None]]) -> None:
         """On stop: wake blocked readers, give work in flight a bounded time to finish."""
         await self._gen_stop.wait()
+        self._thread_stop.set()
         loop = asyncio.get_running_loop()
         # Closing sources wakes readers blocked in executors (camera slots, replay waits).
         await asyncio.gather(*(loop.run_in_executor(self._read_pool, src.close)
@@ -227,50 +231,42 @@ class Daemon:
             except EdgeRuntimeError as exc:
                 log.warning("source %r refused rate %.3g Hz: %s", source.source_id,
                             pipe.controller.rate_hz, exc)
-        pending: asyncio.Future[tuple[Sample | None, Step | None]] | None = None
-        while True:
-            if self._gen_stop.is_set() and pending is None:
-                return
+        if pipe.cheap and not source.blocking_read:
+            await self._run_on_loop(pipe)
+        else:
+            await self._run_in_worker(pipe)
+
+    async def _run_on_loop(self, pipe: Pipeline) -> None:
+        """A GPIO poll and plain arithmetic: cheaper on the loop than any thread hop."""
+        source = pipe.source
+        while not self._gen_stop.is_set():
             started = time.monotonic()
-            try:
-                if pending is not None:
-                    # Work in flight is finished even after a stop: its result still
-                    # reaches rules and actions (the stopper bounds the wait).
-                    sample, step = await pending
-                    pending = None
-                elif pipe.cheap and not source.blocking_read:
-                    # A GPIO poll and plain arithmetic: cheaper than any thread hop.
-                    sample = source.read(0.0)
-                    step = pipe.infer(sample) if sample is not None else None
-                else:
-                    # One hop for read + infer: both may block, neither may run on the loop.
-                    sample, step = await loop.run_in_executor(self._infer_pool,
-                                                              _read_and_infer, pipe)
-            except Exception as exc:  # a bad sample must not kill a 24/7 pipeline
-                pending = None
-                pipe.stats.errors += 1
-                pipe.stats.last_error = f"{type(exc).__name__}: {exc}"
-                self._errors.error(f"infer-{pipe.pipeline_id}", "pipeline %r: %s",
-                                   pipe.pipeline_id, pipe.stats.last_error)
-                if await self._sleep_unless_stopped(pipe.controller.period_s):
-                    return
-                continue
-            if sample is None or step is None:
-                if source.exhausted:
-                    log.info("pipeline %r: source %r has ended", pipe.pipeline_id,
-                             source.source_id)
-                    return
-                continue
+            sample = source.read(0.0)
+            if sample is not None:
+                pipe.decide(sample, pipe.infer(sample))
             wait_s = pipe.controller.period_s - (time.monotonic() - started)
-            if wait_s <= 0 and not self._gen_stop.is_set() and not (
-                    pipe.cheap and not source.blocking_read):
-                # Behind schedule (the model is the bottleneck): start on the next sample
-                # before deciding on this one, so the executor never waits for the loop.
-                pending = loop.run_in_executor(self._infer_pool, _read_and_infer, pipe)
-            pipe.decide(sample, step)
-            if pending is None:
-                wait_s = pipe.controller.period_s - (time.monotonic() - started)
-                if await self._sleep_unless_stopped(wait_s) and pending is None:
+            if await self._sleep_unless_stopped(wait_s):
+                return
+
+    async def _run_in_worker(self, pipe: Pipeline) -> None:
+        """Read + infer in the pipeline's own worker thread; decide here, in order."""
+        worker = _Worker(pipe, asyncio.get_running_loop(), self._thread_stop)
+        worker.start()
+        while True:
+            for kind, sample, step, exc in await worker.next_batch():
+                if kind == "result":
+                    assert sample is not None and step is not None
+                    pipe.decide(sample, step)
+                elif kind == "error":
+                    pipe.stats.errors += 1
+                    pipe.stats.last_error = f"{type(exc).__name__}: {exc}"
+                    self._errors.error(f"infer-{pipe.pipeline_id}", "pipeline %r: %s",
+                                       pipe.pipeline_id, pipe.stats.last_error)
+                elif kind == "end":
+                    log.info("pipeline %r: source %r has ended", pipe.pipeline_id,
+                             pipe.source.source_id)
+                    return
+                else:  # "stopped": everything in flight has been decided
                     return
 
     async def _run_health(self, runtime: Runtime) -> None:
@@ -369,7 +365,78 @@ class Daemon:
                      pipe["inferences"], pipe["gated"], pipe["source_stats"]["dropped"],
                      pipe["sampling"]["rate_changes"], pipe["latency_ms"]["p99"])
         self._read_pool.shutdown(wait=False, cancel_futures=True)
-        self._infer_pool.shutdown(wait=False, cancel_futures=True)
+
+
+_Item = tuple[str, Sample | None, Step | None, BaseException | None]
+
+
+class _Worker:
+    """One pipeline's executor: a thread that reads and infers at the controller's rate
+    and hands results to the loop.
+
+    Wake-ups of the loop are coalesced (one per batch, not one per result), so a model
+    that is the bottleneck keeps the thread busy without a thread hop per sample. On a
+    stop the sample in flight is finished and handed over before ``stopped``.
+    """
+
+    def __init__(self, pipe: Pipeline, loop: asyncio.AbstractEventLoop,
+                 stop: threading.Event) -> None:
+        self.pipe = pipe
+        self.loop = loop
+        self.stop = stop
+        self._items: deque[_Item] = deque()
+        self._lock = threading.Lock()
+        self._wake = asyncio.Event()
+        self._wake_scheduled = False
+        self._thread = threading.Thread(target=self._run, name=f"pipeline-{pipe.pipeline_id}",
+                                        daemon=True)
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread.start()
+
+    def _post(self, item: _Item) -> None:
+        with self._lock:
+            self._items.append(item)
+            if self._wake_scheduled:
+                return
+            self._wake_scheduled = True
+        # RuntimeError: the loop is closed, nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(self._wake.set)
+
+    async def next_batch(self) -> list[_Item]:
+        """Everything posted since the last call (waits for at least one item)."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            with self._lock:
+                self._wake_scheduled = False
+                items = list(self._items)
+                self._items.clear()
+            if items:
+                return items
+
+    def _run(self) -> None:
+        pipe = self.pipe
+        while not self.stop.is_set():
+            started = time.monotonic()
+            try:
+                sample, step = _read_and_infer(pipe)
+            except Exception as exc:  # a bad sample must not kill a 24/7 pipeline
+                self._post(("error", None, None, exc))
+                self.stop.wait(pipe.controller.period_s)
+                continue
+            if sample is None or step is None:
+                if pipe.source.exhausted:
+                    self._post(("end", None, None, None))
+                    return
+                continue
+            self._post(("result", sample, step, None))
+            wait_s = pipe.controller.period_s - (time.monotonic() - started)
+            if wait_s > 0:
+                self.stop.wait(wait_s)
+        self._post(("stopped", None, None, None))
 
 
 def _read_and_infer(pipe: Pipeline) -> tuple[Sample | None, Step | None]:
