@@ -1,16 +1,24 @@
 """The ``edge-runtime run`` daemon: an asyncio core that only coordinates.
 
-One task group per *generation* (one loaded config) holds a task per pipeline and a
-health task. Source reads, inference and health reads that may block run in executors;
-the loop runs rules, actions and the control socket. Signals:
+One task group per *generation* (one loaded config) holds a task per pipeline, a health
+task, a stopper and a reload watcher. Work that may block never runs on the loop:
+
+- each pipeline with a camera, a model, a detector or a replay reads and infers in its
+  own worker thread (:class:`_Worker`), paced by the rate controller, and hands results
+  to the loop in batches; the loop runs rules and actions in sample order;
+- GPIO polls without a model (plain arithmetic) run on the loop itself, which is
+  cheaper than a thread hop;
+- source open/close and health snapshots run in a small executor.
+
+Signals:
 
 - SIGTERM / SIGINT: stop taking samples, let work in flight finish (its result still
   goes through rules and actions), close sources, switch outputs off, flush the event
   log, write ``<state_dir>/summary.json``. Bounded by ``node.shutdown_timeout_s``.
 - SIGHUP: reload the config file. A config that does not validate is refused and the
-  old one keeps running; one that validates replaces the old generation. If the new one
-  then fails to build (a pin in use, a model that will not load), the old config is
-  built again.
+  old one keeps running untouched; one that validates replaces the old generation. If
+  the new one then fails to build (a pin in use, a model that will not load), the old
+  config is built again.
 """
 
 from __future__ import annotations

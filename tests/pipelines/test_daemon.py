@@ -317,3 +317,54 @@ def test_control_socket_refuses_second_server_and_replaces_stale_file(tmp_path: 
     asyncio.run(main())
     with pytest.raises(DaemonError, match="no daemon control socket"):
         control.request(tmp_path / "missing.sock")
+
+
+def test_stop_finishes_the_sample_in_flight(tmp_path: Path) -> None:
+    from tests.helpers import slow
+
+    write_csv(tmp_path / "s.csv", [1.0] * 100, period_s=0.01)
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text("""
+[node]
+state_dir = "state"
+[budget]
+enabled = false
+[[sources]]
+type = "replay"
+id = "s"
+path = "s.csv"
+lossless = true
+min_rate_hz = 100
+max_rate_hz = 100
+[[pipelines]]
+id = "p"
+source = "s"
+detector = "tests.helpers.slow:SlowDetector"
+detector_params = { delay_s = 0.4 }
+[[pipelines.rules]]
+id = "seen"
+field = "score"
+above = 0.5
+actions = ["event"]
+[[actions]]
+type = "event"
+id = "event"
+""")
+    slow.IN_UPDATE.clear()
+
+    async def main() -> float:
+        daemon = Daemon(cfg)
+        task = asyncio.create_task(daemon.run())
+        loop = asyncio.get_running_loop()
+        assert await loop.run_in_executor(None, slow.IN_UPDATE.wait, 10.0)
+        t0 = loop.time()
+        daemon.request_stop()  # mid-sample: the detector is still sleeping
+        assert await asyncio.wait_for(task, 5.0) == 0
+        return loop.time() - t0
+
+    stop_s = asyncio.run(main())
+    assert stop_s < 2.0
+    events = _events(tmp_path)
+    assert [e["rule"] for e in events] == ["seen"]  # the sample in flight was decided
+    summary = json.loads((tmp_path / "state" / "summary.json").read_text())
+    assert summary["pipelines"]["p"]["inferences"] == 1
