@@ -84,3 +84,49 @@ def test_named_mock_factory_and_bad_pin() -> None:
         GpioSource("bad", device="button", pin=9999, factory="mock").open()
     with pytest.raises(SourceUnavailableError, match="unknown ADC"):
         GpioSource("adc", device="adc", chip="XYZ", factory="mock").open()
+
+
+class MockMCP3008:
+    """The slave side of an MCP3008 ADC on gpiozero's mock SPI pins: answers each
+    single-ended conversion request with ``channels[i]`` (0..1 of Vref) as 10 bits."""
+
+    def __new__(cls, factory: MockFactory) -> MockMCP3008:
+        from gpiozero.pins.mock import MockSPIDevice
+
+        class _Device(MockSPIDevice):  # type: ignore[misc]
+            def __init__(self) -> None:
+                super().__init__(11, 10, 9, 8, pin_factory=factory)
+                self.channels = [0.0] * 8
+                self.state = "idle"
+
+            def on_start(self) -> None:
+                super().on_start()
+                self.state = "idle"
+
+            def on_bit(self) -> None:
+                if self.state == "idle":
+                    if self.rx_buf[-1]:  # start bit
+                        self.state = "mode"
+                        self.rx_buf = []
+                elif self.state == "mode":
+                    self.state = "single" if self.rx_buf[-1] else "diff"
+                    self.rx_buf = []
+                elif self.state in ("single", "diff"):
+                    if len(self.rx_buf) == 3:
+                        value = self.channels[self.rx_word()]
+                        self.tx_word(round(max(0.0, min(1.0, value)) * 1023), 12)
+                        self.state = "result"
+                elif self.state == "result" and not self.tx_buf:
+                    self.state = "idle"
+                    self.rx_buf = []
+
+        return _Device()  # type: ignore[return-value]
+
+
+def test_mcp3008_adc_channel_with_scale(mock_pins: MockFactory) -> None:
+    adc = MockMCP3008(mock_pins)
+    adc.channels[2] = 0.5  # type: ignore[attr-defined]
+    src = GpioSource("light", device="adc", chip="MCP3008", channel=2, scale=100.0, offset=1.0)
+    with src:
+        value = _value(src)
+    assert value is not None and abs(value - 51.0) < 0.2
