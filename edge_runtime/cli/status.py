@@ -62,6 +62,9 @@ def print_status(reply: dict[str, Any]) -> None:
           f"memory {_fmt(h.get('memory_percent'), '%')}, disk {_fmt(h.get('disk_percent'), '%')}, "
           f"temperature {_fmt(h.get('temperature_c'), ' C')}, throttled "
           f"{_fmt(h.get('throttled'))}, rss {_fmt(h.get('rss_mb'), ' MB')}")
+    alarms = [r for r, st in reply.get("health_rules", {}).items() if st["active"]]
+    if alarms:
+        print(f"  health alarms: {', '.join(alarms)}")
     for name, p in reply.get("pipelines", {}).items():
         s = p["sampling"]
         lat = p["latency_ms"]

@@ -339,6 +339,8 @@ class Daemon:
             "reload_errors": self.reload_errors,
             "last_reload_error": self.last_reload_error,
             "health": self.health,
+            "health_rules": {r.rule_id: r.state() for r in runtime.health_rules}
+            if runtime else {},
             "pipelines": {p.pipeline_id: p.status() for p in runtime.pipelines}
             if runtime else {},
             "actions": {a.action_id: a.fired for a in runtime.actions.values()}

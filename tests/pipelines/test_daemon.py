@@ -368,3 +368,46 @@ id = "event"
     assert [e["rule"] for e in events] == ["seen"]  # the sample in flight was decided
     summary = json.loads((tmp_path / "state" / "summary.json").read_text())
     assert summary["pipelines"]["p"]["inferences"] == 1
+
+
+def test_health_alarms_go_through_rules_and_actions(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text("""
+[node]
+state_dir = "state"
+[health]
+interval_s = 0.1
+check_throttling = false
+[[health.rules]]
+id = "memory-used"
+field = "memory_percent"
+above = 0.0
+actions = ["event"]
+[[actions]]
+type = "event"
+id = "event"
+""")
+
+    async def main() -> dict[str, Any]:
+        daemon = Daemon(cfg)
+        task = asyncio.create_task(daemon.run())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while loop.time() < deadline and not (
+                daemon.runtime and daemon.status()["health_rules"].get("memory-used", {})
+                .get("active")):
+            await asyncio.sleep(0.05)
+        status = daemon.status()
+        from edge_runtime.cli.status import print_status
+
+        print_status(status)
+        daemon.request_stop()
+        await asyncio.wait_for(task, 5.0)
+        return status
+
+    status = asyncio.run(main())
+    assert status["health_rules"]["memory-used"]["activations"] == 1
+    assert "health alarms: memory-used" in capsys.readouterr().out
+    events = _events(tmp_path)
+    assert events[0]["pipeline"] == "health" and events[0]["field"] == "memory_percent"
