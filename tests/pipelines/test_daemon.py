@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -283,6 +284,9 @@ def test_done_when_camera_drops_out_gpio_action_fires_and_exits_cleanly(tmp_path
         server.stop()
         factory.reset()
     assert rc == 0 and stop_s < 2.0
+    # No worker or camera thread outlives the daemon.
+    assert wait_for(lambda: not [t for t in threading.enumerate()
+                                 if t.name.startswith(("pipeline-", "camera-"))], 3.0)
     assert status["actions"]["led"] >= 2  # on, then off
     assert status["pipelines"]["sensor"]["samples"] > 0
     rules = {e["rule"] for e in _events(tmp_path)}
