@@ -205,8 +205,10 @@ class TFLiteBackend(Backend):
     def run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         interp = self._interp
         with self._lock:  # one interpreter holds one set of tensors: serialise callers
-            if any(a.shape != s for a, s in zip(arrays, self._in_shapes, strict=True)):
-                self._resize(arrays)
+            for arr, shape in zip(arrays, self._in_shapes):  # noqa: B905 - lengths checked by Model
+                if arr.shape != shape:
+                    self._resize(arrays)
+                    break
             try:
                 for index, arr in zip(self._in_index, arrays, strict=True):
                     interp.set_tensor(index, arr)

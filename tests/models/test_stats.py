@@ -27,7 +27,21 @@ def test_window_bounds_memory_and_forgets_old_samples() -> None:
     s = stats.summary()
     assert s.count == 1010 and s.p99_ms == pytest.approx(1.0)
     assert len(stats._buf) == 10
-    assert s.max_ms == pytest.approx(1000.0)  # the all-time maximum is kept
+    assert s.max_ms == pytest.approx(1.0)  # the window's maximum: old samples are gone
+    assert s.ewma_ms == pytest.approx(1.0)
+
+
+def test_partial_window_and_wrap_order() -> None:
+    stats = LatencyStats(window=4, ewma_alpha=1.0)  # alpha 1: EWMA = newest value
+    for ms in (5, 1, 2):
+        stats.record(ms / 1000)
+    assert stats.summary().ewma_ms == pytest.approx(2.0)
+    assert stats.summary().max_ms == pytest.approx(5.0)
+    for ms in (3, 4, 9):
+        stats.record(ms / 1000)
+    s = stats.summary()  # window now holds 2, 3, 4, 9 (oldest first)
+    assert s.ewma_ms == pytest.approx(9.0) and s.max_ms == pytest.approx(9.0)
+    assert s.p50_ms == pytest.approx(3.0)
 
 
 def test_ewma_follows_recent_values() -> None:
