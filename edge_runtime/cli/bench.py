@@ -53,9 +53,7 @@ def _bench(args: argparse.Namespace) -> int:
                 flush=True,
             )
 
-    result = compare_with_bare(
-        model, seconds=args.seconds, num_threads=args.threads, progress=progress
-    )
+    result = compare_with_bare(model, seconds=args.seconds, progress=progress)
     if show:
         print(file=sys.stderr)
     mine, base = result["runtime"], result["bare"]

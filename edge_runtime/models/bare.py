@@ -1,22 +1,25 @@
 """The bare engine call, with no edge-runtime code in the way.
 
 Used as the reference that :class:`~edge_runtime.models.model.Model` must match
-(tests) and must not be much slower than (``edge-runtime bench``, benchmarks). The
-engines are configured exactly as the backends configure them.
+(tests, on an engine of their own) and must not be much slower than
+(``edge-runtime bench`` and the benchmarks, on the model's own engine object, so
+that only the wrapper differs). Engines are configured exactly as the backends
+configure them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 BareRun = Callable[[Sequence[np.ndarray]], list[np.ndarray]]
 
 
-def bare_runner(path: Path, fmt: str, num_threads: int | None = None) -> BareRun:
-    """A function running the model with the engine directly (inputs in model order)."""
+def open_engine(path: Path, fmt: str, num_threads: int | None = None) -> Any:
+    """A new onnxruntime session or LiteRT interpreter for ``path``, as the backends make them."""
     if fmt == "onnx":
         import onnxruntime as ort
 
@@ -27,36 +30,47 @@ def bare_runner(path: Path, fmt: str, num_threads: int | None = None) -> BareRun
         if num_threads is not None:
             options.intra_op_num_threads = num_threads
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = ort.InferenceSession(
+        return ort.InferenceSession(
             str(path), sess_options=options, providers=["CPUExecutionProvider"]
         )
-        names = [i.name for i in session.get_inputs()]
-
-        def run_onnx(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-            out: list[np.ndarray] = session.run(None, dict(zip(names, arrays, strict=True)))
-            return out
-
-        return run_onnx
-
     from edge_runtime.models.tflite_backend import _interpreter_module, _native_stderr_to_log
 
     module, _ = _interpreter_module()
     with _native_stderr_to_log():
         interp = module.Interpreter(model_path=str(path), num_threads=num_threads)
         interp.allocate_tensors()
-    in_idx = [d["index"] for d in interp.get_input_details()]
-    out_idx = [d["index"] for d in interp.get_output_details()]
-    shapes = [tuple(d["shape"]) for d in interp.get_input_details()]
+    return interp
+
+
+def bare_call(engine: Any, fmt: str) -> BareRun:
+    """The plain engine call on ``engine`` (inputs in model order), as a user would write it."""
+    if fmt == "onnx":
+        names = [i.name for i in engine.get_inputs()]
+
+        def run_onnx(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+            out: list[np.ndarray] = engine.run(None, dict(zip(names, arrays, strict=True)))
+            return out
+
+        return run_onnx
+
+    in_idx = [d["index"] for d in engine.get_input_details()]
+    out_idx = [d["index"] for d in engine.get_output_details()]
+    shapes = [tuple(d["shape"]) for d in engine.get_input_details()]
 
     def run_tflite(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         if any(a.shape != s for a, s in zip(arrays, shapes, strict=True)):
             for i, a in enumerate(arrays):
-                interp.resize_tensor_input(in_idx[i], list(a.shape))
+                engine.resize_tensor_input(in_idx[i], list(a.shape))
                 shapes[i] = a.shape
-            interp.allocate_tensors()
+            engine.allocate_tensors()
         for i, a in zip(in_idx, arrays, strict=True):
-            interp.set_tensor(i, a)
-        interp.invoke()
-        return [interp.get_tensor(i) for i in out_idx]
+            engine.set_tensor(i, a)
+        engine.invoke()
+        return [engine.get_tensor(i) for i in out_idx]
 
     return run_tflite
+
+
+def bare_runner(path: Path, fmt: str, num_threads: int | None = None) -> BareRun:
+    """A function running the model on a new engine of its own (inputs in model order)."""
+    return bare_call(open_engine(path, fmt, num_threads), fmt)

@@ -10,10 +10,11 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from edge_runtime.models.bare import bare_runner
+from edge_runtime.models.bare import bare_call
 from edge_runtime.models.model import Model
 from edge_runtime.models.types import TensorSpec
 
@@ -56,10 +57,9 @@ def compare_with_bare(
     model: Model,
     *,
     seconds: float = 5.0,
-    num_threads: int | None = None,
     progress: Callable[[float], None] | None = None,
 ) -> dict[str, Timing | float]:
-    """Time ``model.run`` against the bare engine on the same input, call by call.
+    """Time ``model.run`` against the bare call of the model's own engine, call by call.
 
     The two alternate on every call, and which goes first swaps every round, so
     drift and position effects of a noisy machine hit both alike. Returns
@@ -68,7 +68,11 @@ def compare_with_bare(
     """
     arrays = sample_inputs(model.inputs)
     feed = dict(zip([s.name for s in model.inputs], arrays, strict=True))
-    bare = bare_runner(model.path, model.format, num_threads)
+    # The same engine object on both sides: two sessions of one model can differ by a
+    # few percent through memory placement alone, which is not our overhead.
+    backend: Any = model.backend
+    engine = backend.session if model.format == "onnx" else backend.interpreter
+    bare = bare_call(engine, model.format)
     for _ in range(3):
         bare(arrays)
         model.run(feed, dequantize=False)
