@@ -15,6 +15,7 @@ whose message starts with the key path, e.g.
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import re
 import socket
@@ -156,6 +157,32 @@ class RuleConfig(msgspec.Struct, forbid_unknown_fields=True):
     actions: list[str] = msgspec.field(default_factory=list)
 
 
+class ForecastConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """Time-to-limit forecast on a scalar channel (predictive maintenance).
+
+    Every cleaned sample goes to :class:`edge_runtime.anomaly.forecast.TrendForecaster`;
+    results get ``time_to_limit_s`` (and its band ``time_to_limit_low_s`` ..
+    ``time_to_limit_high_s``; None while learning or when no crossing is forecast) and
+    ``early_warning`` (1.0 when even the latest plausible crossing is within
+    ``horizon_s``, else 0.0) for rules to test. Times are on the source's clock: for a
+    replay, the recording's seconds (the monotonic time multiplied by ``speed``).
+    """
+
+    #: The limit the channel must not cross, in the channel's unit.
+    limit: float
+    #: Which side of ``limit`` is the failure: ``above`` (the value rises to it) or
+    #: ``below`` (the value falls to it).
+    direction: Literal["above", "below"] = "above"
+    #: Early warning when the forecast crossing, band included, is within this (s).
+    horizon_s: float = 24 * 3600.0
+    #: Half of the trend fit's weight lies within this many recent seconds.
+    half_life_s: float = 6 * 3600.0
+    #: Samples seen before the first forecast (>= 3).
+    min_points: int = 12
+    #: Width of the band in standard errors of the slope (2 = about 95 %).
+    z: float = 2.0
+
+
 class PipelineConfig(msgspec.Struct, forbid_unknown_fields=True):
     """One source's path to decisions. ``model`` and ``detector`` are both optional:
     without either, rules see the raw ``value`` (sensors) or ``motion`` (cameras)."""
@@ -170,6 +197,8 @@ class PipelineConfig(msgspec.Struct, forbid_unknown_fields=True):
     detector_params: dict[str, Any] = msgspec.field(default_factory=dict)
     #: Options of the data-cleaning stage for sensor streams (see docs/config.md).
     cleaning: dict[str, Any] | None = None
+    #: Time-to-limit forecast and early warning for scalar sources (``[pipelines.forecast]``).
+    forecast: ForecastConfig | None = None
     sampling: SamplingConfig = msgspec.field(default_factory=SamplingConfig)
     rules: list[RuleConfig] = msgspec.field(default_factory=list)
 
@@ -435,6 +464,11 @@ def check_config(config: Config) -> None:
                 raise ConfigError(f"{where}.cleaning: cleaning is for scalar sources, "
                                   f"{pipe.source!r} is a camera")
             _check_cleaning(pipe.cleaning, f"{where}.cleaning")
+        if pipe.forecast is not None:
+            if is_frame:
+                raise ConfigError(f"{where}.forecast: forecasts are for scalar sources, "
+                                  f"{pipe.source!r} is a camera")
+            make_forecaster(pipe.forecast, f"{where}.forecast")
         if pipe.num_threads < 1:
             raise ConfigError(f"{where}.num_threads: must be >= 1")
         policy = pipe.sampling.policy
@@ -454,6 +488,26 @@ def _check_cleaning(params: dict[str, Any], where: str) -> None:
     try:
         Cleaner(**params)
     except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def make_forecaster(cfg: ForecastConfig, where: str) -> Any:
+    """The :class:`~edge_runtime.anomaly.forecast.TrendForecaster` for ``cfg``;
+    ConfigError (naming ``where``) for values it refuses."""
+    from edge_runtime.anomaly.forecast import TrendForecaster
+
+    if not math.isfinite(cfg.limit):
+        raise ConfigError(f"{where}.limit: must be a finite number")
+    for key in ("horizon_s", "half_life_s", "z"):
+        if not getattr(cfg, key) > 0:
+            raise ConfigError(f"{where}.{key}: must be > 0")
+    if cfg.min_points < 3:
+        raise ConfigError(f"{where}.min_points: must be >= 3")
+    limit = {"upper_limit" if cfg.direction == "above" else "lower_limit": cfg.limit}
+    try:
+        return TrendForecaster(**limit, half_life_s=cfg.half_life_s,
+                               warn_within_s=cfg.horizon_s, min_points=cfg.min_points, z=cfg.z)
+    except ValueError as exc:
         raise ConfigError(f"{where}: {exc}") from exc
 
 

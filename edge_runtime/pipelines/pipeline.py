@@ -1,5 +1,5 @@
-"""One pipeline: source -> (cleaning) -> gate -> preprocess -> model/detector ->
-postprocess -> rules -> actions, plus its adaptive rate.
+"""One pipeline: source -> (cleaning) -> (forecast) -> gate -> preprocess ->
+model/detector -> postprocess -> rules -> actions, plus its adaptive rate.
 
 The work is split by where it may run:
 
@@ -36,6 +36,7 @@ from edge_runtime.config import (
     ReplaySourceConfig,
     RuleConfig,
     SourceConfig,
+    make_forecaster,
     resolve_detector,
 )
 from edge_runtime.errors import ConfigError, EdgeRuntimeError
@@ -54,6 +55,7 @@ from edge_runtime.pipelines.actions import (
     GpioOutputAction,
     LogAction,
 )
+from edge_runtime.pipelines.forecast import ForecastStage
 from edge_runtime.pipelines.preprocess import (
     SlidingWindow,
     frame_preprocessor,
@@ -129,6 +131,7 @@ class Pipeline:
         model: Any = None,
         detector: Any = None,
         cleaner: Any = None,
+        forecast: ForecastStage | None = None,
     ) -> None:
         self.pipeline_id = pipeline_id
         self.source = source
@@ -140,6 +143,7 @@ class Pipeline:
         self.model = model
         self.detector = detector
         self.cleaner = cleaner
+        self.forecast = forecast
         self.stats = PipelineStats()
         self.last_result: dict[str, Any] | None = None
         self._frame_fn = None
@@ -189,15 +193,28 @@ class Pipeline:
         points = [(t, v) for t, v in points if not math.isnan(v)]
         if not points:
             return Step(activity, None)
+        # The trend forecast sees every cleaned point, gated or not.
+        forecast = self._forecast_points(points)
         if not self.policy.wants_inference(sample, activity):
             # Gated like a still frame: rules still see the raw value.
-            return Step(activity, {"value": points[-1][1], "activity": activity, "gated": True})
+            return Step(activity, {"value": points[-1][1], "activity": activity, "gated": True,
+                                   **forecast})
         started = time.perf_counter()
         step = Step(activity, None)
         for t_s, v in points:
             step = self._infer_scalar(activity, t_s, v)
+        if forecast and step.result is not None:
+            step.result.update(forecast)
         step.infer_s = time.perf_counter() - started
         return step
+
+    def _forecast_points(self, points: list[tuple[float, float]]) -> dict[str, Any]:
+        """Feed the cleaned points to the forecast stage; its fields for the last one."""
+        fields: dict[str, Any] = {}
+        if self.forecast is not None:
+            for t_s, v in points:
+                fields = self.forecast.update(t_s, v)
+        return fields
 
     def _infer_scalar(self, activity: float, t_s: float, value: float) -> Step:
         if self.detector is not None:
@@ -313,6 +330,7 @@ class Pipeline:
             "source_stats": self.source.stats.as_dict(),
             "rules": {r.rule_id: r.state() for r in self.rules},
             "cleaning": self.cleaner.counters.as_dict() if self.cleaner is not None else None,
+            "forecast": self.forecast.state() if self.forecast is not None else None,
             "last_result": last,
         }
 
@@ -502,13 +520,19 @@ def build_runtime(config: Config) -> Runtime:
             cleaner = None
             if pipe.cleaning is not None:
                 cleaner = _make_cleaner(pipe, src_cfg, f"pipelines[{i}].cleaning")
+            forecast = None
+            if pipe.forecast is not None:
+                # Forecast on the source's clock: a replay's recorded seconds.
+                forecast = ForecastStage(
+                    make_forecaster(pipe.forecast, f"pipelines[{i}].forecast"),
+                    time_scale=float(getattr(source, "speed", 1.0)))
             policy = _make_policy(pipe, source.kind == "frame")
             controller = _make_controller(pipe, src_cfg, budget, policy)
             try:
                 runtime.pipelines.append(Pipeline(
                     pipe.id, source, policy=policy, controller=controller,
                     rules=make_rules(pipe.rules), actions=actions, node_name=config.node.name,
-                    model=model, detector=detector, cleaner=cleaner))
+                    model=model, detector=detector, cleaner=cleaner, forecast=forecast))
             except ConfigError as exc:
                 raise ConfigError(f"pipelines[{i}].model: {exc.message}") from exc
         # Sources that no pipeline reads are still opened (e.g. to record them later).
