@@ -17,6 +17,7 @@ Recording formats (what :mod:`edge_runtime.sources.recorder` writes):
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import threading
 import time
@@ -28,6 +29,12 @@ import numpy.typing as npt
 
 from edge_runtime.errors import RecordingError
 from edge_runtime.sources.base import Sample, Source
+
+log = logging.getLogger(__name__)
+
+#: Time may step back by up to this much (s): a clock set back by an hour does that in
+#: real recordings (NAB's machine-temperature file steps back 55 min). Further is an error.
+MAX_BACKSTEP_S = 3600.0
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -93,8 +100,24 @@ def load_recording(path: Path, *, rate_hz: float | None = None) -> tuple[FloatAr
         v = np.asarray(values, dtype=np.float64)
     if t.size == 0:
         raise RecordingError(f"{path} holds no samples")
-    if np.any(np.diff(t) < 0):
-        raise RecordingError(f"{path}: timestamps go backwards", hint="sort the recording by time")
+    latest = np.maximum.accumulate(t)
+    behind = latest - t
+    if behind.max() > MAX_BACKSTEP_S:
+        line = int(np.argmax(behind > MAX_BACKSTEP_S))
+        raise RecordingError(
+            f"{path}: sample {line + 1} is {behind[line]:.0f} s older than an earlier one "
+            f"(more than the {MAX_BACKSTEP_S:.0f} s a clock change explains)",
+            hint="sort the recording by time",
+        )
+    keep = behind == 0
+    if not keep.all():
+        # A clock set back (daylight saving, NTP) repeats a stretch of time; replaying it
+        # would run time backwards, so the repeated samples are skipped, and said so.
+        log.warning(
+            "%s: skipped %d samples whose time repeats an earlier stretch (clock set back)",
+            path, int((~keep).sum()),
+        )
+        t, v = t[keep], v[keep]
     return t - t[0], v
 
 

@@ -28,13 +28,32 @@ def test_csv_with_iso_timestamps_and_missing_values(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "match"),
     [("a,b\n1,2\n", "lacks timestamp"), ("timestamp,value\n", "no samples"),
-     ("timestamp,value\n2,1\n1,1\n", "backwards"), ("timestamp,value\nx,1\n", ":2:")],
+     ("timestamp,value\n9000,1\n1,1\n", "older than an earlier one"),
+     ("timestamp,value\nx,1\n", ":2:")],
 )
 def test_bad_csv_is_refused_with_reason(tmp_path: Path, content: str, match: str) -> None:
     p = tmp_path / "bad.csv"
     p.write_text(content)
     with pytest.raises(RecordingError, match=match):
         load_recording(p)
+
+
+def test_clock_set_back_skips_the_repeated_stretch(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A clock set back by up to an hour repeats times: those samples are skipped, not fatal."""
+    p = tmp_path / "dst.csv"
+    p.write_text(
+        "timestamp,value\n"
+        "2014-01-07 02:50:00,1\n2014-01-07 02:55:00,2\n"
+        "2014-01-07 02:00:00,3\n2014-01-07 02:05:00,4\n"  # clock went back 55 min
+        "2014-01-07 03:00:00,5\n"
+    )
+    with caplog.at_level("WARNING"):
+        t, v = load_recording(p)
+    assert list(v) == [1.0, 2.0, 5.0]
+    assert list(t) == [0.0, 300.0, 600.0]
+    assert "skipped 2 samples" in caplog.text
 
 
 def test_lossless_accelerated_replay_keeps_timing(tmp_path: Path) -> None:
