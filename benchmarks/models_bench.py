@@ -9,6 +9,7 @@ shared and noisy.
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import subprocess
 import sys
@@ -81,11 +82,12 @@ def _accuracy(model: Any) -> float:
 def _alternate(calls: list[Any], seconds: float) -> list[float]:
     """Median latency (s) of each call, alternating call by call.
 
-    The order rotates every round so each call takes each position (first, after
-    another call...) equally often; what precedes a call changes its cache state.
+    The order is shuffled every round (fixed seed), so on average each call follows
+    each other call equally often; what precedes a call changes its cache state.
     """
     times: list[list[float]] = [[] for _ in calls]
     order = list(range(len(calls)))
+    rng = random.Random(0)
     clock = time.perf_counter
     deadline = clock() + seconds
     while clock() < deadline:
@@ -93,7 +95,7 @@ def _alternate(calls: list[Any], seconds: float) -> list[float]:
             t0 = clock()
             calls[i]()
             times[i].append(clock() - t0)
-        order = order[1:] + order[:1]
+        rng.shuffle(order)
     return [statistics.median(t) for t in times]
 
 

@@ -7,6 +7,7 @@ models and dequantization of their outputs, warm-up, and latency statistics.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -57,21 +58,28 @@ def _broadcast(values: tuple[float, ...] | tuple[int, ...], quant: QuantParams, 
     return np.asarray(values).reshape(shape)
 
 
+@functools.cache
+def _int_limits(dtype: np.dtype[Any]) -> tuple[int, int]:
+    info = np.iinfo(dtype)
+    return int(info.min), int(info.max)
+
+
 def quantize(x: np.ndarray, quant: QuantParams, dtype: np.dtype[Any]) -> np.ndarray:
     """Real values to integers: ``round(x / scale) + zero_point``, clipped to ``dtype``."""
-    info = np.iinfo(dtype)
-    scale = _broadcast(quant.scale, quant, x.ndim)
-    zero = _broadcast(quant.zero_point, quant, x.ndim)
-    q = np.rint(np.asarray(x, dtype=np.float32) / scale) + zero
-    out: np.ndarray = np.clip(q, info.min, info.max).astype(dtype)
+    low, high = _int_limits(dtype)
+    q = np.asarray(x, dtype=np.float32) / _broadcast(quant.scale, quant, x.ndim)
+    np.rint(q, out=q)  # in place: fewer temporaries on the per-inference path
+    q += _broadcast(quant.zero_point, quant, x.ndim)
+    np.clip(q, low, high, out=q)
+    out: np.ndarray = q.astype(dtype)
     return out
 
 
 def dequantize(q: np.ndarray, quant: QuantParams) -> np.ndarray:
     """Integers to real values: ``scale * (q - zero_point)`` as float32."""
-    scale = _broadcast(quant.scale, quant, q.ndim)
-    zero = _broadcast(quant.zero_point, quant, q.ndim)
-    out: np.ndarray = ((q.astype(np.float32) - zero) * scale).astype(np.float32, copy=False)
+    out: np.ndarray = q.astype(np.float32)
+    out -= _broadcast(quant.zero_point, quant, q.ndim)
+    out *= _broadcast(quant.scale, quant, q.ndim)
     return out
 
 
