@@ -15,7 +15,10 @@ contextual detectors, written from the description of the problem):
    the first scored points are compared with everything seen so far and not with an
    empty memory (which made early points look novel).
 2. **Value novelty.** Each value falls into an integer bin (bins extend without bound,
-   so a level shift or drift reaches new bins). A bin that was not visited in the last
+   so a level shift or drift reaches new bins). If more than ``rebin_bins`` bins have
+   been visited within the horizon, the warm-up width was too fine for this channel
+   (typically a near-flat warm-up followed by bursts): the width doubles, neighbouring
+   bins merge, until at most half of the budget remains. A bin that was not visited in the last
    ``horizon_points`` points is novel; the novelty grows with the distance (in bins, up
    to ``distance_bins``) to the nearest recently visited bin. This catches spikes, dips,
    level shifts and values outside the learnt range.
@@ -94,6 +97,11 @@ class DetectorConfig:
     #: During a rest period, a score this much above the alarm that started it alarms
     #: again (a strong spike right after a weaker alarm is not hidden).
     breakthrough: float = 0.4
+    #: Bin budget: when a new bin would make more than this many bins visited within
+    #: the horizon, the bin width doubles (neighbouring bins merge) until at most half
+    #: of them remain, so bins learnt on a near-flat warm-up do not stay far too fine
+    #: once bursts arrive. 0 keeps the warm-up width for ever.
+    rebin_bins: int = 24
 
     def __post_init__(self) -> None:
         checks = [
@@ -108,6 +116,10 @@ class DetectorConfig:
             (0.0 <= self.baseline_alpha < 1.0, "baseline_alpha must be in [0, 1)"),
             (6 <= self.table_bits <= 20, "table_bits must be in 6..20"),
             (self.breakthrough >= 0.0, "breakthrough must be >= 0"),
+            (
+                self.rebin_bins == 0 or 2 <= self.rebin_bins <= _MAX_BINS,
+                f"rebin_bins must be 0 or in 2..{_MAX_BINS}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -261,6 +273,10 @@ class AnomalyDetector:
         horizon = cfg.horizon_points
         # value novelty: distance to the nearest bin seen within the horizon
         bins = self._bins
+        budget = cfg.rebin_bins
+        if budget and len(bins) >= budget and q not in bins and self._widen(tick):
+            bins = self._bins
+            q = int((value - self._lo) // self._width)
         never = _NEVER
         novelty = 0.0
         if tick - bins.get(q, never) > horizon:
@@ -296,6 +312,34 @@ class AnomalyDetector:
             table[cslot] = tick
         cw = cfg.context_weight
         return (1.0 - cw) * novelty + cw * novel_ctx / (orders - 1)
+
+    def _widen(self, tick: int) -> bool:
+        """Over the bin budget: drop stale bins, then double the width while needed.
+
+        Doubling merges bin ``q`` into ``q // 2`` exactly (same origin), keeping the
+        latest visit. Context keys of the old width no longer match, so the context
+        table is reset (a changed width would otherwise look like a changed pattern).
+        Returns True if the width changed.
+        """
+        bins = self._bins
+        horizon = self._cfg.horizon_points
+        for b in [b for b, last in bins.items() if tick - last > horizon]:
+            del bins[b]
+        budget = self._cfg.rebin_bins
+        if len(bins) < budget:
+            return False
+        while len(bins) > budget // 2:
+            merged: dict[int, int] = {}
+            for b, last in bins.items():
+                m = b // 2
+                if merged.get(m, _NEVER) < last:
+                    merged[m] = last
+            bins = merged
+            self._width *= 2.0
+            self._hist = [h // 2 for h in self._hist]
+        self._bins = bins
+        self._table[:] = array("i", [_NEVER]) * len(self._table)
+        return True
 
     def _prune_bins(self, tick: int) -> None:
         """Keep the bin map bounded: drop bins older than the horizon, else the oldest half."""

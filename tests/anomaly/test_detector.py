@@ -99,6 +99,8 @@ def test_memory_bounded_over_a_long_drifting_stream() -> None:
 def test_config_rejects_bad_values() -> None:
     with pytest.raises(ValueError, match="levels"):
         DetectorConfig(levels=0)
+    with pytest.raises(ValueError, match="rebin_bins"):
+        DetectorConfig(rebin_bins=1)
 
 
 def test_multichannel_takes_the_worst_axis() -> None:
@@ -156,3 +158,38 @@ def test_clock_follows_elapsed_time_when_points_are_skipped() -> None:
             det.update(300.0 * (1200 + 3 * j), values[j])
         score = det.update(300.0 * (1200 + 3 * k), 80.0)
         assert (score >= cfg.alarm_level) == expect_alarm
+
+
+def _flat_then_bursts() -> list[float]:
+    # like ec2_disk_write_bytes: a warm-up of exact zeros, then short bursts of random
+    # size every 120 points, and one burst ten times larger than any before at 3800
+    rng = random.Random(3)
+    values = [0.0] * 4000
+    for start in range(400, 3600, 120):
+        for j in range(rng.randint(2, 6)):
+            values[start + j] = rng.uniform(1e6, 5e6)
+    values[3800] = 5e7
+    return values
+
+
+def test_bins_widen_after_a_flat_warm_up_so_routine_bursts_stop_alarming() -> None:
+    values = _flat_then_bursts()
+    level = DetectorConfig().alarm_level
+    det = AnomalyDetector()
+    scores = _run(values, det)
+    # the warm-up width (1e-9) was far too fine: it grew to the scale of the bursts
+    assert det._width > 1e4
+    assert len(det._bins) <= DetectorConfig().rebin_bins
+    assert [i for i in range(2000, 3700) if scores[i] >= level] == []
+    assert scores[3800] >= 0.5  # a really larger burst is still new
+    # with the warm-up width kept, every burst keeps reaching unseen bins
+    fixed = _run(values, AnomalyDetector(DetectorConfig(rebin_bins=0)))
+    assert sum(s >= level for s in fixed[2000:3700]) >= 5
+
+
+def test_bin_budget_leaves_a_well_scaled_channel_alone() -> None:
+    det = AnomalyDetector()
+    _run(_noise(3000), det)
+    ref = AnomalyDetector(DetectorConfig(rebin_bins=0))
+    _run(_noise(3000), ref)
+    assert det._width == ref._width
