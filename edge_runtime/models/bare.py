@@ -21,25 +21,12 @@ BareRun = Callable[[Sequence[np.ndarray]], list[np.ndarray]]
 def open_engine(path: Path, fmt: str, num_threads: int | None = None) -> Any:
     """A new onnxruntime session or LiteRT interpreter for ``path``, as the backends make them."""
     if fmt == "onnx":
-        import onnxruntime as ort
+        from edge_runtime.models.onnx_backend import new_session
 
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        if num_threads is not None:
-            options.intra_op_num_threads = num_threads
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return ort.InferenceSession(
-            str(path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
-    from edge_runtime.models.tflite_backend import _interpreter_module, _native_stderr_to_log
+        return new_session(path, num_threads)
+    from edge_runtime.models.tflite_backend import new_interpreter
 
-    module, _ = _interpreter_module()
-    with _native_stderr_to_log():
-        interp = module.Interpreter(model_path=str(path), num_threads=num_threads)
-        interp.allocate_tensors()
-    return interp
+    return new_interpreter(path, num_threads)
 
 
 def bare_call(engine: Any, fmt: str) -> BareRun:

@@ -52,6 +52,24 @@ def engine_version() -> str:
     return f"onnxruntime {_ort().__version__}"
 
 
+def new_session(path: Path, num_threads: int | None) -> Any:
+    """An ``InferenceSession`` configured the way edge-runtime runs models (CPU only).
+
+    Engine errors are left for the caller to translate.
+    """
+    ort = _ort()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only: warnings about unused initializers are noise
+    options.inter_op_num_threads = 1
+    if num_threads is not None:
+        options.intra_op_num_threads = num_threads
+    # Spinning worker threads burn a core while idle; a device on battery or a passive
+    # heatsink cannot afford that between frames.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
 def _clean(text: str, path: Path) -> str:
     """Drop onnxruntime's boilerplate prefix ('[ONNXRuntimeError] : 1 : FAIL : ...')."""
     text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
@@ -81,20 +99,10 @@ class OnnxBackend(Backend):
     """An ONNX model in an onnxruntime ``InferenceSession`` on the CPU (thread-safe)."""
 
     def __init__(self, path: Path, *, num_threads: int | None = None) -> None:
-        ort = _ort()
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3  # errors only: warnings about unused initializers are noise
-        options.inter_op_num_threads = 1
-        if num_threads is not None:
-            options.intra_op_num_threads = num_threads
-        # Spinning worker threads burn a core while idle; a device on battery or a
-        # passive heatsink cannot afford that between frames.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self._session = ort.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
+            self._session = new_session(path, num_threads)
+        except BackendUnavailableError:
+            raise
         except Exception as exc:  # onnxruntime raises its own pybind exception types
             raise _translate_load_error(path, exc) from exc
         self.name = engine_version()

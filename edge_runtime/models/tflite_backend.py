@@ -120,6 +120,16 @@ def _native_stderr_to_log() -> Iterator[None]:
                     log.warning("LiteRT: %s", line)
 
 
+def new_interpreter(path: Path, num_threads: int | None) -> Any:
+    """An allocated interpreter for ``path``; engine errors (``ValueError`` for an
+    unreadable file, ``RuntimeError`` at allocation) are left for the caller."""
+    module, _ = _interpreter_module()
+    with _native_stderr_to_log():
+        interpreter = module.Interpreter(model_path=str(path), num_threads=num_threads)
+        interpreter.allocate_tensors()
+    return interpreter
+
+
 def _quant(detail: dict[str, Any]) -> QuantParams | None:
     params = detail.get("quantization_parameters") or {}
     scales = np.asarray(params.get("scales", ()), dtype=float)
@@ -148,15 +158,10 @@ class TFLiteBackend(Backend):
     """A TFLite flatbuffer in a LiteRT (or tflite-runtime) ``Interpreter``."""
 
     def __init__(self, path: Path, *, num_threads: int | None = None) -> None:
-        module, _ = _interpreter_module()
         try:
-            with _native_stderr_to_log():
-                interpreter = module.Interpreter(model_path=str(path), num_threads=num_threads)
+            interpreter = new_interpreter(path, num_threads)
         except ValueError as exc:
             raise CorruptModelError(f"{path.name} is not a readable TFLite file: {exc}") from exc
-        try:
-            with _native_stderr_to_log():
-                interpreter.allocate_tensors()
         except RuntimeError as exc:
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else "unknown"
             lowered = text.lower()
