@@ -5,8 +5,8 @@ it reports the model's tensors and runs already-validated inputs. Everything tha
 the same across formats (input checking, quantization, statistics, warm-up) lives
 in :class:`edge_runtime.models.model.Model`.
 
-Implementers **must** provide :attr:`inputs`, :attr:`outputs`, :meth:`run` and
-:attr:`name`, and make :meth:`run` safe to call from several threads (lock inside
+Implementers **must** set ``_inputs``, ``_outputs`` and :attr:`name` and provide
+:meth:`run`, and make :meth:`run` safe to call from several threads (lock inside
 if the engine is not); they **may** override :meth:`close`.
 Implementations sit side by side: ``onnx_backend.py`` (onnxruntime),
 ``tflite_backend.py`` (LiteRT, falling back to tflite-runtime). A peer backend
@@ -33,15 +33,20 @@ class Backend(ABC):
     #: Engine name reported to users, e.g. ``"onnxruntime 1.20.1"``.
     name: str = ""
 
-    @property
-    @abstractmethod
-    def inputs(self) -> list[TensorSpec]:
-        """The model's inputs, in the order :meth:`run` takes them."""
+    #: Set by each implementation's ``__init__``: the model's inputs, in the order
+    #: :meth:`run` takes them, and its outputs, in the order :meth:`run` returns them.
+    _inputs: list[TensorSpec]
+    _outputs: list[TensorSpec]
 
     @property
-    @abstractmethod
+    def inputs(self) -> list[TensorSpec]:
+        """The model's inputs, in the order :meth:`run` takes them."""
+        return self._inputs
+
+    @property
     def outputs(self) -> list[TensorSpec]:
         """The model's outputs, in the order :meth:`run` returns them."""
+        return self._outputs
 
     @abstractmethod
     def run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:

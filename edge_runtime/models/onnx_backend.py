@@ -170,14 +170,6 @@ class OnnxBackend(Backend):
         self._outputs = with_quant(self._outputs, "QuantizeLinear", "output")
 
     @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
-
-    @property
     def session(self) -> Any:
         """The underlying ``onnxruntime.InferenceSession`` (for benchmarks and experts)."""
         return self._session

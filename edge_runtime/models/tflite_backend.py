@@ -184,14 +184,6 @@ class TFLiteBackend(Backend):
         self._lock = threading.Lock()
 
     @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
-
-    @property
     def interpreter(self) -> Any:
         """The underlying interpreter (for benchmarks and experts)."""
         return self._interp
