@@ -49,6 +49,7 @@ def register(subparsers: Any) -> None:
 def _fill_shape(shape: tuple[int | None, ...], size: int) -> tuple[int, ...]:
     """Concrete shape for ``size`` values: open dims become 1, except one that takes the rest."""
     from edge_runtime.errors import CliUsageError
+    from edge_runtime.models.types import format_shape
 
     open_dims = [i for i, d in enumerate(shape) if d is None]
     known = 1
@@ -61,8 +62,9 @@ def _fill_shape(shape: tuple[int | None, ...], size: int) -> tuple[int, ...]:
     for d in dims:
         total *= d
     if total != size:
-        pretty = "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
-        raise CliUsageError(f"{size} numbers do not fill the model's input shape {pretty}")
+        raise CliUsageError(
+            f"{size} numbers do not fill the model's input shape {format_shape(shape)}"
+        )
     return tuple(dims)
 
 
@@ -129,31 +131,17 @@ def _image_input(model: Model, path: Path) -> np.ndarray:
 
 
 def top_k(model: Model, outputs: dict[str, np.ndarray], k: int) -> list[dict[str, Any]]:
-    """Best ``k`` classes of the first (or manifest-named) output, with labels."""
-    import numpy as np
+    """Best ``k`` classes as the pipelines rank them, with labels and scores."""
+    import msgspec
 
     from edge_runtime.models.manifest import ClassificationPostprocessing
+    from edge_runtime.pipelines.postprocess import classify
 
     post = model.manifest.postprocessing if model.manifest is not None else None
-    name = next(iter(outputs))
-    softmax = False
-    if isinstance(post, ClassificationPostprocessing):
-        name = post.output or name
-        softmax = post.softmax
-    scores = np.asarray(outputs[name], dtype=np.float64).reshape(-1)
-    if softmax:
-        scores = np.exp(scores - scores.max())
-        scores /= scores.sum()
-    order = np.argsort(-scores, kind="stable")[:k]
-    labels = model.labels
-    return [
-        {
-            "index": int(i),
-            "label": labels[i] if i < len(labels) else str(int(i)),
-            "score": float(scores[i]),
-        }
-        for i in order
-    ]
+    spec = post if isinstance(post, ClassificationPostprocessing) else None
+    spec = msgspec.structs.replace(spec or ClassificationPostprocessing(), top_k=k)
+    result = classify(outputs, spec, model.labels)
+    return [{"label": label, "score": score} for label, score in result["top_k"]]
 
 
 def _infer(args: argparse.Namespace) -> int:

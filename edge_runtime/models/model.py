@@ -37,16 +37,12 @@ from edge_runtime.models.backend import (
 from edge_runtime.models.manifest import Manifest, load_manifest, sha256_file
 from edge_runtime.models.probe import check_model_file
 from edge_runtime.models.stats import LatencyStats
-from edge_runtime.models.types import QuantParams, TensorSpec
+from edge_runtime.models.types import QuantParams, TensorSpec, format_shape
 
 log = logging.getLogger(__name__)
 
 Converter = Callable[[Any], np.ndarray]
 Inputs = Mapping[str, Any] | np.ndarray | Any
-
-
-def _fmt_shape(shape: tuple[int | None, ...]) -> str:
-    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
 
 
 def _broadcast(values: tuple[float, ...] | tuple[int, ...], quant: QuantParams, ndim: int) -> Any:
@@ -108,8 +104,8 @@ def _converter(spec: TensorSpec) -> Converter:
         got = arr.shape
         if got != static_shape and got[1:] != tail and not _shape_fits(got):
             raise InputError(
-                f"input {name!r} expects shape {_fmt_shape(shape)} (? = any size) "
-                f"but got {_fmt_shape(got)}"
+                f"input {name!r} expects shape {format_shape(shape)} (? = any size) "
+                f"but got {format_shape(got)}"
             )
         return arr
 

@@ -57,6 +57,11 @@ class TensorSpec:
         return text
 
 
+def format_shape(shape: tuple[int | None, ...]) -> str:
+    """A shape for messages, open dimensions as ``?``: ``(?, 1, 8, 8)``."""
+    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+
+
 def guess_layout(shape: tuple[int | None, ...], default: Layout) -> Layout | None:
     """Tell NHWC from NCHW for a 4-D image tensor; ``None`` for other ranks.
 
