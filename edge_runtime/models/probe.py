@@ -126,10 +126,30 @@ def check_model_file(
         raise _error_from(str(result.get("kind")), str(result.get("message")))
 
 
+def _invoke_bare_tflite(path: Path) -> None:
+    """Set zero inputs and invoke, the way a user's script would, ignoring Python errors.
+
+    The TFLite backend reads the whole tensor table before it ever invokes, so it
+    refuses some damaged files early; LiteRT itself would invoke them and corrupt its
+    heap (see tests/fixtures/crash). The probe's job is to find such crashes.
+    """
+    import numpy as np
+
+    from edge_runtime.models.tflite_backend import new_interpreter
+
+    with contextlib.suppress(Exception):
+        interpreter = new_interpreter(path, 1)
+        for detail in interpreter.get_input_details():
+            interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+        interpreter.invoke()
+
+
 def _child(path: Path, fmt: str) -> dict[str, Any]:
     """Load and run once; report a typed refusal, or ok. A crash never returns."""
     from edge_runtime.models.backend import open_backend, zeros_for
 
+    if fmt == "tflite":
+        _invoke_bare_tflite(path)
     try:
         backend = open_backend(fmt, path, num_threads=1)
     except ModelError as exc:

@@ -174,8 +174,11 @@ class TFLiteBackend(Backend):
             ) from exc
         self._interp = interpreter
         self.name = engine_version()
-        in_details = interpreter.get_input_details()
-        out_details = interpreter.get_output_details()
+        try:
+            in_details = interpreter.get_input_details()
+            out_details = interpreter.get_output_details()
+        except ValueError as exc:  # e.g. an output that names a tensor that does not exist
+            raise CorruptModelError(f"{path.name}: its tensor table is damaged: {exc}") from exc
         self._in_index = [int(d["index"]) for d in in_details]
         self._out_index = [int(d["index"]) for d in out_details]
         self._in_shapes = [tuple(int(x) for x in d["shape"]) for d in in_details]
