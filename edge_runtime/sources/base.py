@@ -33,6 +33,11 @@ class Sample:
     moment the sample was due); ``seq`` counts samples produced by the source, so gaps in
     it are samples this consumer did not see. Exactly one of ``value`` (scalar sensors)
     and ``frame`` (uint8 image, HxWx3 BGR or HxW gray) is set.
+
+    ``envelope`` is ``(min, max)`` of every value the sensor measured since the previous
+    sample this consumer got, this one included, when the source knows it (a bridge
+    device in peak-hold mode, a replay read slower than its file): a spike that fell
+    between two reads still shows in it. ``None`` means only ``value`` is known.
     """
 
     source_id: str
@@ -40,6 +45,7 @@ class Sample:
     seq: int
     value: float | None = None
     frame: npt.NDArray[np.uint8] | None = None
+    envelope: tuple[float, float] | None = None
 
     @property
     def kind(self) -> SampleKind:
