@@ -5,7 +5,9 @@ samples (half of the weight within ``half_life_s`` seconds) and extrapolates it 
 configured limit. It reports the estimated time to cross (``eta_s``) with a band from
 the slope's uncertainty (``eta_low_s`` .. ``eta_high_s``, about 95 %), and raises an
 early warning when even the slow edge of the band crosses within ``warn_within_s``
-(the crossing is both likely and near). O(1) time and memory per sample.
+(the crossing is both likely and near) and has done so without a break for ``hold_s``
+seconds: a trend that lasts only minutes (a dip that recovers) raises no warning, and a
+warning that would flicker on and off starts once. O(1) time and memory per sample.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ class Forecast:
     eta_low_s: float
     #: Latest plausible crossing (s from now); ``inf`` if the band includes no trend.
     eta_high_s: float
-    #: True when the crossing is expected within the warning horizon.
+    #: True when the crossing has been expected within the warning horizon (the band's
+    #: slow edge within it) for at least the forecaster's ``hold_s``.
     warning: bool
 
 
@@ -41,6 +44,10 @@ class TrendForecaster:
 
     Exactly one of ``upper_limit`` and ``lower_limit`` must be set: the forecaster
     watches for the value rising to the upper limit or falling to the lower one.
+    ``hold_s`` is how long (s, sample time) the warning condition must hold without a
+    break before ``warning`` turns on; it turns off at the first sample without it. The
+    default 0 warns at once; ``[pipelines.forecast]`` defaults to 2 h (measured in
+    ``docs/forecast-experiments.md``). It delays every warning by ``hold_s``.
     """
 
     def __init__(
@@ -52,6 +59,7 @@ class TrendForecaster:
         warn_within_s: float = 24 * 3600.0,
         min_points: int = 12,
         z: float = 2.0,
+        hold_s: float = 0.0,
     ) -> None:
         if (upper_limit is None) == (lower_limit is None):
             raise ValueError("exactly one of upper_limit and lower_limit must be set")
@@ -59,12 +67,17 @@ class TrendForecaster:
             raise ValueError("half_life_s and warn_within_s must be positive seconds")
         if min_points < 3:
             raise ValueError("min_points must be >= 3")
+        if not hold_s >= 0:
+            raise ValueError("hold_s must be >= 0 seconds")
         self.upper = upper_limit is not None
         self.limit = float(upper_limit if upper_limit is not None else lower_limit)  # type: ignore[arg-type]
         self.tau_s = half_life_s / math.log(2.0)
         self.warn_within_s = warn_within_s
         self.min_points = min_points
         self.z = z
+        self.hold_s = hold_s
+        #: Time the warning condition last started to hold (None while it does not).
+        self._since: float | None = None
         self._origin: float | None = None
         self._last_t = 0.0
         self._n = 0
@@ -121,6 +134,7 @@ class TrendForecaster:
         sxy = self._stv / s0 - mean_t * mean_v
         syy = self._svv / s0 - mean_v * mean_v
         if sxx <= 0.0:
+            self._since = None
             return Forecast(t_s, value, 0.0, math.inf, math.inf, math.inf, False)
         slope = sxy / sxx
         level = mean_v + slope * (x - mean_t)
@@ -131,11 +145,20 @@ class TrendForecaster:
         toward = slope if self.upper else -slope
         distance = gap if self.upper else -gap
         if distance <= 0.0:
-            return Forecast(t_s, level, slope, 0.0, 0.0, 0.0, True)
+            return Forecast(t_s, level, slope, 0.0, 0.0, 0.0, self._held(t_s, True))
         fast = toward + self.z * slope_se
         slow = toward - self.z * slope_se
         eta = distance / toward if toward > 0 else math.inf
         eta_low = distance / fast if fast > 0 else math.inf
         eta_high = distance / slow if slow > 0 else math.inf
-        warning = eta_high <= self.warn_within_s
+        warning = self._held(t_s, eta_high <= self.warn_within_s)
         return Forecast(t_s, level, slope, eta, eta_low, eta_high, warning)
+
+    def _held(self, t_s: float, condition: bool) -> bool:
+        """True once ``condition`` has held without a break for ``hold_s``."""
+        if not condition:
+            self._since = None
+            return False
+        if self._since is None:
+            self._since = t_s
+        return t_s - self._since >= self.hold_s
