@@ -181,6 +181,10 @@ class ForecastConfig(msgspec.Struct, forbid_unknown_fields=True):
     min_points: int = 12
     #: Width of the band in standard errors of the slope (2 = about 95 %).
     z: float = 2.0
+    #: The warning condition must hold this long without a break before
+    #: ``early_warning`` turns on (s, on the source's clock; 0 = at once). Delays every
+    #: warning by as much; see docs/forecast-experiments.md for the choice of 2 h.
+    hold_s: float = 2 * 3600.0
 
 
 class PipelineConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -503,10 +507,13 @@ def make_forecaster(cfg: ForecastConfig, where: str) -> Any:
             raise ConfigError(f"{where}.{key}: must be > 0")
     if cfg.min_points < 3:
         raise ConfigError(f"{where}.min_points: must be >= 3")
+    if not cfg.hold_s >= 0:
+        raise ConfigError(f"{where}.hold_s: must be >= 0")
     limit = {"upper_limit" if cfg.direction == "above" else "lower_limit": cfg.limit}
     try:
         return TrendForecaster(**limit, half_life_s=cfg.half_life_s,
-                               warn_within_s=cfg.horizon_s, min_points=cfg.min_points, z=cfg.z)
+                               warn_within_s=cfg.horizon_s, min_points=cfg.min_points, z=cfg.z,
+                               hold_s=cfg.hold_s)
     except ValueError as exc:
         raise ConfigError(f"{where}: {exc}") from exc
 
