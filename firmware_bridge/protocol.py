@@ -51,9 +51,11 @@ class MessageType(enum.IntEnum):
     HEARTBEAT = 0x03
     ACK = 0x04
     NACK = 0x05
+    SAMPLE_ENVELOPE = 0x06
     GET_HELLO = 0x10
     SET_RATE = 0x11
     GPIO_WRITE = 0x12
+    SET_ENVELOPE = 0x13
 
 
 class NackReason(enum.IntEnum):
@@ -66,6 +68,9 @@ class NackReason(enum.IntEnum):
     BAD_PIN = 5
     BAD_VERSION = 6
     BUSY = 7
+    #: The device knows the command but this channel cannot do it (SET_ENVELOPE on a
+    #: channel too wide for the build).
+    UNSUPPORTED = 8
 
 
 def _pack_str(value: str) -> bytes:
@@ -219,6 +224,66 @@ class SampleBatch(msgspec.Struct, frozen=True):
         return cls(channel, first_index, t_first, interval, count, values)
 
 
+class EnvelopeBatch(msgspec.Struct, frozen=True):
+    """``count`` consecutive reported samples of a channel in peak-hold envelope mode.
+
+    Same header as :class:`SampleBatch`. Sample ``i``, element ``j`` (flat position
+    ``p = i * width + j``) has the latest measurement ``values[p]`` and the smallest and
+    largest of every measurement since the previous reported sample, inclusive:
+    ``mins[p] <= values[p] <= maxs[p]`` (for numbers). On the wire the three are
+    interleaved: ``value min max`` per element, 12 bytes (PROTOCOL.md).
+    """
+
+    TYPE: ClassVar[MessageType] = MessageType.SAMPLE_ENVELOPE
+    channel: int
+    #: Per-channel index of the first *reported* sample (gaps = lost samples).
+    first_index: int
+    #: Device clock (microseconds, wraps at 2**32) of the first reported sample.
+    t_first_us: int
+    #: Device time between consecutive reported samples, microseconds.
+    interval_us: int
+    count: int
+    values: tuple[float, ...]
+    mins: tuple[float, ...]
+    maxs: tuple[float, ...]
+
+    _FIXED: ClassVar[struct.Struct] = SampleBatch._FIXED
+
+    @property
+    def width(self) -> int:
+        """Values per sample."""
+        return len(self.values) // self.count if self.count else 0
+
+    def encode_payload(self) -> bytes:
+        if not len(self.values) == len(self.mins) == len(self.maxs):
+            raise MalformedPayloadError(
+                f"SAMPLE_ENVELOPE needs as many mins and maxs as values, got "
+                f"{len(self.values)}/{len(self.mins)}/{len(self.maxs)}"
+            )
+        head = self._FIXED.pack(
+            self.channel, self.count, self.first_index, self.t_first_us, self.interval_us
+        )
+        flat = [x for triple in zip(self.values, self.mins, self.maxs, strict=True) for x in triple]
+        return head + struct.pack(f"<{len(flat)}f", *flat)
+
+    @classmethod
+    def decode_payload(cls, payload: bytes) -> EnvelopeBatch:
+        if len(payload) < cls._FIXED.size:
+            raise MalformedPayloadError("SAMPLE_ENVELOPE payload shorter than its 14-byte header")
+        channel, count, first_index, t_first, interval = cls._FIXED.unpack_from(payload)
+        rest = len(payload) - cls._FIXED.size
+        n_points, remainder = divmod(rest, 12)
+        if count == 0 or remainder or n_points == 0 or n_points % count:
+            raise MalformedPayloadError(
+                f"SAMPLE_ENVELOPE with {count} sample(s) cannot carry {rest} bytes of "
+                "value/min/max triples"
+            )
+        flat = struct.unpack_from(f"<{3 * n_points}f", payload, cls._FIXED.size)
+        return cls(
+            channel, first_index, t_first, interval, count, flat[0::3], flat[1::3], flat[2::3]
+        )
+
+
 class Heartbeat(msgspec.Struct, frozen=True):
     """Liveness message, both directions; also a clock reference for the host."""
 
@@ -336,11 +401,55 @@ class GpioWrite(msgspec.Struct, frozen=True):
         return cls(int(pin), int(value))
 
 
-Message: TypeAlias = Hello | SampleBatch | Heartbeat | Ack | Nack | GetHello | SetRate | GpioWrite
+class SetEnvelope(msgspec.Struct, frozen=True):
+    """Turn a channel's peak-hold envelope on or off (SAMPLE_ENVELOPE frames while on)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.SET_ENVELOPE
+    channel: int
+    enabled: bool
+
+    _FIXED: ClassVar[struct.Struct] = struct.Struct("<BB")
+
+    def encode_payload(self) -> bytes:
+        return self._FIXED.pack(self.channel, int(self.enabled))
+
+    @classmethod
+    def decode_payload(cls, payload: bytes) -> SetEnvelope:
+        r = _Reader(payload)
+        channel, enabled = r.take(cls._FIXED)
+        r.done()
+        if enabled not in (0, 1):
+            raise MalformedPayloadError(f"SET_ENVELOPE enabled must be 0 or 1, got {enabled}")
+        return cls(int(channel), bool(enabled))
+
+
+Message: TypeAlias = (
+    Hello
+    | SampleBatch
+    | EnvelopeBatch
+    | Heartbeat
+    | Ack
+    | Nack
+    | GetHello
+    | SetRate
+    | GpioWrite
+    | SetEnvelope
+)
 
 _DECODERS = {
     cls.TYPE: cls.decode_payload
-    for cls in (Hello, SampleBatch, Heartbeat, Ack, Nack, GetHello, SetRate, GpioWrite)
+    for cls in (
+        Hello,
+        SampleBatch,
+        EnvelopeBatch,
+        Heartbeat,
+        Ack,
+        Nack,
+        GetHello,
+        SetRate,
+        GpioWrite,
+        SetEnvelope,
+    )
 }
 
 
@@ -429,6 +538,13 @@ def describe(frame: Frame) -> str:
             f"{head} channel={msg.channel} count={msg.count} first_index={msg.first_index}"
             f" t_first_us={msg.t_first_us} interval_us={msg.interval_us} values={vals}"
         )
+    if isinstance(msg, EnvelopeBatch):
+        return (
+            f"{head} channel={msg.channel} count={msg.count} first_index={msg.first_index}"
+            f" t_first_us={msg.t_first_us} interval_us={msg.interval_us}"
+            f" values={','.join(map(_g, msg.values))} mins={','.join(map(_g, msg.mins))}"
+            f" maxs={','.join(map(_g, msg.maxs))}"
+        )
     if isinstance(msg, Heartbeat):
         return f"{head} uptime_us={msg.uptime_us} tx_dropped={msg.tx_dropped}"
     if isinstance(msg, Ack):
@@ -439,6 +555,8 @@ def describe(frame: Frame) -> str:
         return head
     if isinstance(msg, SetRate):
         return f"{head} channel={msg.channel} rate_hz={_g(msg.rate_hz)}"
+    if isinstance(msg, SetEnvelope):
+        return f"{head} channel={msg.channel} enabled={int(msg.enabled)}"
     return f"{head} pin={msg.pin} value={msg.value}"
 
 
@@ -449,6 +567,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "Ack",
     "ChannelInfo",
+    "EnvelopeBatch",
     "Frame",
     "GetHello",
     "GpioWrite",
@@ -459,6 +578,7 @@ __all__ = [
     "Nack",
     "NackReason",
     "SampleBatch",
+    "SetEnvelope",
     "SetRate",
     "decode_frame",
     "decode_raw",

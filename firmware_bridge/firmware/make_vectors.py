@@ -16,6 +16,7 @@ from firmware_bridge.crc import crc16_ccitt_false
 from firmware_bridge.protocol import (
     Ack,
     ChannelInfo,
+    EnvelopeBatch,
     GetHello,
     GpioWrite,
     Heartbeat,
@@ -23,6 +24,7 @@ from firmware_bridge.protocol import (
     Message,
     Nack,
     SampleBatch,
+    SetEnvelope,
     SetRate,
     decode_frame,
     describe,
@@ -76,6 +78,43 @@ def main() -> None:
         ("set_rate", SetRate(1, 33.3), 300),
         ("set_rate_zero", SetRate(0, 0.0), 301),
         ("gpio_write", GpioWrite(13, 1), 302),
+        ("set_envelope_on", SetEnvelope(0, True), 303),
+        ("set_envelope_off", SetEnvelope(2, False), 304),
+        ("nack_unsupported", Nack(515, 0x13, 8), 11),
+        (
+            "sample_envelope_single",
+            EnvelopeBatch(0, 7, 1000, 100000, 1, (5.0,), (-2.5,), (1e6,)),
+            12,
+        ),
+        (
+            "sample_envelope_width3",
+            EnvelopeBatch(
+                1,
+                4294967295,
+                4294967000,
+                50000,
+                2,
+                (0.0, -1.25, 9.8125, 1, 2, 3),
+                (-0.5, -1.5, 9.75, 1, 0, -3),
+                (0.5, 0.0, 9.875, 1, 2.5, 3),
+            ),
+            65535,
+        ),
+        # The most a 96-byte (AVR) payload holds: 6 samples of width 1 (86 bytes).
+        (
+            "sample_envelope_avr_full",
+            EnvelopeBatch(
+                0,
+                0,
+                0,
+                10000,
+                6,
+                tuple(float(i) for i in range(6)),
+                tuple(float(i) - 0.5 for i in range(6)),
+                tuple(float(i) + 0.5 for i in range(6)),
+            ),
+            13,
+        ),
     ]
     lines = [HEADER]
     for name, msg, seq in ok:
@@ -85,6 +124,19 @@ def main() -> None:
     big = SampleBatch(0, 5, 6, 7, 59, tuple(float(i) for i in range(59)))
     wire = encode_frame(big, 4)
     lines.append(f"sample_longest|ok|{wire.hex()}|{describe(decode_frame(wire[1:-1]))}\n")
+    # The most envelope samples one 250-byte payload holds: 19 of width 1 (242 bytes).
+    big_env = EnvelopeBatch(
+        0,
+        5,
+        6,
+        7,
+        19,
+        tuple(float(i) for i in range(19)),
+        tuple(float(-i) for i in range(19)),
+        tuple(float(2 * i) for i in range(19)),
+    )
+    wire = encode_frame(big_env, 14)
+    lines.append(f"sample_envelope_longest|ok|{wire.hex()}|{describe(decode_frame(wire[1:-1]))}\n")
 
     good = encode_frame(SetRate(2, 5.0), 11)
     flipped = bytearray(cobs.decode(good[1:-1]))
@@ -105,6 +157,27 @@ def main() -> None:
             ),
         ),
         ("bad_hello_string", "payload", _wire_from_body(bytes((1, 0x01, 0, 0, 9, 65)))),
+        ("bad_set_envelope_short", "payload", _wire_from_body(bytes((1, 0x13, 0, 0, 1)))),
+        ("bad_set_envelope_flag", "payload", _wire_from_body(bytes((1, 0x13, 0, 0, 1, 2)))),
+        (
+            "bad_sample_envelope_ragged",
+            "payload",
+            _wire_from_body(
+                bytes((1, 0x06, 0, 0)) + struct.pack("<BBIII", 0, 2, 0, 0, 0) + b"\0" * 12
+            ),
+        ),
+        (
+            "bad_sample_envelope_split_triple",
+            "payload",
+            _wire_from_body(
+                bytes((1, 0x06, 0, 0)) + struct.pack("<BBIII", 0, 1, 0, 0, 0) + b"\0" * 8
+            ),
+        ),
+        (
+            "bad_sample_envelope_no_values",
+            "payload",
+            _wire_from_body(bytes((1, 0x06, 0, 0)) + struct.pack("<BBIII", 0, 1, 0, 0, 0)),
+        ),
         (
             "bad_oversize",
             "oversize",

@@ -39,7 +39,21 @@ class Binaries:
     def __init__(self, root: Path) -> None:
         self.sim = compile_c(root / "fb_sim", FIRMWARE / "host" / "sim_main.c")
         self.vectors = compile_c(root / "vectors_test", FIRMWARE / "host" / "vectors_test.c")
+        self.script = compile_c(root / "fb_script", FIRMWARE / "host" / "script_main.c")
         self.root = root
+
+    def variant(self, name: str, source: str, defines: list[str]) -> Path:
+        """Build (once) ``host/source`` with extra ``-D`` flags, e.g. the AVR sizes or a
+        core without the envelope mode (``-DFB_ENVELOPE=0``: an older firmware)."""
+        out = self.root / name
+        if not out.exists():
+            compile_c(out, FIRMWARE / "host" / source, defines)
+        return out
+
+    @property
+    def old_sim(self) -> Path:
+        """The simulator as a firmware from before the envelope mode."""
+        return self.variant("fb_sim_old", "sim_main.c", ["-DFB_ENVELOPE=0"])
 
     def sanitized(self, name: str) -> Path:
         """Build (once) an ASan/UBSan variant of ``sim`` or ``vectors``."""
@@ -102,6 +116,12 @@ class SimDevice:
         """Reset the firmware behind the open port (the tty stays)."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGUSR2)
+
+    def spike(self) -> None:
+        """Put a one-measurement spike (1e6) on the counter, between two reports when
+        the envelope decimates; the simulator prints "SPIKE 0 <index>"."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGWINCH)
 
     def step(self) -> None:
         """Toggle a +100 level step on the accel and temperature values (activity)."""

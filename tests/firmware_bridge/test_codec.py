@@ -23,8 +23,11 @@ from firmware_bridge.errors import (
 from firmware_bridge.protocol import (
     MAX_PAYLOAD_LEN,
     ChannelInfo,
+    EnvelopeBatch,
     Hello,
+    MessageType,
     SampleBatch,
+    SetEnvelope,
     SetRate,
     decode_frame,
     describe,
@@ -98,7 +101,19 @@ def test_vectors(vector: tuple[str, str, bytes, str]) -> None:
 def test_vectors_cover_every_message_type() -> None:
     names = {canonical.split()[0] for _, expect, _, canonical in load_vectors() if expect == "ok"}
     expected = {"HELLO", "SAMPLE", "HEARTBEAT", "ACK", "NACK", "GET_HELLO", "SET_RATE"}
-    assert names >= expected | {"GPIO_WRITE"}
+    assert names >= expected | {"GPIO_WRITE", "SAMPLE_ENVELOPE", "SET_ENVELOPE"}
+    assert names == {t.name for t in MessageType}
+
+
+def test_vectors_reject_bad_payloads_of_the_envelope_types() -> None:
+    bad = {name for name, expect, _, _ in load_vectors() if expect == "payload"}
+    assert {
+        "bad_set_envelope_short",
+        "bad_set_envelope_flag",
+        "bad_sample_envelope_ragged",
+        "bad_sample_envelope_split_triple",
+        "bad_sample_envelope_no_values",
+    } <= bad
 
 
 def test_payload_limit_is_enforced_on_encode() -> None:
@@ -106,6 +121,13 @@ def test_payload_limit_is_enforced_on_encode() -> None:
     assert len(too_many.encode_payload()) > MAX_PAYLOAD_LEN
     with pytest.raises(MalformedPayloadError, match="exceeds"):
         encode_frame(too_many, 0)
+    # Envelope samples take 12 bytes per element: 19 of width 1 fit, 20 do not.
+    fits = EnvelopeBatch(0, 0, 0, 0, 19, (0.0,) * 19, (0.0,) * 19, (0.0,) * 19)
+    assert len(fits.encode_payload()) == 14 + 19 * 12 <= MAX_PAYLOAD_LEN
+    with pytest.raises(MalformedPayloadError, match="exceeds"):
+        encode_frame(EnvelopeBatch(0, 0, 0, 0, 20, (0.0,) * 20, (0.0,) * 20, (0.0,) * 20), 0)
+    with pytest.raises(MalformedPayloadError, match="mins and maxs"):
+        EnvelopeBatch(0, 0, 0, 0, 1, (1.0,), (), (1.0,)).encode_payload()
 
 
 names = st.text(st.characters(codec="utf-8", exclude_characters='"|\n'), max_size=12)
@@ -136,3 +158,28 @@ def test_hello_round_trip(hello: Hello, seq: int) -> None:
 def test_set_rate_round_trip(channel: int, rate_hz: float, seq: int) -> None:
     frame = decode_frame(encode_frame(SetRate(channel, rate_hz), seq)[1:-1])
     assert frame.message == SetRate(channel, rate_hz)
+
+
+u32 = st.integers(0, 2**32 - 1)
+
+
+@given(st.tuples(st.integers(0, 255), u32, u32, u32), st.integers(1, 3), st.data())
+def test_envelope_batch_round_trip(
+    head: tuple[int, int, int, int], width: int, data: st.DataObject
+) -> None:
+    count = data.draw(st.integers(1, 19 // width))
+    flat = st.lists(f32, min_size=count * width, max_size=count * width).map(tuple)
+    channel, first, t_us, interval_us = head
+    msg = EnvelopeBatch(
+        channel, first, t_us, interval_us, count, data.draw(flat), data.draw(flat), data.draw(flat)
+    )
+    frame = decode_frame(encode_frame(msg, 7)[1:-1])
+    assert frame.message == msg
+    assert isinstance(frame.message, EnvelopeBatch) and frame.message.width == width
+
+
+@given(st.integers(0, 255), st.booleans(), st.integers(0, 65535))
+def test_set_envelope_round_trip(channel: int, enabled: bool, seq: int) -> None:
+    frame = decode_frame(encode_frame(SetEnvelope(channel, enabled), seq)[1:-1])
+    assert frame.seq == seq
+    assert frame.message == SetEnvelope(channel, enabled)

@@ -7,14 +7,20 @@
  *   fb_sim [--link PATH] [--counter-max-hz HZ] [--counter-hz HZ] [--clock-offset-us US]
  *          [--drift-ppm PPM] [--tx-buffer BYTES] [--batch-latency-us US]
  *
- * stdout: "PTY /dev/pts/N" once ready, then "RATE ch hz" and "GPIO pin value" lines.
+ * stdout: "PTY /dev/pts/N" once ready, then "RATE ch hz", "ENVELOPE ch 0|1" and
+ * "GPIO pin value" lines as the firmware applies commands.
  * --link keeps a symlink to the slave path up to date, like a udev by-id link.
  * SIGUSR1 tears the next frame and inserts garbage (a glitch on the wire).
  * SIGUSR2 reboots the firmware behind the open port (watchdog reset on a UART):
  * sequence numbers, sample indices and rates restart, and HELLO is sent unasked.
  * SIGHUP toggles a level step of +100 on the accel and temperature values (activity on
  * command, for adaptive-sampling tests; the counter stays the sample index).
+ * SIGWINCH puts one spike (value 1e6) into a single measurement of the counter. With the
+ * envelope on, it goes into a measurement that is not reported (when the channel
+ * reports only every k-th, k > 1), so only the reported min/max can show it; stdout
+ * then says "SPIKE ch index", index being the reported sample whose window holds it.
  * SIGTERM/SIGINT exit cleanly; SIGKILL is a yanked cable.
+ * Built with -DFB_ENVELOPE=0 it is a firmware older than the envelope mode.
  *
  * Channels: 0 "counter" (value = sample index, so loss is visible in the values),
  * 1 "accel" (3 values, sine), 2 "temperature" (1 Hz).
@@ -44,6 +50,7 @@ static volatile sig_atomic_t inject_garbage;
 static volatile sig_atomic_t stop;
 static volatile sig_atomic_t reboot;
 static volatile sig_atomic_t step_on;
+static volatile sig_atomic_t spike_pending;
 static int master_fd = -1;
 
 static double drift_ppm;
@@ -140,6 +147,12 @@ static void on_hup(int sig)
     step_on = !step_on;
 }
 
+static void on_winch(int sig)
+{
+    (void)sig;
+    spike_pending = 1;
+}
+
 static void on_term(int sig)
 {
     (void)sig;
@@ -217,6 +230,8 @@ int main(int argc, char **argv)
     sigaction(SIGUSR2, &sa, 0);
     sa.sa_handler = on_hup;
     sigaction(SIGHUP, &sa, 0);
+    sa.sa_handler = on_winch;
+    sigaction(SIGWINCH, &sa, 0);
     sa.sa_handler = on_term;
     sigaction(SIGTERM, &sa, 0);
     sigaction(SIGINT, &sa, 0);
@@ -253,7 +268,15 @@ int main(int argc, char **argv)
         now = device_now_us();
         n = read(master_fd, buf, sizeof buf);
         if (n > 0) {
+            uint8_t before[3];
+            for (c = 0; c < dev.n_channels; c++) before[c] = dev.ch[c].envelope;
             fb_rx_bytes(&dev, buf, (size_t)n, now);
+            for (c = 0; c < dev.n_channels; c++) {
+                if (dev.ch[c].envelope != before[c]) {
+                    printf("ENVELOPE %u %u\n", c, dev.ch[c].envelope);
+                    fflush(stdout);
+                }
+            }
         }
         for (c = 0; c < dev.n_channels; c++) {
             while (fb_sample_due(&dev, c, now, &t)) {
@@ -261,7 +284,15 @@ int main(int argc, char **argv)
                 double ts = (double)t * 1e-6;
                 float step = step_on ? 100.0f : 0.0f;
                 if (c == 0) {
-                    v[0] = (float)dev.ch[0].next_index;
+                    const fb_channel_t *ch = &dev.ch[0];
+                    v[0] = (float)ch->next_index;
+                    /* Not the reported measurement of its window, when there is a choice. */
+                    if (spike_pending && (ch->decim_k == 1 || ch->decim_n + 1 < ch->decim_k)) {
+                        spike_pending = 0;
+                        v[0] = 1e6f;
+                        printf("SPIKE 0 %lu\n", (unsigned long)ch->next_index);
+                        fflush(stdout);
+                    }
                 } else if (c == 1) {
                     v[0] = (float)sin(ts) + step;
                     v[1] = (float)cos(ts);

@@ -100,6 +100,26 @@ static const char *describe(const fb_frame_t *f, char *out, size_t cap)
         }
         return 0;
     }
+    case FB_SAMPLE_ENVELOPE: {
+        /* value, min, max per element: three passes over the interleaved triples */
+        static const char *const label[3] = {" values=", " mins=", " maxs="};
+        unsigned count, k;
+        size_t points, i;
+        if (n < 14) return "payload";
+        count = p[1];
+        points = (n - 14) / 12;
+        if (count == 0 || (n - 14) % 12 || points == 0 || points % count) return "payload";
+        app(out, cap, "SAMPLE_ENVELOPE seq=%u channel=%u count=%u first_index=%lu t_first_us=%lu interval_us=%lu",
+            f->seq, p[0], count, (unsigned long)fb_get_u32(p + 2), (unsigned long)fb_get_u32(p + 6),
+            (unsigned long)fb_get_u32(p + 10));
+        for (k = 0; k < 3; k++) {
+            app(out, cap, "%s", label[k]);
+            for (i = 0; i < points; i++) {
+                app(out, cap, "%s%.9g", i ? "," : "", (double)fb_get_f32(p + 14 + 12 * i + 4 * k));
+            }
+        }
+        return 0;
+    }
     case FB_HEARTBEAT:
         if (n != 8) return "payload";
         app(out, cap, "HEARTBEAT seq=%u uptime_us=%lu tx_dropped=%lu", f->seq,
@@ -124,6 +144,10 @@ static const char *describe(const fb_frame_t *f, char *out, size_t cap)
     case FB_GPIO_WRITE:
         if (n != 2) return "payload";
         app(out, cap, "GPIO_WRITE seq=%u pin=%u value=%u", f->seq, p[0], p[1]);
+        return 0;
+    case FB_SET_ENVELOPE:
+        if (n != 2 || p[1] > 1) return "payload";
+        app(out, cap, "SET_ENVELOPE seq=%u channel=%u enabled=%u", f->seq, p[0], p[1]);
         return 0;
     default:
         return "type";
@@ -237,6 +261,8 @@ static int fuzz(unsigned long iterations)
     uint8_t buf[96];
     uint8_t good[16];
     uint8_t raw[16];
+    uint8_t env[16];
+    size_t env_len;
     unsigned long i;
     uint32_t now = 0;
     unsigned long acks_before;
@@ -269,6 +295,11 @@ static int fuzz(unsigned long iterations)
                 printf("FAIL fuzz: good frame not decoded after iteration %lu\n", i);
                 return 0;
             }
+            /* Peak-hold on and off on both channels (the wide one may be refused). */
+            raw[FB_HEADER_LEN] = (uint8_t)((i / 64) % 2);
+            raw[FB_HEADER_LEN + 1] = (uint8_t)((i / 128) % 2);
+            env_len = fb_frame_finish(raw, FB_SET_ENVELOPE, 8, 2, env);
+            fb_rx_bytes(&dev, env, env_len, now);
         }
     }
     printf("fuzz: %lu inputs, %lu frames sent, %lu rx errors\n", iterations, fuzz_frames_out,

@@ -118,6 +118,38 @@ int fb_init(fb_device_t *dev, const fb_io_t *io, const char *fw_name, const char
     return FB_OK;
 }
 
+static uint32_t period_for(float rate_hz)
+{
+    float period = 1000000.0f / rate_hz + 0.5f;
+    uint32_t us = period >= 4294967295.0f ? 0xFFFFFFFFu : (uint32_t)period;
+    return us ? us : 1u;
+}
+
+/* Measurement grid, decimation and report spacing from the rate and the envelope
+ * flag; the grid starts at now_us and the envelope window restarts empty. */
+static void schedule(fb_channel_t *c, uint32_t now_us)
+{
+    c->decim_k = 1;
+    c->decim_n = 0;
+    c->next_due_us = now_us;
+    if (!(c->rate_hz > 0.0f)) {
+        c->period_us = 0;
+        c->report_us = 0;
+        return;
+    }
+    if (c->envelope) {
+        uint64_t report;
+        float k = c->def->max_rate_hz / c->rate_hz + 0.5f; /* round half up */
+        c->decim_k = k >= 4294967295.0f ? 0xFFFFFFFFu : (k < 1.0f ? 1u : (uint32_t)k);
+        c->period_us = period_for(c->def->max_rate_hz);
+        report = (uint64_t)c->period_us * c->decim_k;
+        c->report_us = report > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)report;
+    } else {
+        c->period_us = period_for(c->rate_hz);
+        c->report_us = c->period_us;
+    }
+}
+
 uint8_t fb_set_rate(fb_device_t *dev, uint8_t ch, float rate_hz, uint32_t now_us)
 {
     fb_channel_t *c;
@@ -132,19 +164,39 @@ uint8_t fb_set_rate(fb_device_t *dev, uint8_t ch, float rate_hz, uint32_t now_us
     /* Samples at the old rate leave in their own batch (its spacing is uniform). */
     fb_flush_channel(dev, ch);
     c->rate_hz = rate_hz;
-    if (rate_hz > 0.0f) {
-        float period = 1000000.0f / rate_hz + 0.5f;
-        c->period_us = period >= 4294967295.0f ? 0xFFFFFFFFu : (uint32_t)period;
-        if (c->period_us == 0) {
-            c->period_us = 1;
-        }
-    } else {
-        c->period_us = 0;
-    }
-    c->next_due_us = now_us;
+    schedule(c, now_us);
     if (dev->io.rate_changed) {
         dev->io.rate_changed(dev->io.ctx, ch, rate_hz);
     }
+    return 0;
+}
+
+static int envelope_fits(uint8_t width)
+{
+    return FB_ENVELOPE && width <= FB_ENVELOPE_MAX_WIDTH &&
+           SAMPLE_HEADER_LEN + 12u * (size_t)width <= FB_MAX_PAYLOAD;
+}
+
+uint8_t fb_set_envelope(fb_device_t *dev, uint8_t ch, uint8_t enabled, uint32_t now_us)
+{
+    fb_channel_t *c;
+    if (ch >= dev->n_channels) {
+        return FB_NACK_UNKNOWN_CHANNEL;
+    }
+    if (enabled > 1u) {
+        return FB_NACK_BAD_PAYLOAD;
+    }
+    c = &dev->ch[ch];
+    if (enabled && !envelope_fits(c->def->width)) {
+        return FB_NACK_UNSUPPORTED;
+    }
+    if (c->envelope == enabled) {
+        return 0; /* idempotent: a re-sent command keeps the running grid */
+    }
+    /* A batch holds one frame type: plain samples leave before envelope ones. */
+    fb_flush_channel(dev, ch);
+    c->envelope = enabled;
+    schedule(c, now_us);
     return 0;
 }
 
@@ -161,6 +213,15 @@ static void handle_frame(fb_device_t *dev, const fb_frame_t *f, uint32_t now_us)
             send_ack(dev, f, fb_set_rate(dev, f->payload[0], fb_get_f32(f->payload + 1), now_us));
         }
         break;
+#if FB_ENVELOPE
+    case FB_SET_ENVELOPE:
+        if (f->payload_len != 2u || f->payload[1] > 1u) {
+            send_ack(dev, f, FB_NACK_BAD_PAYLOAD);
+        } else {
+            send_ack(dev, f, fb_set_envelope(dev, f->payload[0], f->payload[1], now_us));
+        }
+        break;
+#endif
     case FB_GPIO_WRITE:
         if (f->payload_len != 2u || f->payload[1] > 1u) {
             send_ack(dev, f, FB_NACK_BAD_PAYLOAD);
@@ -176,6 +237,7 @@ static void handle_frame(fb_device_t *dev, const fb_frame_t *f, uint32_t now_us)
     case FB_SAMPLE:
     case FB_ACK:
     case FB_NACK:
+    case FB_SAMPLE_ENVELOPE:
         break; /* device-to-host types (an echo?): never answer, no feedback loops */
     default:
         send_ack(dev, f, FB_NACK_UNKNOWN_TYPE);
@@ -246,11 +308,17 @@ int fb_sample_due(fb_device_t *dev, uint8_t ch, uint32_t now_us, uint32_t *t_us)
     return 1;
 }
 
+/* Floats one reported sample takes in the batch: value, or value, min, max. */
+static size_t sample_floats(const fb_channel_t *c)
+{
+    return (size_t)c->def->width * (c->envelope ? 3u : 1u);
+}
+
 void fb_flush_channel(fb_device_t *dev, uint8_t ch)
 {
     fb_channel_t *c = &dev->ch[ch];
     uint8_t *p = dev->raw + FB_HEADER_LEN;
-    uint32_t interval = c->period_us;
+    uint32_t interval = c->report_us;
     size_t n_values;
     size_t i;
     if (!c->batch_count) {
@@ -261,36 +329,65 @@ void fb_flush_channel(fb_device_t *dev, uint8_t ch)
         uint32_t gaps = (uint32_t)c->batch_count - 1u;
         interval = (span + gaps / 2u) / gaps;
     }
-    n_values = (size_t)c->batch_count * c->def->width;
+    n_values = (size_t)c->batch_count * sample_floats(c);
     p[0] = ch;
     p[1] = c->batch_count;
     fb_put_u32(p + 2, c->batch_first_index);
     fb_put_u32(p + 6, c->batch_t_first_us);
     fb_put_u32(p + 10, interval);
+    /* Envelope samples are stored as the wire carries them: value, min, max per element. */
     for (i = 0; i < n_values; i++) {
         fb_put_f32(p + SAMPLE_HEADER_LEN + 4u * i, c->batch_values[i]);
     }
     c->batch_count = 0;
-    send_frame(dev, FB_SAMPLE, SAMPLE_HEADER_LEN + 4u * n_values);
+    send_frame(dev, c->envelope ? FB_SAMPLE_ENVELOPE : FB_SAMPLE, SAMPLE_HEADER_LEN + 4u * n_values);
 }
 
 static int batch_has_room(const fb_device_t *dev, const fb_channel_t *c)
 {
-    size_t values = ((size_t)c->batch_count + 1u) * c->def->width;
+    size_t values = ((size_t)c->batch_count + 1u) * sample_floats(c);
     (void)dev;
     return c->batch_count < 255u && values <= FB_BATCH_MAX_VALUES &&
            SAMPLE_HEADER_LEN + 4u * values <= FB_MAX_PAYLOAD;
 }
 
+/* Fold one measurement into the envelope window. NaN never wins over a number, so a
+ * dead reading does not hide the rest of the window. Returns 1 when the window holds
+ * k measurements: this one is reported, with the window's min and max. */
+static int envelope_fold(fb_channel_t *c, const float *values)
+{
+    uint8_t j;
+    for (j = 0; j < c->def->width; j++) {
+        float v = values[j];
+        if (!c->decim_n || v < c->env_min[j] || c->env_min[j] != c->env_min[j]) {
+            c->env_min[j] = v;
+        }
+        if (!c->decim_n || v > c->env_max[j] || c->env_max[j] != c->env_max[j]) {
+            c->env_max[j] = v;
+        }
+    }
+    c->decim_n++;
+    if (c->decim_n < c->decim_k) {
+        return 0;
+    }
+    c->decim_n = 0;
+    return 1;
+}
+
 int fb_push_sample(fb_device_t *dev, uint8_t ch, uint32_t t_us, const float *values)
 {
     fb_channel_t *c;
+    float *dst;
     uint8_t w;
+    uint8_t j;
     if (ch >= dev->n_channels) {
         return FB_ERR_PAYLOAD;
     }
     c = &dev->ch[ch];
     w = c->def->width;
+    if (c->envelope && !envelope_fold(c, values)) {
+        return FB_OK; /* measured, not reported: it lives on in the window's min/max */
+    }
     if (!batch_has_room(dev, c)) {
         fb_flush_channel(dev, ch);
     }
@@ -298,7 +395,16 @@ int fb_push_sample(fb_device_t *dev, uint8_t ch, uint32_t t_us, const float *val
         c->batch_first_index = c->next_index;
         c->batch_t_first_us = t_us;
     }
-    memcpy(&c->batch_values[(size_t)c->batch_count * w], values, sizeof(float) * w);
+    dst = &c->batch_values[(size_t)c->batch_count * sample_floats(c)];
+    if (c->envelope) {
+        for (j = 0; j < w; j++) {
+            dst[3u * j] = values[j];
+            dst[3u * j + 1u] = c->env_min[j];
+            dst[3u * j + 2u] = c->env_max[j];
+        }
+    } else {
+        memcpy(dst, values, sizeof(float) * w);
+    }
     c->batch_t_last_us = t_us;
     c->batch_count++;
     c->next_index++;

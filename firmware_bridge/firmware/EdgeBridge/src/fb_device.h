@@ -14,6 +14,12 @@
  *     }
  *
  * Portable C99, no hardware calls, no malloc; all state lives in fb_device_t.
+ *
+ * Peak-hold envelope (SET_ENVELOPE, PROTOCOL.md): with it on, fb_sample_due paces a
+ * channel at its max_rate_hz whatever rate the host set, fb_push_sample keeps the min
+ * and max of every measurement, and only every k-th one (k = max_rate_hz / rate_hz,
+ * rounded) is reported, with the min and max since the previous report. The loop
+ * above does not change; rate_changed still receives the reported rate.
  */
 #ifndef FB_DEVICE_H
 #define FB_DEVICE_H
@@ -36,6 +42,16 @@ extern "C" {
 #define FB_BATCH_MAX_VALUES 32u
 #endif
 #endif
+
+/* 0 builds a core without the envelope mode (it then answers SET_ENVELOPE with NACK
+ * UNKNOWN_TYPE, like a firmware older than the mode). */
+#ifndef FB_ENVELOPE
+#define FB_ENVELOPE 1
+#endif
+
+/* Widest channel that can run the envelope: a reported sample is 3 floats (value, min,
+ * max) per element and must fit in one batch. Wider channels get NACK UNSUPPORTED. */
+#define FB_ENVELOPE_MAX_WIDTH (FB_BATCH_MAX_VALUES / 3u)
 
 /* Encoded bytes of one host-to-device frame (the longest, SET_RATE, needs 12). */
 #ifndef FB_RX_MAX
@@ -68,10 +84,16 @@ typedef struct {
 
 typedef struct {
     const fb_channel_def_t *def;
-    float rate_hz;
-    uint32_t period_us; /* 0 = stopped */
+    float rate_hz;      /* rate the host set: samples reported per second */
+    uint32_t period_us; /* measurement grid; 0 = stopped */
     uint32_t next_due_us;
-    uint32_t next_index;
+    uint32_t next_index; /* index of the next reported sample */
+    uint8_t envelope;    /* 1: peak-hold envelope on (SAMPLE_ENVELOPE frames) */
+    uint32_t decim_k;    /* measurements per reported sample (1 without the envelope) */
+    uint32_t decim_n;    /* measurements folded into env_min/env_max so far */
+    uint32_t report_us;  /* device time between reported samples */
+    float env_min[FB_ENVELOPE_MAX_WIDTH > 0u ? FB_ENVELOPE_MAX_WIDTH : 1u];
+    float env_max[FB_ENVELOPE_MAX_WIDTH > 0u ? FB_ENVELOPE_MAX_WIDTH : 1u];
     uint8_t batch_count;
     uint32_t batch_first_index;
     uint32_t batch_t_first_us;
@@ -111,7 +133,8 @@ void fb_rx_bytes(fb_device_t *dev, const uint8_t *data, size_t len, uint32_t now
 /* Return 1 (and the sample's scheduled time in *t_us) if channel ch is due a sample. */
 int fb_sample_due(fb_device_t *dev, uint8_t ch, uint32_t now_us, uint32_t *t_us);
 
-/* Add one sample (width floats) taken at t_us; sends the batch when it is full. */
+/* Add one sample (width floats) taken at t_us; sends the batch when it is full. With
+ * the envelope on, this is one measurement; every k-th is reported. */
 int fb_push_sample(fb_device_t *dev, uint8_t ch, uint32_t t_us, const float *values);
 
 /* Send batches older than batch_latency_us and the periodic HEARTBEAT. */
@@ -122,6 +145,11 @@ void fb_flush_channel(fb_device_t *dev, uint8_t ch);
 
 /* Change a channel's rate as if the host had asked; returns 0 or an fb_nack_reason. */
 uint8_t fb_set_rate(fb_device_t *dev, uint8_t ch, float rate_hz, uint32_t now_us);
+
+/* Turn a channel's peak-hold envelope on (1) or off (0) as if the host had asked;
+ * returns 0 or an fb_nack_reason (UNSUPPORTED: the channel is too wide for this build,
+ * or the core was built with FB_ENVELOPE 0). */
+uint8_t fb_set_envelope(fb_device_t *dev, uint8_t ch, uint8_t enabled, uint32_t now_us);
 
 #ifdef __cplusplus
 }

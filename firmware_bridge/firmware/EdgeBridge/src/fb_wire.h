@@ -41,9 +41,11 @@ enum fb_type {
     FB_HEARTBEAT = 0x03,
     FB_ACK = 0x04,
     FB_NACK = 0x05,
+    FB_SAMPLE_ENVELOPE = 0x06,
     FB_GET_HELLO = 0x10,
     FB_SET_RATE = 0x11,
-    FB_GPIO_WRITE = 0x12
+    FB_GPIO_WRITE = 0x12,
+    FB_SET_ENVELOPE = 0x13
 };
 
 enum fb_nack_reason {
@@ -53,7 +55,8 @@ enum fb_nack_reason {
     FB_NACK_RATE_OUT_OF_RANGE = 4,
     FB_NACK_BAD_PIN = 5,
     FB_NACK_BAD_VERSION = 6,
-    FB_NACK_BUSY = 7
+    FB_NACK_BUSY = 7,
+    FB_NACK_UNSUPPORTED = 8
 };
 
 enum fb_status {
