@@ -124,6 +124,22 @@ class Cleaner:
         c.passed += len(out)
         return out
 
+    def clean_envelope(self, envelope: tuple[float, float]) -> tuple[float, float] | None:
+        """The part of a sample's ``(min, max)`` envelope the policy lets through.
+
+        Ends outside ``[valid_min, valid_max]`` are clamped to the range (a drop policy
+        has no single value to drop here); with ``spike_policy`` ``"replace"`` or
+        ``"drop"`` the envelope is discarded (``None``), since spikes between reads are
+        what it carries and the policy says not to pass spikes on. Not counted: the
+        counters are per sample, and the sample itself went through :meth:`push`.
+        """
+        lo, hi = envelope
+        if not (math.isfinite(lo) and math.isfinite(hi)) or self.spike_policy != "keep":
+            return None
+        lo = min(max(lo, self.valid_min), self.valid_max)
+        hi = min(max(hi, self.valid_min), self.valid_max)
+        return (lo, hi)
+
     def _despike(self, value: float) -> float | None:
         if len(self._sorted) < self.spike_window:
             return value

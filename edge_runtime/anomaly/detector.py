@@ -133,6 +133,9 @@ class AnomalyDetector:
     to past values beyond a fixed table, so memory stays bounded however long it runs.
     """
 
+    #: :meth:`update` takes a sample's ``envelope`` (pipelines check this flag).
+    accepts_envelope = True
+
     __slots__ = (
         "_alarm",
         "_base",
@@ -195,12 +198,33 @@ class AnomalyDetector:
         """Nominal sample interval learnt in warm-up (s); 0 before."""
         return self._dt
 
-    def update(self, t_s: float, value: float) -> float:
+    def update(
+        self, t_s: float, value: float, envelope: tuple[float, float] | None = None
+    ) -> float:
         """Take the next sample (time in s, value) and return its anomaly score in [0, 1].
 
         Points may be skipped (adaptive sampling, lost samples): the time since the
         previous point, in nominal intervals, advances the detector's clock.
+
+        ``envelope`` is ``(min, max)`` of the values measured since the previous point
+        given, this one included (a device in peak-hold mode, see
+        :attr:`edge_runtime.sources.base.Sample.envelope`). Its end further from
+        ``value`` is scored first, as a point one nominal interval before ``t_s``, so a
+        spike between two reads is still seen; the larger of the two scores (and of the
+        two raw scores, in :attr:`last_raw`) is kept.
         """
+        if envelope is not None and self._warm is None:
+            lo, hi = envelope
+            extreme = lo if value - lo > hi - value else hi
+            if extreme != value and math.isfinite(extreme):
+                first = self._update(t_s - self._dt, extreme)
+                first_raw = self.last_raw
+                score = self._update(t_s, value)
+                self.last_raw = max(first_raw, self.last_raw)
+                return max(first, score)
+        return self._update(t_s, value)
+
+    def _update(self, t_s: float, value: float) -> float:
         if not math.isfinite(value):
             return 0.0
         cfg = self._cfg

@@ -193,3 +193,47 @@ def test_bin_budget_leaves_a_well_scaled_channel_alone() -> None:
     ref = AnomalyDetector(DetectorConfig(rebin_bins=0))
     _run(_noise(3000), ref)
     assert det._width == ref._width
+
+
+def _calm_then_spike(envelope: bool) -> tuple[list[float], int]:
+    """Read every 6th point of a calm noisy sine; one point between reads spikes."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    n = 3000
+    values = 10.0 + np.sin(np.arange(n) * 2 * np.pi / 288) + rng.normal(0, 0.05, n)
+    spike_at = 2505  # between the reads at 2502 and 2508 (multiples of 6)
+    values[spike_at] = 30.0
+    det = AnomalyDetector(DetectorConfig(warmup_points=300))
+    scores = []
+    for i in range(300):  # warm-up at full rate
+        det.update(i * 60.0, float(values[i]))
+    last = 299
+    for i in range(300, n):
+        if i % 6:
+            continue
+        window = values[last + 1:i + 1]
+        env = (float(window.min()), float(window.max())) if envelope else None
+        scores.append(det.update(i * 60.0, float(values[i]), env))
+        last = i
+    return scores, (2508 - 300) // 6  # index of the read right after the spike
+
+
+def test_envelope_shows_a_spike_that_fell_between_two_reads() -> None:
+    with_env, k = _calm_then_spike(envelope=True)
+    without, _ = _calm_then_spike(envelope=False)
+    assert with_env[k] >= DetectorConfig().alarm_level  # the read after the spike alarms
+    assert without[k] < DetectorConfig().alarm_level  # a plain read never saw it
+    assert max(without[k - 5:k + 5]) < DetectorConfig().alarm_level
+
+
+def test_degenerate_envelope_and_warm_up_envelope_change_nothing() -> None:
+    plain = AnomalyDetector(DetectorConfig(warmup_points=20))
+    enveloped = AnomalyDetector(DetectorConfig(warmup_points=20))
+    for i in range(200):
+        v = float(i % 7) + (40.0 if i == 150 else 0.0)
+        a = plain.update(float(i), v)
+        # During warm-up an envelope is ignored; after it, (v, v) adds no point.
+        env = (v - 100.0, v + 100.0) if i < 20 else (v, v)
+        assert enveloped.update(float(i), v, env) == a
+    assert enveloped.points_seen == plain.points_seen == 200
