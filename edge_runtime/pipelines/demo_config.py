@@ -143,7 +143,9 @@ source = "machine"
 detector = "anomaly"
 cleaning = {{ valid_min = -40.0, valid_max = 250.0, spike_policy = "keep" }}
 [pipelines.sampling]
-policy = "novelty"
+policy = "score"                 # the detector's raw score drives the rate
+field = "raw_score"
+threshold = 0.3
 hold_s = 2.0
 decay_half_life_s = 2.0
 [[pipelines.rules]]

@@ -199,10 +199,16 @@ class Pipeline:
             # Gated like a still frame: rules still see the raw value.
             return Step(activity, {"value": points[-1][1], "activity": activity, "gated": True,
                                    **forecast})
+        # The envelope (values the source measured but we did not read) belongs to the
+        # sample itself, the last point; gap-filled points before it have none.
+        envelope = sample.envelope
+        if envelope is not None and self.cleaner is not None:
+            envelope = self.cleaner.clean_envelope(envelope)
         started = time.perf_counter()
         step = Step(activity, None)
-        for t_s, v in points:
-            step = self._infer_scalar(activity, t_s, v)
+        last = len(points) - 1
+        for k, (t_s, v) in enumerate(points):
+            step = self._infer_scalar(activity, t_s, v, envelope if k == last else None)
         if forecast and step.result is not None:
             step.result.update(forecast)
         step.infer_s = time.perf_counter() - started
@@ -216,13 +222,34 @@ class Pipeline:
                 fields = self.forecast.update(t_s, v)
         return fields
 
-    def _infer_scalar(self, activity: float, t_s: float, value: float) -> Step:
+    def _infer_scalar(self, activity: float, t_s: float, value: float,
+                      envelope: tuple[float, float] | None = None) -> Step:
         if self.detector is not None:
-            score = float(self.detector.update(t_s, value))
-            return Step(activity, {"value": value, "score": score}, True)
+            return Step(activity, self._detect(t_s, value, envelope), True)
         if self.model is None or self._window is None or self._window_recipe is None:
             return Step(activity, {"value": value})
         return self._infer_window(activity, value)
+
+    def _detect(self, t_s: float, value: float,
+                envelope: tuple[float, float] | None) -> dict[str, Any]:
+        """Score one point with the streaming detector; its result fields.
+
+        ``score`` is what the detector reports (for rules and alarms). Detectors that
+        expose them also give ``raw_score`` (the score before the detector's rest period,
+        the activity signal for adaptive sampling) and ``warming`` while they learn.
+        """
+        det = self.detector
+        if envelope is not None and getattr(det, "accepts_envelope", False):
+            score = det.update(t_s, value, envelope)
+        else:
+            score = det.update(t_s, value)
+        result: dict[str, Any] = {"value": value, "score": float(score)}
+        raw = getattr(det, "last_raw", None)
+        if raw is not None:
+            result["raw_score"] = float(raw)
+        if getattr(det, "warmed_up", True) is False:
+            result["warming"] = True
+        return result
 
     def _infer_window(self, activity: float, value: float) -> Step:
         assert self._window is not None and self._window_recipe is not None

@@ -195,7 +195,13 @@ class NoveltyPolicy(ActivityPolicy):
 
 
 class ScorePolicy(ActivityPolicy):
-    """Activity from the model's own output: ``result[field] / threshold``."""
+    """Activity from the model's own output: ``result[field] / threshold``.
+
+    A result marked ``warming`` (a window model filling its window, a detector still
+    learning its range and sample interval) is activity 1.0: learning wants the full
+    rate, and a detector that learnt its interval from slowed-down samples would
+    misjudge every gap after.
+    """
 
     name = "score"
 
@@ -205,6 +211,9 @@ class ScorePolicy(ActivityPolicy):
         self.threshold = threshold
 
     def observe_result(self, result: Mapping[str, Any]) -> float:
+        if result.get("warming"):
+            self.last_activity = 1.0
+            return self.last_activity
         value = result.get(self.field)
         if isinstance(value, int | float) and not isinstance(value, bool):
             self.last_activity = float(value) / self.threshold
@@ -247,7 +256,11 @@ class DetectorGate(ActivityPolicy):
         if value is None or math.isnan(value):
             return 0.0
         self.samples += 1
-        self.last_score = float(self.detector.update(sample.t_mono_s, value))
+        if sample.envelope is not None and getattr(self.detector, "accepts_envelope", False):
+            score = self.detector.update(sample.t_mono_s, value, sample.envelope)
+        else:
+            score = self.detector.update(sample.t_mono_s, value)
+        self.last_score = float(score)
         self.last_activity = self.last_score / self.threshold
         return self.last_activity
 

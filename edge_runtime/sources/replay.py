@@ -2,7 +2,9 @@
 
 The replay behaves like a live sensor: a sample becomes available when its recorded time
 (divided by ``speed``) has passed since :meth:`open`; a consumer that asks less often gets
-the newest due sample and the skipped ones count as dropped. ``lossless`` hands out every
+the newest due sample and the skipped ones count as dropped. Like a bridge device in
+peak-hold mode, the sample then carries the skipped rows' ``(min, max)`` as its
+``envelope``, so a detector still sees a spike it did not read. ``lossless`` hands out every
 sample in order instead (for offline processing). Videos are replayed by
 :class:`~edge_runtime.sources.camera.OpenCVCamera` with ``path=``.
 
@@ -187,8 +189,15 @@ class ReplaySource(Source):
                 self.stats.dropped += skipped
                 self._next_index = index + 1
                 t_mono = self._start_mono + float(self._t[index]) / self.speed
+                envelope = None
+                if skipped:
+                    # Like a device in peak-hold mode: the rows read past still count.
+                    rows = self._v[index - skipped:index + 1]
+                    rows = rows[np.isfinite(rows)]
+                    if rows.size:
+                        envelope = (float(rows.min()), float(rows.max()))
                 sample = Sample(self.source_id, t_mono, self._next_seq(),
-                                value=float(self._v[index]))
+                                value=float(self._v[index]), envelope=envelope)
                 if self._next_index >= self._t.size:
                     self._wrap_or_end()
                 return sample

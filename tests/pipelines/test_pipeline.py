@@ -113,6 +113,55 @@ cleaning = { valid_min = 0.0, valid_max = 100.0, spike_policy = "keep" }
         runtime.close()
 
 
+def test_detector_pipeline_scores_the_envelope_and_reports_raw_score(tmp_path: Path) -> None:
+    write_csv(tmp_path / "s.csv", [10.0] * 10, period_s=1.0)
+    config = decode_config("""
+[budget]
+enabled = false
+[[sources]]
+type = "replay"
+id = "s"
+path = "s.csv"
+min_rate_hz = 0.1
+max_rate_hz = 1.0
+[[pipelines]]
+id = "p"
+source = "s"
+detector = "anomaly"
+detector_params = { warmup_points = 50 }
+cleaning = { valid_min = 0.0, valid_max = 100.0, spike_policy = "keep" }
+[pipelines.sampling]
+policy = "score"
+field = "raw_score"
+threshold = 0.3
+""", base_dir=tmp_path)
+    runtime = build_runtime(config)
+    try:
+        pipe = runtime.pipelines[0]
+        rng = np.random.default_rng(0)
+        results, rates = [], []
+        for i in range(200):
+            value = 10.0 + float(rng.normal(0, 0.1))
+            # At i == 150 a spike fell between this read and the one before: only
+            # the envelope knows (its top, 1e6, is beyond the valid range: clamped).
+            env = (value, 1e6) if i == 150 else None
+            sample = Sample("s", float(i), i, value=value, envelope=env)
+            step = pipe.infer(sample)
+            pipe.decide(sample, step, now_s=float(i))
+            assert step.result is not None
+            results.append(step.result)
+            rates.append(pipe.controller.rate_hz)
+        assert all(r.get("warming") for r in results[:49])  # learning ...
+        assert rates[:49] == [1.0] * 49  # ... at the full rate
+        assert "warming" not in results[60] and "raw_score" in results[60]
+        assert min(rates[60:150]) < 0.5  # calm: slowed down
+        assert rates[150] == 1.0  # the spike brought it back
+        assert float(results[150]["score"]) >= 0.3  # the spike between reads alarms
+        assert max(float(r["score"]) for r in results[60:150]) < 0.3
+    finally:
+        runtime.close()
+
+
 def test_window_model_forecast_scores(tmp_path: Path) -> None:
     csv = Path(__file__).resolve().parents[2] / "models" / "data" / \
         "machine_temperature_excerpt.csv"

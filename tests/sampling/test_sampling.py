@@ -69,6 +69,8 @@ def test_score_policy_and_factory() -> None:
     assert isinstance(pol, ScorePolicy)
     assert pol.observe_result({"score": 0.4}) == pytest.approx(0.5)
     assert pol.observe_result({"label": "x"}) == pytest.approx(0.5)
+    # A detector or window model still learning wants the full rate.
+    assert pol.observe_result({"score": 0.0, "warming": True}) == 1.0
     with pytest.raises(ValueError, match="known: fixed"):
         make_policy("magic")
 

@@ -81,6 +81,19 @@ def test_slow_reader_gets_newest_sample(tmp_path: Path) -> None:
     assert src.stats.dropped == 99
 
 
+def test_slow_reader_gets_the_skipped_rows_envelope(tmp_path: Path) -> None:
+    values = [1.0] * 100
+    values[40] = 50.0  # a spike the slow reader never reads itself
+    values[60] = math.nan  # missing rows do not poison the envelope
+    p = write_csv(tmp_path / "r.csv", values, period_s=0.001)
+    src = ReplaySource("r", path=p, speed=1.0)
+    with src:
+        time.sleep(0.2)
+        s = src.read(timeout_s=1.0)
+    assert s is not None and s.value == 1.0
+    assert s.envelope == (1.0, 50.0)
+
+
 def test_npy_roundtrip_through_recorder(tmp_path: Path) -> None:
     csv = write_csv(tmp_path / "in.csv", [1.0, 2.0, float("nan"), 4.0], period_s=0.01)
     out = tmp_path / "out.npy"
