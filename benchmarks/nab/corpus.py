@@ -20,6 +20,7 @@ class Series:
     """One NAB series: name (``folder/file.csv``), times (s), values, scoring material."""
 
     name: str
+    path: Path
     times: npt.NDArray[np.float64]
     values: npt.NDArray[np.float64]
     prep: SeriesScoring
@@ -36,5 +37,5 @@ def load_corpus(root: Path = DEFAULT_ROOT) -> list[Series]:
         _, times, values = read_series(root / "data" / name)
         wins = [(parse_timestamp(a), parse_timestamp(b)) for a, b in windows[name]]
         prep = prepare_series(name, times, wins)
-        out.append(Series(name, np.asarray(times), np.asarray(values), prep))
+        out.append(Series(name, root / "data" / name, np.asarray(times), np.asarray(values), prep))
     return out

@@ -57,7 +57,8 @@ def test_detect_scores_equal_the_benchmark_detector(nab_root: Path, tmp_path: Pa
 
     _, times, values = read_series(nab_root / "data" / NAB_FILE)
     prep = prepare_series(NAB_FILE, times, [])
-    series = Series(NAB_FILE, np.asarray(times), np.asarray(values), prep)
+    path = nab_root / "data" / NAB_FILE
+    series = Series(NAB_FILE, path, np.asarray(times), np.asarray(values), prep)
     bench_scores, _ = run_detector(AnomalyDetector, [series])
     out = tmp_path / "out.csv"
     assert main(["detect", "--input", str(nab_root / "data" / NAB_FILE), "--output", str(out)]) == 0

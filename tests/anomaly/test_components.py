@@ -78,19 +78,11 @@ def test_early_warning_before_machine_temperature_failure(nab_root: Path) -> Non
     assert max(lead) >= 12 * 3600  # at least 12 h of warning
 
 
-def test_sampler_full_rate_while_learning_then_sparse_then_full_on_a_jump() -> None:
-    from edge_runtime.anomaly.sampling import AdaptiveSampler
+def test_cleaner_lets_an_envelope_through_only_when_spikes_are_kept() -> None:
+    from edge_runtime.anomaly.cleaning import Cleaner
 
-    s = AdaptiveSampler(max_stride=4, calm_reads=5, hold_reads=3, jump_mads=6.0)
-    reads = []
-    for i in range(400):
-        value = 10.0 + 0.1 * (i % 2) + (30.0 if i >= 350 else 0.0)
-        if s.should_read():
-            reads.append(i)
-            s.observe(value, 0.0, learning=i < 100)
-    assert reads[:100] == list(range(100))  # learning: every point
-    calm = [i for i in reads if 200 <= i < 340]
-    assert len(calm) <= 140 / 4 + 2  # calm: at the longest stride
-    jump_read = next(i for i in reads if i >= 350)
-    after = [i for i in reads if i > jump_read][:3]
-    assert after == [jump_read + 1, jump_read + 2, jump_read + 3]  # back to full rate
+    keep = Cleaner(valid_min=0.0, valid_max=100.0, spike_policy="keep")
+    assert keep.clean_envelope((-5.0, 250.0)) == (0.0, 100.0)  # clamped to the valid range
+    assert keep.clean_envelope((1.0, float("nan"))) is None
+    assert Cleaner(spike_policy="replace").clean_envelope((1.0, 9.0)) is None
+    assert Cleaner(spike_policy="drop").clean_envelope((1.0, 9.0)) is None
