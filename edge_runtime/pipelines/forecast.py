@@ -5,7 +5,8 @@ Wraps :class:`~edge_runtime.anomaly.forecast.TrendForecaster` (configured by
 
 - ``time_to_limit_s``: estimated seconds until the limit is crossed (0 once crossed);
 - ``time_to_limit_low_s`` / ``time_to_limit_high_s``: the band (about 95 %);
-- ``early_warning``: 1.0 when even the latest plausible crossing is within the horizon.
+- ``early_warning``: 1.0 when even the latest plausible crossing has been within the
+  horizon for the forecaster's ``hold_s`` without a break.
 
 The times are None while the forecaster learns and when no crossing is forecast (the
 event log is JSON, which has no infinity). The forecaster works on the source's clock:
@@ -64,6 +65,7 @@ class ForecastStage:
             "limit": self.forecaster.limit,
             "direction": "above" if self.forecaster.upper else "below",
             "horizon_s": self.forecaster.warn_within_s,
+            "hold_s": self.forecaster.hold_s,
             "forecasts": self.forecasts,
             "warnings": self.warnings,
             "early_warning": self._warning,
