@@ -46,6 +46,7 @@ from firmware_bridge.protocol import (
     SEQ_MODULO,
     Ack,
     ChannelInfo,
+    EnvelopeBatch,
     Frame,
     GetHello,
     GpioWrite,
@@ -55,6 +56,7 @@ from firmware_bridge.protocol import (
     Nack,
     NackReason,
     SampleBatch,
+    SetEnvelope,
     SetRate,
     encode_frame,
 )
@@ -68,7 +70,14 @@ DEFAULT_QUEUE_BATCHES = 1024
 
 
 class Sample(msgspec.Struct, frozen=True):
-    """One sample of one channel, with device and host timestamps."""
+    """One sample of one channel, with device and host timestamps.
+
+    With the channel's peak-hold envelope on (:meth:`BridgeClient.set_envelope`),
+    ``mins`` and ``maxs`` hold, per element, the smallest and largest value the device
+    measured since the previous sample of this channel, this one included, so a spike
+    between two samples still shows. Without it (or on a device that lacks the mode)
+    they are None.
+    """
 
     channel: int
     channel_name: str
@@ -79,6 +88,8 @@ class Sample(msgspec.Struct, frozen=True):
     #: The same instant on the host's ``time.monotonic()`` clock, seconds.
     host_time_s: float
     values: tuple[float, ...]
+    mins: tuple[float, ...] | None = None
+    maxs: tuple[float, ...] | None = None
 
 
 @dataclass(slots=True)
@@ -186,6 +197,17 @@ class BridgeClient:
         self._desired_rates: dict[int, float] = {}
         #: Rates the device acknowledged (or announced in HELLO).
         self._rates: dict[int, float] = {}
+        #: Envelope settings the host asked for, re-applied like rates.
+        self._desired_envelopes: dict[int, bool] = {}
+        #: Envelope settings the device acknowledged since its HELLO (absent: unknown).
+        self._envelopes: dict[int, bool] = {}
+        #: False once this device answered SET_ENVELOPE with NACK UNKNOWN_TYPE (older
+        #: firmware); None until it was asked. Reset by every HELLO (it may be reflashed).
+        self._envelope_support: bool | None = None
+        #: Channels that refused the envelope (NACK UNSUPPORTED) since the last HELLO.
+        self._envelope_refused: set[int] = set()
+        #: (firmware, channel or None) already logged as lacking the envelope: log once.
+        self._envelope_logged: set[tuple[str, int | None]] = set()
         self._last_rx_s = 0.0
         self._background: set[asyncio.Task[None]] = set()
         self._sessions = 0
@@ -262,6 +284,23 @@ class BridgeClient:
         ch = self._channel(channel)
         return self._rates.get(ch.channel, ch.rate_hz)
 
+    @property
+    def envelope_supported(self) -> bool | None:
+        """Whether the device has the peak-hold envelope mode: None until a
+        SET_ENVELOPE was answered, False for a firmware that does not know it."""
+        return self._envelope_support
+
+    def envelope_on(self, channel: int | str) -> bool:
+        """True when the device acknowledged the envelope on for ``channel``."""
+        return self._envelopes.get(self._channel(channel).channel, False)
+
+    def envelope_unavailable(self, channel: int | str) -> bool:
+        """True when this device cannot run ``channel``'s envelope: its firmware
+        predates the mode (NACK UNKNOWN_TYPE) or the channel is too wide for its build
+        (NACK UNSUPPORTED). The channel then sends plain samples."""
+        ch = self._channel(channel).channel
+        return self._envelope_support is False or ch in self._envelope_refused
+
     async def wait_connected(self, timeout_s: float) -> None:
         """Wait until connected; raises DeviceDisconnectedError after ``timeout_s``."""
         try:
@@ -292,6 +331,66 @@ class BridgeClient:
             return
         await self._command(SetRate(ch.channel, wire_rate))
         self._rates[ch.channel] = wire_rate
+
+    async def set_envelope(self, channel: int | str, enabled: bool) -> bool:
+        """Turn the peak-hold envelope of ``channel`` (id or name) on or off.
+
+        With it on, the device measures at the channel's ``max_rate_hz`` and each sample
+        it sends carries the min and max since the previous one (:class:`Sample`
+        ``mins``/``maxs``; PROTOCOL.md). Returns True when the channel now sends its
+        envelope. A device without the mode (NACK UNKNOWN_TYPE: older firmware; NACK
+        UNSUPPORTED: too wide a channel for its build) is not an error: this returns
+        False, logs it once and the channel keeps sending plain samples. Like a rate,
+        the setting is remembered and re-applied after a reconnect or a device reboot,
+        even if this call raises DeviceDisconnectedError. Raises CommandRejectedError
+        on another NACK and CommandTimeoutError when the device does not answer.
+        """
+        ch = self._channel(channel)
+        enabled = bool(enabled)
+        self._desired_envelopes[ch.channel] = enabled
+        if self._envelopes.get(ch.channel) == enabled and self.connected:
+            return enabled
+        return await self._send_envelope(ch.channel, enabled)
+
+    async def _send_envelope(self, channel: int, enabled: bool) -> bool:
+        if self._envelope_support is not False and channel not in self._envelope_refused:
+            try:
+                await self._command(SetEnvelope(channel, enabled))
+            except CommandRejectedError as exc:
+                if exc.reason == NackReason.UNKNOWN_TYPE:
+                    self._envelope_support = False
+                elif exc.reason == NackReason.UNSUPPORTED:
+                    self._envelope_refused.add(channel)
+                else:
+                    raise
+            else:
+                self._envelope_support = True
+                self._envelopes[channel] = enabled
+                return enabled
+        # The device lacks the mode: it sends plain samples, which is all "off" asks.
+        self._envelopes[channel] = False
+        if enabled:
+            self._envelope_unavailable(channel)
+        return False
+
+    def _envelope_unavailable(self, channel: int) -> None:
+        hello = self._hello
+        firmware = f"{hello.firmware} {hello.firmware_version}" if hello is not None else "?"
+        if self._envelope_support is False:
+            key: tuple[str, int | None] = (firmware, None)
+            why = "its firmware predates the mode"
+        else:
+            key = (firmware, channel)
+            why = f"channel {channel} is too wide for its build"
+        if key in self._envelope_logged:
+            return
+        self._envelope_logged.add(key)
+        _log.warning(
+            "firmware bridge %s: device %s has no peak-hold envelope (%s); plain samples only",
+            self._target(),
+            firmware,
+            why,
+        )
 
     async def gpio_write(self, pin: int, value: int | bool) -> None:
         """Drive GPIO ``pin`` of the microcontroller low (0) or high (1)."""
@@ -403,7 +502,7 @@ class BridgeClient:
         self._connected.set()
         self._last_error = None
         _log.info("firmware bridge connected on %s: %s", transport.path, hello.firmware)
-        await self._apply_desired_rates()
+        await self._apply_desired()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(transport.lost.wait(), timing.heartbeat_interval_s)
@@ -443,8 +542,12 @@ class BridgeClient:
     def _install_hello(self, hello: Hello) -> None:
         self._hello = hello
         self._rates = {ch.channel: ch.rate_hz for ch in hello.channels}
+        # A new HELLO may be a rebooted or reflashed device: envelope state is unknown.
+        self._envelopes = {}
+        self._envelope_support = None
+        self._envelope_refused = set()
 
-    async def _apply_desired_rates(self) -> None:
+    async def _apply_desired(self) -> None:
         for channel, rate_hz in list(self._desired_rates.items()):
             if self._rates.get(channel) == rate_hz:
                 continue
@@ -453,6 +556,18 @@ class BridgeClient:
                 self._rates[channel] = rate_hz
             except BridgeError as exc:
                 _log.warning("re-applying %g Hz to channel %d failed: %s", rate_hz, channel, exc)
+        for channel, enabled in list(self._desired_envelopes.items()):
+            if self._envelopes.get(channel) == enabled:
+                continue
+            try:
+                await self._send_envelope(channel, enabled)
+            except BridgeError as exc:
+                _log.warning(
+                    "re-applying envelope %s to channel %d failed: %s",
+                    "on" if enabled else "off",
+                    channel,
+                    exc,
+                )
 
     def _drop_transport(self) -> None:
         self._connected.clear()
@@ -490,7 +605,7 @@ class BridgeClient:
             self._on_hello(msg)
             return
         self._track_seq(frame.seq)
-        if isinstance(msg, SampleBatch):
+        if isinstance(msg, SampleBatch | EnvelopeBatch):
             self._on_samples(msg, now_s)
         elif isinstance(msg, Heartbeat):
             self._clock.observe(msg.uptime_us, now_s)
@@ -519,12 +634,12 @@ class BridgeClient:
             stats.next_index = None
         self._install_hello(hello)
         task = asyncio.get_running_loop().create_task(
-            self._apply_desired_rates(), name="firmware_bridge.reapply_rates"
+            self._apply_desired(), name="firmware_bridge.reapply_settings"
         )
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def _on_samples(self, msg: SampleBatch, now_s: float) -> None:
+    def _on_samples(self, msg: SampleBatch | EnvelopeBatch, now_s: float) -> None:
         stats = self.stats.channel(msg.channel)
         stats.frames_received += 1
         stats.samples_received += msg.count
@@ -547,6 +662,9 @@ class BridgeClient:
         fit = clock.fit
         slope = fit.slope if fit is not None else 1.0
         values = msg.values
+        mins = maxs = None
+        if isinstance(msg, EnvelopeBatch):
+            mins, maxs = msg.mins, msg.maxs
         batch = tuple(
             Sample(
                 msg.channel,
@@ -555,6 +673,8 @@ class BridgeClient:
                 base_us + i * msg.interval_us,
                 min(base_s + slope * i * msg.interval_us * 1e-6, now_s),
                 values[i * width : (i + 1) * width],
+                None if mins is None else mins[i * width : (i + 1) * width],
+                None if maxs is None else maxs[i * width : (i + 1) * width],
             )
             for i in range(msg.count)
         )
