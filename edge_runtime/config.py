@@ -106,6 +106,8 @@ class BridgeSourceConfig(RateLimits, tag="bridge"):
 
     The rate controller tells the device to sample at the chosen rate (SET_RATE).
     Exactly one of ``port`` (tty path) and ``usb_id`` (``VID:PID[:SERIAL]``).
+    ``envelope`` turns on the device's peak-hold envelope (min/max of what it measured
+    between two samples; devices without the mode send plain samples).
     """
 
     channel: int | str = 0
@@ -113,6 +115,7 @@ class BridgeSourceConfig(RateLimits, tag="bridge"):
     usb_id: str | None = None
     value_index: int = 0
     baudrate: int = 115200
+    envelope: bool = True
 
 
 SourceConfig = (CameraSourceConfig | Picamera2SourceConfig | GpioSourceConfig

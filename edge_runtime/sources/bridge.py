@@ -6,9 +6,14 @@ clock mapping live in the standalone ``firmware_bridge`` library; this module on
 - runs one :class:`firmware_bridge.client.BridgeClient` on a private event loop in a
   thread (the :class:`~edge_runtime.sources.base.Source` API is synchronous and called
   from executors), one device channel per source;
-- hands the newest sample to ``read`` ("latest wins", older ones count as dropped);
+- hands the newest sample to ``read`` ("latest wins", older ones count as dropped),
+  with ``Sample.envelope`` = (min, max) of every value since the previous sample the
+  consumer got: the device's peak-hold envelope (SET_ENVELOPE, turned on at open unless
+  the config says ``envelope = false``) widened by the samples the consumer skipped, so
+  neither the device's decimation nor a slow reader hides a spike;
 - forwards :meth:`BridgeSource.set_rate` from the rate controller as SET_RATE, so the
-  microcontroller itself samples slower and saves energy at the source;
+  microcontroller sends fewer samples (and, with the envelope off, also measures fewer:
+  energy saved at the source);
 - translates ``firmware_bridge`` errors into edge-runtime's (:func:`translate_error`).
 
 ``firmware_bridge`` is imported when a source opens, not when this module is imported.
@@ -19,9 +24,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import math
 import threading
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal
 
 from edge_runtime.errors import (
     BridgeCommandError,
@@ -56,14 +62,50 @@ def translate_error(exc: BaseException) -> EdgeRuntimeError:
     return BridgeUnavailableError(message, hint=hint)
 
 
+EnvelopeState = Literal["on", "off", "pending", "unsupported"]
+
+
 @dataclass(slots=True)
 class BridgeSourceStats(SourceStats):
-    """Source counters plus the link's loss counters (``firmware_bridge`` client stats)."""
+    """Source counters plus the link's loss counters (``firmware_bridge`` client stats).
+
+    ``envelope`` is the device's peak-hold envelope for this channel: ``on``, ``off``
+    (the config turned it off), ``pending`` (asked, not acknowledged yet, e.g. while
+    disconnected) or ``unsupported`` (the device's firmware lacks the mode, or the
+    channel is too wide for it: the envelope then only covers the samples the host
+    received and the consumer skipped).
+    """
 
     link: dict[str, int] = field(default_factory=dict)
+    envelope: EnvelopeState = "off"
 
     def as_dict(self) -> dict[str, object]:
-        return {**SourceStats.as_dict(self), "link": dict(self.link)}
+        return {**SourceStats.as_dict(self), "link": dict(self.link), "envelope": self.envelope}
+
+
+def _widen(envelope: tuple[float, float] | None, lo: float, hi: float) -> tuple[float, float]:
+    """``envelope`` widened to include ``lo``..``hi``; a NaN never wins over a number
+    (as on the device), so one dead reading does not blank the rest."""
+    if envelope is None:
+        return (lo, hi)
+    a, b = envelope
+    return (lo if math.isnan(a) or lo < a else a, hi if math.isnan(b) or hi > b else b)
+
+
+class EnvelopeSlot(LatestSlot):
+    """A :class:`LatestSlot` that folds the envelope of an unread sample it replaces
+    into the new one, so the consumer's next sample still shows what it skipped."""
+
+    def put(self, sample: Sample) -> None:
+        with self._cond:  # re-entrant: get() cannot take the older sample meanwhile
+            older = self._sample
+            if older is not None and older.envelope is not None:
+                lo, hi = older.envelope
+                own = sample.envelope
+                if own is None and sample.value is not None:
+                    own = (sample.value, sample.value)
+                sample = replace(sample, envelope=_widen(own, lo, hi))
+            LatestSlot.put(self, sample)
 
 
 def link_counters(client: BridgeClient, channel: int) -> dict[str, int]:
@@ -92,6 +134,8 @@ class BridgeSource(Source):
     ``channel`` is the channel id or name from the device's HELLO; for multi-value
     channels (an accelerometer) ``value_index`` picks the value. Exactly one of
     ``port`` (a tty path, ideally /dev/serial/by-id/...) and ``usb_id`` (VID:PID[:SERIAL]).
+    ``envelope`` turns the device's peak-hold envelope on at open (see the module
+    docstring); a device without the mode is reported in ``stats.envelope``, not an error.
     """
 
     kind = "scalar"
@@ -106,6 +150,7 @@ class BridgeSource(Source):
         usb_id: str | None = None,
         value_index: int = 0,
         baudrate: int = 115200,
+        envelope: bool = True,
         open_timeout_s: float = 5.0,
         command_timeout_s: float = 2.0,
         timing: Any = None,
@@ -119,10 +164,11 @@ class BridgeSource(Source):
         self._usb_id = usb_id
         self._value_index = value_index
         self._baudrate = baudrate
+        self._envelope = envelope
         self._open_timeout_s = open_timeout_s
         self._command_timeout_s = command_timeout_s
         self._timing = timing
-        self._slot = LatestSlot(self.stats)
+        self._slot = EnvelopeSlot(self.stats)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._client: BridgeClient | None = None
@@ -181,16 +227,51 @@ class BridgeSource(Source):
         self._channel_id = info.channel
         self._max_rate_hz = info.max_rate_hz
         self.stats.rate_hz = client.rate_hz(info.channel)
+        if self._envelope:
+            await self._enable_envelope(client)
         task = asyncio.get_running_loop().create_task(
             self._pump(client), name=f"bridge-{self.source_id}-pump"
         )
         self._pump_task = task
 
+    async def _enable_envelope(self, client: BridgeClient) -> None:
+        """Ask for the device's envelope; a device without it is a status, not an error."""
+        from firmware_bridge.errors import BridgeError
+
+        try:
+            await client.set_envelope(self._channel_id, True)
+        except BridgeError as exc:
+            # Remembered by the client and re-applied when the device answers again.
+            error = translate_error(exc)
+            self.stats.errors += 1
+            self.stats.last_error = str(error)
+            _log.warning("source %s: peak-hold envelope not applied yet: %s", self.source_id, error)
+        self._update_envelope_state(client)
+
+    def _update_envelope_state(self, client: BridgeClient) -> None:
+        if not self._envelope:
+            state: EnvelopeState = "off"
+        elif client.envelope_on(self._channel_id):
+            state = "on"
+        elif client.envelope_unavailable(self._channel_id):
+            state = "unsupported"
+        else:
+            state = "pending"
+        self.stats.envelope = state
+
     async def _pump(self, client: BridgeClient) -> None:
         stats = self.stats
+        vi = self._value_index
         async for batch in client.sample_batches(self._channel_id):
             newest = batch[-1]
-            # Latest wins: only the newest of a frame is offered; the rest count as dropped.
+            # Latest wins: only the newest of a frame is offered; the rest count as dropped,
+            # but their values (or the device's min/max of them) widen its envelope.
+            envelope: tuple[float, float] | None = None
+            for s in batch:
+                if s.mins is not None and s.maxs is not None:
+                    envelope = _widen(envelope, s.mins[vi], s.maxs[vi])
+                else:
+                    envelope = _widen(envelope, s.values[vi], s.values[vi])
             skipped = len(batch) - 1
             stats.produced += skipped
             stats.dropped += skipped
@@ -198,12 +279,14 @@ class BridgeSource(Source):
             stats.connected = client.connected
             stats.reconnects = client.stats.reconnects
             stats.link = link_counters(client, self._channel_id)
+            self._update_envelope_state(client)
             self._slot.put(
                 Sample(
                     self.source_id,
                     newest.host_time_s,
                     self._next_seq(),
-                    value=newest.values[self._value_index],
+                    value=newest.values[vi],
+                    envelope=envelope,
                 )
             )
 
@@ -214,6 +297,7 @@ class BridgeSource(Source):
             self.stats.connected = client.connected
             if self._channel_id >= 0:
                 self.stats.link = link_counters(client, self._channel_id)
+                self._update_envelope_state(client)
         return sample
 
     def set_rate(self, rate_hz: float) -> None:
