@@ -6,8 +6,8 @@ configured limit. It reports the estimated time to cross (``eta_s``) with a band
 the slope's uncertainty (``eta_low_s`` .. ``eta_high_s``, about 95 %), and raises an
 early warning when even the slow edge of the band crosses within ``warn_within_s``
 (the crossing is both likely and near) and has done so without a break for ``hold_s``
-seconds: a trend that lasts only minutes (a dip that recovers) raises no warning, and a
-warning that would flicker on and off starts once. O(1) time and memory per sample.
+seconds: a condition that lasts less (a dip that recovers, a band edge flickering
+across the horizon) raises no warning. O(1) time and memory per sample.
 """
 
 from __future__ import annotations
@@ -67,8 +67,8 @@ class TrendForecaster:
             raise ValueError("half_life_s and warn_within_s must be positive seconds")
         if min_points < 3:
             raise ValueError("min_points must be >= 3")
-        if not hold_s >= 0:
-            raise ValueError("hold_s must be >= 0 seconds")
+        if not (math.isfinite(hold_s) and hold_s >= 0):
+            raise ValueError("hold_s must be a finite number of seconds >= 0")
         self.upper = upper_limit is not None
         self.limit = float(upper_limit if upper_limit is not None else lower_limit)  # type: ignore[arg-type]
         self.tau_s = half_life_s / math.log(2.0)

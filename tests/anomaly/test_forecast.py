@@ -102,6 +102,8 @@ def test_hold_s_is_checked() -> None:
         TrendForecaster(upper_limit=1.0, hold_s=-1.0)
     with pytest.raises(ValueError, match="hold_s"):
         TrendForecaster(upper_limit=1.0, hold_s=math.nan)
+    with pytest.raises(ValueError, match="hold_s"):
+        TrendForecaster(upper_limit=1.0, hold_s=math.inf)
     with pytest.raises(ConfigError, match=r"^p\.hold_s"):
         make_forecaster(ForecastConfig(limit=1.0, hold_s=-5.0), "p")
 
