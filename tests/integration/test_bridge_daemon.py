@@ -34,7 +34,8 @@ ACCEL = 1  # the simulator's channel id of "accel" (x = sin(t), +100 while stepp
 MIN_HZ, MAX_HZ = 5.0, 100.0
 SHUTDOWN_S = 1.5
 GLITCHES = 5
-#: accel frames carry at most FB_BATCH_MAX_VALUES (32) floats = 10 samples of width 3.
+#: accel frames carry at most FB_BATCH_MAX_VALUES (32) floats = 10 samples of width 3
+#: (3 with the peak-hold envelope on, the bridge source's default: 9 floats a sample).
 MAX_SAMPLES_PER_FRAME = 32 // 3
 
 
@@ -156,6 +157,8 @@ def test_firmware_stream_drives_the_daemon(device: SimDevice, tmp_path: Path) ->
             f"no samples reached the pipeline: {_pipe(sock)}"
         first = _pipe(sock)
         assert first["source_stats"]["connected"] is True
+        assert first["source_stats"]["envelope"] == "on"  # the device's peak hold
+        assert f"ENVELOPE {ACCEL} 1" in device.lines
         assert -1.0 <= first["last_result"]["value"] <= 1.0
         assert "score" in first["last_result"]  # the anomaly detector ran on it
 
@@ -208,6 +211,9 @@ def test_firmware_stream_drives_the_daemon(device: SimDevice, tmp_path: Path) ->
         samples_at_replug = _pipe(sock)["samples"]
         assert wait_for(lambda: _pipe(sock)["source_stats"]["connected"]
                         and _pipe(sock)["samples"] >= samples_at_replug + 5, 8.0, 0.05)
+        # The peak hold is re-applied to the new boot too.
+        assert wait_for(lambda: f"ENVELOPE {ACCEL} 1" in device.lines[mark:]
+                        and _pipe(sock)["source_stats"]["envelope"] == "on", 5.0, 0.05)
         final = _pipe(sock)
         link = final["source_stats"]["link"]
         assert link["reconnects"] >= 1 and final["source_stats"]["reconnects"] >= 1
