@@ -102,6 +102,12 @@ class DetectorConfig:
     #: of them remain, so bins learnt on a near-flat warm-up do not stay far too fine
     #: once bursts arrive. 0 keeps the warm-up width for ever.
     rebin_bins: int = 24
+    #: Flat run: consecutive steps no larger than this many bins (:attr:`AnomalyDetector.flat_run`).
+    flat_tolerance: float = 0.05
+    #: :attr:`AnomalyDetector.stuck` needs a flat run at least this long ...
+    stuck_points: int = 12
+    #: ... and this many times longer than the longest flat run before it.
+    stuck_factor: float = 3.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -116,6 +122,9 @@ class DetectorConfig:
             (0.0 <= self.baseline_alpha < 1.0, "baseline_alpha must be in [0, 1)"),
             (6 <= self.table_bits <= 20, "table_bits must be in 6..20"),
             (self.breakthrough >= 0.0, "breakthrough must be >= 0"),
+            (self.flat_tolerance >= 0.0, "flat_tolerance must be >= 0"),
+            (self.stuck_points >= 2, "stuck_points must be >= 2"),
+            (self.stuck_factor >= 1.0, "stuck_factor must be >= 1"),
             (
                 self.rebin_bins == 0 or 2 <= self.rebin_bins <= _MAX_BINS,
                 f"rebin_bins must be 0 or in 2..{_MAX_BINS}",
@@ -142,12 +151,16 @@ class AnomalyDetector:
         "_bins",
         "_cfg",
         "_dt",
+        "_flat_tol",
         "_hi",
         "_hist",
         "_lo",
         "_mask",
+        "_max_run",
         "_n",
+        "_prev",
         "_quiet_until",
+        "_run",
         "_t_last",
         "_table",
         "_tick",
@@ -169,6 +182,7 @@ class AnomalyDetector:
         self._lo = math.inf
         self._hi = -math.inf
         self._width = 0.0
+        self._flat_tol = 0.0  # flat_tolerance * _width, kept in step with the width
         self._hist = [0] * self._cfg.context_orders
         self._quiet_until = 0
         self._alarm = 0.0
@@ -177,6 +191,9 @@ class AnomalyDetector:
         self._warm: array[float] | None = array("d")
         #: Raw score of the last point before rest-period suppression, for diagnostics.
         self.last_raw = 0.0
+        self._prev = math.nan  # previous finite value, for the flat-run count
+        self._run = 0  # points in the current flat run (steps within the tolerance)
+        self._max_run = -1  # longest flat run that has ended; -1: never moved yet
 
     @property
     def config(self) -> DetectorConfig:
@@ -230,6 +247,14 @@ class AnomalyDetector:
         cfg = self._cfg
         n = self._n
         self._n = n + 1
+        # flat-run count (inline: this runs for every point), see _count_flat
+        if abs(value - self._prev) <= self._flat_tol:
+            self._run += 1
+        else:
+            if self._run > self._max_run and n:
+                self._max_run = self._run
+            self._run = 0
+        self._prev = value
         if n < cfg.warmup_points:
             self._warm_up(n, t_s, value)
             return 0.0
@@ -263,6 +288,34 @@ class AnomalyDetector:
         self._alarm = score
         return score
 
+    def _count_flat(self, value: float) -> None:
+        """Track flat runs: steps within ``flat_tolerance`` bins of the last value."""
+        if abs(value - self._prev) <= self._flat_tol:
+            self._run += 1
+        else:
+            if self._run > self._max_run and not math.isnan(self._prev):  # not the first
+                self._max_run = self._run
+            self._run = 0
+        self._prev = value
+
+    @property
+    def flat_run(self) -> int:
+        """Points in the current flat run (values within ``flat_tolerance`` bins)."""
+        return self._run
+
+    @property
+    def stuck(self) -> bool:
+        """True while the channel looks stuck: it has moved before, and its current
+        flat run is at least ``stuck_points`` long and ``stuck_factor`` times longer
+        than any flat run before it (a sensor that froze, a dead feed).
+
+        A separate signal from the score, for rules: on NAB, adding it to the score
+        helped one half of the series and cost the other (``docs/anomaly-experiments.md``).
+        """
+        max_run = self._max_run
+        return (max_run >= 0 and self._run >= self._cfg.stuck_points
+                and self._run > self._cfg.stuck_factor * max_run)
+
     def _warm_up(self, n: int, t_s: float, value: float) -> None:
         """Collect warm-up points; at the last one, set the bins and replay them."""
         cfg = self._cfg
@@ -284,6 +337,10 @@ class AnomalyDetector:
         self._dt = steps[len(steps) // 2] if steps else 0.0
         # Replay: the warm-up points fill the memory (one tick each, ending at tick 0);
         # their own novelty is discarded and the running mean starts after warm-up.
+        self._flat_tol = cfg.flat_tolerance * self._width
+        self._prev, self._run, self._max_run = math.nan, 0, -1
+        for v in warm[1::2]:
+            self._count_flat(v)
         for k, v in enumerate(warm[1::2]):
             self._learn(k - len(times) + 1, v)
         self._tick = 0
@@ -360,6 +417,7 @@ class AnomalyDetector:
                     merged[m] = last
             bins = merged
             self._width *= 2.0
+            self._flat_tol = self._cfg.flat_tolerance * self._width
             self._hist = [h // 2 for h in self._hist]
         self._bins = bins
         self._table[:] = array("i", [_NEVER]) * len(self._table)

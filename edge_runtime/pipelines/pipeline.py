@@ -236,7 +236,8 @@ class Pipeline:
 
         ``score`` is what the detector reports (for rules and alarms). Detectors that
         expose them also give ``raw_score`` (the score before the detector's rest period,
-        the activity signal for adaptive sampling) and ``warming`` while they learn.
+        the activity signal for adaptive sampling), ``warming`` while they learn and
+        ``stuck`` (1.0 while the channel looks frozen).
         """
         det = self.detector
         if envelope is not None and getattr(det, "accepts_envelope", False):
@@ -249,6 +250,9 @@ class Pipeline:
             result["raw_score"] = float(raw)
         if getattr(det, "warmed_up", True) is False:
             result["warming"] = True
+        stuck = getattr(det, "stuck", None)
+        if stuck is not None:
+            result["stuck"] = 1.0 if stuck else 0.0
         return result
 
     def _infer_window(self, activity: float, value: float) -> Step:

@@ -68,6 +68,34 @@ def test_flat_line_where_the_signal_used_to_move() -> None:
     assert max(scores[48 * 40 : 48 * 40 + 20]) > 0.1
 
 
+def test_stuck_flags_a_frozen_sensor_but_not_a_constant_or_noisy_one() -> None:
+    det = AnomalyDetector()
+    stuck = []
+    values = [5 * math.sin(2 * math.pi * i / 48) + 0.1 * r for i, r in enumerate(_noise(48 * 40))]
+    values += [0.05] * 200  # the sensor freezes mid-range
+    for i, v in enumerate(values):
+        det.update(300.0 * i, v)
+        stuck.append(det.stuck)
+    frozen = 48 * 40
+    assert not any(stuck[:frozen])
+    onset = stuck.index(True)
+    assert frozen + det.config.stuck_points - 1 <= onset <= frozen + 20
+    assert all(stuck[onset:])
+    assert det.flat_run >= 199
+    det.update(300.0 * len(values), 3.0)  # it moves again
+    assert not det.stuck and det.flat_run == 0
+    # A channel that never moved is constant, not stuck; noise never stays flat.
+    const = AnomalyDetector()
+    _run([3.0] * 2000, const)
+    assert not const.stuck
+    noisy = AnomalyDetector()
+    flags = []
+    for i, v in enumerate(_noise(3000)):
+        noisy.update(300.0 * i, v)
+        flags.append(noisy.stuck)
+    assert not any(flags)
+
+
 def test_constant_stream_never_alarms_and_nan_is_ignored() -> None:
     det = AnomalyDetector()
     scores = _run([3.0] * 2000, det)

@@ -154,6 +154,7 @@ threshold = 0.3
         assert all(r.get("warming") for r in results[:49])  # learning ...
         assert rates[:49] == [1.0] * 49  # ... at the full rate
         assert "warming" not in results[60] and "raw_score" in results[60]
+        assert {r["stuck"] for r in results} == {0.0}  # noisy: never frozen
         assert min(rates[60:150]) < 0.5  # calm: slowed down
         assert rates[150] == 1.0  # the spike brought it back
         assert float(results[150]["score"]) >= 0.3  # the spike between reads alarms
