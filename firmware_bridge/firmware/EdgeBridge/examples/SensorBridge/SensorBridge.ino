@@ -6,7 +6,10 @@
  * folder (or add it as a PlatformIO lib), then open this example.
  * Host side: edge-runtime bridge probe /dev/ttyACM0
  *
- * The sketch only does hardware: the protocol lives in fb_device.c.
+ * The sketch only does hardware: the protocol lives in fb_device.c. When the host turns
+ * a channel's peak-hold envelope on (SET_ENVELOPE), fb_sample_due asks for samples at
+ * the channel's max_rate_hz and the core reports the min/max in between: the loop below
+ * stays the same, but each read must fit in 1 / max_rate_hz (analogRead takes ~0.1 ms).
  */
 #include <EdgeBridge.h>
 
