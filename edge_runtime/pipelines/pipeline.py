@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_runtime.anomaly.health import HealthScore
 from edge_runtime.config import (
     BridgeSourceConfig,
     CameraSourceConfig,
@@ -144,6 +145,14 @@ class Pipeline:
         self.detector = detector
         self.cleaner = cleaner
         self.forecast = forecast
+        #: Health of the monitored device (0..100) for scalar pipelines that detect or
+        #: forecast; on the source's clock (a replay's recorded seconds) like the forecast.
+        self.health: HealthScore | None = None
+        if source.kind == "scalar" and (detector is not None or forecast is not None):
+            self.health = HealthScore()
+        self._time_scale = float(getattr(source, "speed", 1.0) or 1.0)
+        config = getattr(detector, "config", None)
+        self._alarm_level = float(getattr(config, "alarm_level", 0.5))
         self.stats = PipelineStats()
         self.last_result: dict[str, Any] | None = None
         self._frame_fn = None
@@ -197,8 +206,9 @@ class Pipeline:
         forecast = self._forecast_points(points)
         if not self.policy.wants_inference(sample, activity):
             # Gated like a still frame: rules still see the raw value.
-            return Step(activity, {"value": points[-1][1], "activity": activity, "gated": True,
-                                   **forecast})
+            gated = {"value": points[-1][1], "activity": activity, "gated": True, **forecast}
+            self._observe_health(points[-1][0], gated)
+            return Step(activity, gated)
         # The envelope (values the source measured but we did not read) belongs to the
         # sample itself, the last point; gap-filled points before it have none.
         envelope = sample.envelope
@@ -209,10 +219,35 @@ class Pipeline:
         last = len(points) - 1
         for k, (t_s, v) in enumerate(points):
             step = self._infer_scalar(activity, t_s, v, envelope if k == last else None)
-        if forecast and step.result is not None:
-            step.result.update(forecast)
+        if step.result is not None:
+            if forecast:
+                step.result.update(forecast)
+            self._observe_health(points[-1][0], step.result)
         step.infer_s = time.perf_counter() - started
         return step
+
+    def _observe_health(self, t_s: float, result: dict[str, Any]) -> None:
+        """Feed the device health score and add its value to ``result`` as ``health``.
+
+        Anomaly activity is whether the detector's raw score (before its rest period,
+        so a lasting anomaly keeps counting) is at its alarm level: health tracks the
+        share of recent time the channel looked anomalous. Urgency is the forecast's
+        time to the limit, data quality the cleaner's share of fixed or dropped samples.
+        """
+        health = self.health
+        if health is None:
+            return
+        score = result.get("raw_score", result.get("score"))
+        if isinstance(score, float):
+            anomalous = 1.0 if score >= self._alarm_level else 0.0
+            health.observe_score(t_s * self._time_scale, anomalous)
+        if "time_to_limit_s" in result:
+            eta = result["time_to_limit_s"]
+            health.observe_forecast(math.inf if eta is None else float(eta))
+        if self.cleaner is not None:
+            counters = self.cleaner.counters
+            health.observe_quality(counters.fixed_or_dropped, counters.seen)
+        result["health"] = round(health.value, 1)
 
     def _forecast_points(self, points: list[tuple[float, float]]) -> dict[str, Any]:
         """Feed the cleaned points to the forecast stage; its fields for the last one."""
@@ -362,6 +397,7 @@ class Pipeline:
             "rules": {r.rule_id: r.state() for r in self.rules},
             "cleaning": self.cleaner.counters.as_dict() if self.cleaner is not None else None,
             "forecast": self.forecast.state() if self.forecast is not None else None,
+            "health": round(self.health.value, 1) if self.health is not None else None,
             "last_result": last,
         }
 
@@ -424,7 +460,8 @@ def make_source(cfg: SourceConfig, config: Config) -> Source:
         from edge_runtime.sources.bridge import BridgeSource
 
         return BridgeSource(cfg.id, channel=cfg.channel, port=cfg.port, usb_id=cfg.usb_id,
-                            value_index=cfg.value_index, baudrate=cfg.baudrate)
+                            value_index=cfg.value_index, baudrate=cfg.baudrate,
+                            envelope=cfg.envelope)
     assert isinstance(cfg, ReplaySourceConfig)
     from edge_runtime.sources.replay import ReplaySource
 

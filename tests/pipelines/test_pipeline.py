@@ -163,6 +163,51 @@ threshold = 0.3
         runtime.close()
 
 
+def test_device_health_falls_while_the_channel_keeps_misbehaving(tmp_path: Path) -> None:
+    write_csv(tmp_path / "s.csv", [10.0] * 10, period_s=1.0)
+    config = decode_config("""
+[budget]
+enabled = false
+[[sources]]
+type = "replay"
+id = "s"
+path = "s.csv"
+min_rate_hz = 0.0333
+max_rate_hz = 0.0333
+[[pipelines]]
+id = "p"
+source = "s"
+detector = "anomaly"
+detector_params = { warmup_points = 100 }
+[[pipelines.rules]]
+id = "unwell"
+field = "health"
+below = 50.0
+clear_at = 70.0
+""", base_dir=tmp_path)
+    runtime = build_runtime(config)
+    try:
+        pipe = runtime.pipelines[0]
+        rng = np.random.default_rng(0)
+        health = []
+        for i in range(1200):
+            # every 30 s: calm for 5 h, then the level wanders off to values never seen
+            t = 30.0 * i
+            value = 10.0 + float(rng.normal(0, 0.1)) + (0.0 if i < 600 else 0.05 * (i - 600))
+            sample = Sample("s", t, i, value=value)
+            step = pipe.infer(sample)
+            pipe.decide(sample, step, now_s=t)
+            assert step.result is not None
+            health.append(float(step.result["health"]))
+        assert min(health[:600]) >= 80.0  # calm: healthy
+        assert min(health[600:800]) < 50.0  # the level runs away: unwell ...
+        assert health[-1] > 70.0  # ... until the detector has learnt the new normal
+        assert pipe.rules[0].activations == 1
+        assert pipe.status()["health"] == health[-1]
+    finally:
+        runtime.close()
+
+
 def test_window_model_forecast_scores(tmp_path: Path) -> None:
     csv = Path(__file__).resolve().parents[2] / "models" / "data" / \
         "machine_temperature_excerpt.csv"
