@@ -177,6 +177,12 @@ class BridgeSource(Source):
         self._pump_task: asyncio.Task[None] | None = None
 
     @property
+    def envelope_requested(self) -> bool:
+        """Whether this source asks the device for the peak-hold envelope (config
+        ``envelope``); ``stats.envelope`` says what the device actually does."""
+        return self._envelope
+
+    @property
     def client(self) -> BridgeClient:
         """The underlying library client (for health reports: ``client.stats``)."""
         if self._client is None:

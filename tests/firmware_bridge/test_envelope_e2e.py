@@ -271,5 +271,11 @@ port = "/dev/ttyACM0"
     config = decode_config(base)
     src = config.sources[0]
     assert isinstance(src, BridgeSourceConfig) and src.envelope is True
-    off = decode_config(base + "envelope = false\n").sources[0]
+    off_config = decode_config(base + "envelope = false\n")
+    off = off_config.sources[0]
     assert isinstance(off, BridgeSourceConfig) and off.envelope is False
+    # The pipelines build the source with the configured choice.
+    from edge_runtime.pipelines.pipeline import make_source
+
+    assert make_source(src, config).envelope_requested is True  # type: ignore[attr-defined]
+    assert make_source(off, off_config).envelope_requested is False  # type: ignore[attr-defined]
