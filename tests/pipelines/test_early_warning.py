@@ -83,11 +83,16 @@ def test_early_warning_event_before_the_machine_temperature_failure(
     try:
         pipe = runtime.pipelines[0]
         first_mono: float | None = None
+        health: list[tuple[float, float]] = []  # (recording time, device health)
         with pipe.source:
             while (sample := pipe.source.read(0.5)) is not None:
                 if first_mono is None:
                     first_mono = sample.t_mono_s  # the recording's first sample, t = 0
-                pipe.decide(sample, pipe.infer(sample), now_s=sample.t_mono_s)
+                step = pipe.infer(sample)
+                pipe.decide(sample, step, now_s=sample.t_mono_s)
+                if step.result is not None:
+                    t = times[0] + (sample.t_mono_s - first_mono) * SPEED
+                    health.append((t, float(step.result["health"])))
         assert pipe.stats.samples == len(times)
         status = pipe.status()["forecast"]
     finally:
@@ -112,6 +117,10 @@ def test_early_warning_event_before_the_machine_temperature_failure(
     # benchmarks/forecast_bench.py, docs/forecast-experiments.md).
     assert len(false) <= 5
     assert events[0]["result"]["time_to_limit_high_s"] <= 86400.0
+    # The device's health score: mostly healthy, near 0 in the half day before failure.
+    values = sorted(h for _, h in health)
+    assert values[len(values) // 2] >= 90.0
+    assert max(h for t, h in health if 0 < failure_s - t <= 12 * 3600) <= 10.0
 
 
 def test_forecast_config_errors_name_the_key(tmp_path: Path) -> None:
