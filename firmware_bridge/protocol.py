@@ -179,6 +179,30 @@ class Hello(msgspec.Struct, frozen=True):
         return None
 
 
+_BATCH_HEADER = struct.Struct("<BBIII")
+
+
+def _decode_batch(
+    payload: bytes, name: str, item_bytes: int, items: str
+) -> tuple[int, int, int, int, int, tuple[float, ...]]:
+    """Header fields and the flat f32s of a SAMPLE-like payload.
+
+    Returns ``(channel, count, first_index, t_first_us, interval_us, floats)``; refuses a
+    payload whose body is not a whole number of ``item_bytes`` items per sample.
+    """
+    if len(payload) < _BATCH_HEADER.size:
+        raise MalformedPayloadError(f"{name} payload shorter than its 14-byte header")
+    channel, count, first_index, t_first, interval = _BATCH_HEADER.unpack_from(payload)
+    rest = len(payload) - _BATCH_HEADER.size
+    n_items, remainder = divmod(rest, item_bytes)
+    if count == 0 or remainder or n_items == 0 or n_items % count:
+        raise MalformedPayloadError(
+            f"{name} with {count} sample(s) cannot carry {rest} bytes of {items}"
+        )
+    floats = struct.unpack_from(f"<{rest // 4}f", payload, _BATCH_HEADER.size)
+    return channel, count, first_index, t_first, interval, floats
+
+
 class SampleBatch(msgspec.Struct, frozen=True):
     """``count`` consecutive samples of one channel, evenly spaced in device time.
 
@@ -196,7 +220,7 @@ class SampleBatch(msgspec.Struct, frozen=True):
     count: int
     values: tuple[float, ...]
 
-    _FIXED: ClassVar[struct.Struct] = struct.Struct("<BBIII")
+    _FIXED: ClassVar[struct.Struct] = _BATCH_HEADER
 
     @property
     def width(self) -> int:
@@ -211,16 +235,9 @@ class SampleBatch(msgspec.Struct, frozen=True):
 
     @classmethod
     def decode_payload(cls, payload: bytes) -> SampleBatch:
-        if len(payload) < cls._FIXED.size:
-            raise MalformedPayloadError("SAMPLE payload shorter than its 14-byte header")
-        channel, count, first_index, t_first, interval = cls._FIXED.unpack_from(payload)
-        rest = len(payload) - cls._FIXED.size
-        n_values, remainder = divmod(rest, 4)
-        if count == 0 or remainder or n_values == 0 or n_values % count:
-            raise MalformedPayloadError(
-                f"SAMPLE with {count} sample(s) cannot carry {rest} bytes of values"
-            )
-        values = struct.unpack_from(f"<{n_values}f", payload, cls._FIXED.size)
+        channel, count, first_index, t_first, interval, values = _decode_batch(
+            payload, "SAMPLE", 4, "values"
+        )
         return cls(channel, first_index, t_first, interval, count, values)
 
 
@@ -268,17 +285,9 @@ class EnvelopeBatch(msgspec.Struct, frozen=True):
 
     @classmethod
     def decode_payload(cls, payload: bytes) -> EnvelopeBatch:
-        if len(payload) < cls._FIXED.size:
-            raise MalformedPayloadError("SAMPLE_ENVELOPE payload shorter than its 14-byte header")
-        channel, count, first_index, t_first, interval = cls._FIXED.unpack_from(payload)
-        rest = len(payload) - cls._FIXED.size
-        n_points, remainder = divmod(rest, 12)
-        if count == 0 or remainder or n_points == 0 or n_points % count:
-            raise MalformedPayloadError(
-                f"SAMPLE_ENVELOPE with {count} sample(s) cannot carry {rest} bytes of "
-                "value/min/max triples"
-            )
-        flat = struct.unpack_from(f"<{3 * n_points}f", payload, cls._FIXED.size)
+        channel, count, first_index, t_first, interval, flat = _decode_batch(
+            payload, "SAMPLE_ENVELOPE", 12, "value/min/max triples"
+        )
         return cls(
             channel, first_index, t_first, interval, count, flat[0::3], flat[1::3], flat[2::3]
         )
