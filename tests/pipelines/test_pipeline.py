@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -113,21 +114,35 @@ cleaning = { valid_min = 0.0, valid_max = 100.0, spike_policy = "keep" }
         runtime.close()
 
 
-def test_detector_pipeline_scores_the_envelope_and_reports_raw_score(tmp_path: Path) -> None:
-    write_csv(tmp_path / "s.csv", [10.0] * 10, period_s=1.0)
-    config = decode_config("""
+SENSOR_RUNTIME = """
 [budget]
 enabled = false
 [[sources]]
 type = "replay"
 id = "s"
 path = "s.csv"
-min_rate_hz = 0.1
-max_rate_hz = 1.0
+min_rate_hz = {min_rate_hz}
+max_rate_hz = {max_rate_hz}
 [[pipelines]]
 id = "p"
 source = "s"
 detector = "anomaly"
+"""
+
+
+def _feed(pipe: Pipeline, t_s: float, seq: int, value: float,
+          envelope: tuple[float, float] | None = None) -> dict[str, Any]:
+    """One sample through infer and decide, as the daemon would; its result."""
+    sample = Sample("s", t_s, seq, value=value, envelope=envelope)
+    step = pipe.infer(sample)
+    pipe.decide(sample, step, now_s=t_s)
+    assert step.result is not None
+    return step.result
+
+
+def test_detector_pipeline_scores_the_envelope_and_reports_raw_score(tmp_path: Path) -> None:
+    write_csv(tmp_path / "s.csv", [10.0] * 10, period_s=1.0)
+    config = decode_config(SENSOR_RUNTIME.format(min_rate_hz=0.1, max_rate_hz=1.0) + """
 detector_params = { warmup_points = 50 }
 cleaning = { valid_min = 0.0, valid_max = 100.0, spike_policy = "keep" }
 [pipelines.sampling]
@@ -145,11 +160,7 @@ threshold = 0.3
             # At i == 150 a spike fell between this read and the one before: only
             # the envelope knows (its top, 1e6, is beyond the valid range: clamped).
             env = (value, 1e6) if i == 150 else None
-            sample = Sample("s", float(i), i, value=value, envelope=env)
-            step = pipe.infer(sample)
-            pipe.decide(sample, step, now_s=float(i))
-            assert step.result is not None
-            results.append(step.result)
+            results.append(_feed(pipe, float(i), i, value, env))
             rates.append(pipe.controller.rate_hz)
         assert all(r.get("warming") for r in results[:49])  # learning ...
         assert rates[:49] == [1.0] * 49  # ... at the full rate
@@ -165,19 +176,7 @@ threshold = 0.3
 
 def test_device_health_falls_while_the_channel_keeps_misbehaving(tmp_path: Path) -> None:
     write_csv(tmp_path / "s.csv", [10.0] * 10, period_s=1.0)
-    config = decode_config("""
-[budget]
-enabled = false
-[[sources]]
-type = "replay"
-id = "s"
-path = "s.csv"
-min_rate_hz = 0.0333
-max_rate_hz = 0.0333
-[[pipelines]]
-id = "p"
-source = "s"
-detector = "anomaly"
+    config = decode_config(SENSOR_RUNTIME.format(min_rate_hz=0.0333, max_rate_hz=0.0333) + """
 detector_params = { warmup_points = 100 }
 [[pipelines.rules]]
 id = "unwell"
@@ -192,13 +191,8 @@ clear_at = 70.0
         health = []
         for i in range(1200):
             # every 30 s: calm for 5 h, then the level wanders off to values never seen
-            t = 30.0 * i
             value = 10.0 + float(rng.normal(0, 0.1)) + (0.0 if i < 600 else 0.05 * (i - 600))
-            sample = Sample("s", t, i, value=value)
-            step = pipe.infer(sample)
-            pipe.decide(sample, step, now_s=t)
-            assert step.result is not None
-            health.append(float(step.result["health"]))
+            health.append(float(_feed(pipe, 30.0 * i, i, value)["health"]))
         assert min(health[:600]) >= 80.0  # calm: healthy
         assert min(health[600:800]) < 50.0  # the level runs away: unwell ...
         assert health[-1] > 70.0  # ... until the detector has learnt the new normal
