@@ -104,7 +104,7 @@ class DetectorConfig:
     rebin_bins: int = 24
     #: Flat run: consecutive steps no larger than this many bins (:attr:`AnomalyDetector.flat_run`).
     flat_tolerance: float = 0.05
-    #: :attr:`AnomalyDetector.stuck` needs a flat run at least this long ...
+    #: :attr:`AnomalyDetector.stuck` needs a flat run at least this many intervals ...
     stuck_points: int = 12
     #: ... and this many times longer than the longest flat run before it.
     stuck_factor: float = 3.0
@@ -202,7 +202,7 @@ class AnomalyDetector:
 
     @property
     def points_seen(self) -> int:
-        """Number of finite values given to :meth:`update` so far."""
+        """Number of finite values scored so far (envelope extremes included)."""
         return self._n
 
     @property
@@ -234,43 +234,50 @@ class AnomalyDetector:
             lo, hi = envelope
             extreme = lo if value - lo > hi - value else hi
             if extreme != value and math.isfinite(extreme):
-                first = self._update(t_s - self._dt, extreme)
+                dt = self._dt
+                if t_s - self._t_last > 1.5 * dt:
+                    first = self._update(t_s - dt, extreme)
+                else:  # read one interval after the last: the clock moves once, not twice
+                    first = self._update(self._t_last, extreme, advance=False)
                 first_raw = self.last_raw
                 score = self._update(t_s, value)
                 self.last_raw = max(first_raw, self.last_raw)
                 return max(first, score)
         return self._update(t_s, value)
 
-    def _update(self, t_s: float, value: float) -> float:
+    def _update(self, t_s: float, value: float, advance: bool = True) -> float:
+        """Score one value; ``advance=False`` scores it at the last point's tick (an
+        envelope extreme read one interval after the previous point)."""
         if not math.isfinite(value):
             return 0.0
         cfg = self._cfg
         n = self._n
         self._n = n + 1
-        # flat-run count (inline: this runs for every point), see _count_flat
-        if abs(value - self._prev) <= self._flat_tol:
-            self._run += 1
-        else:
-            if self._run > self._max_run and n:
-                self._max_run = self._run
-            self._run = 0
-        self._prev = value
         if n < cfg.warmup_points:
             self._warm_up(n, t_s, value)
             return 0.0
-        steps = 1
-        dt = self._dt
-        if dt > 0.0:
-            gap = t_s - self._t_last
-            if gap > 1.5 * dt:
-                steps = min(int(gap / dt + 0.5), cfg.horizon_points)
-        self._t_last = t_s
+        steps = 0
+        if advance:
+            steps = 1
+            dt = self._dt
+            if dt > 0.0:
+                gap = t_s - self._t_last
+                if gap > 1.5 * dt:
+                    steps = min(int(gap / dt + 0.5), cfg.horizon_points)
+            self._t_last = t_s
+        # flat run, in elapsed intervals (inline: this runs for every point)
+        if abs(value - self._prev) <= self._flat_tol:
+            self._run += steps
+        else:
+            self._max_run = max(self._max_run, self._run)
+            self._run = 0
+        self._prev = value
         tick = self._tick + steps
         self._tick = tick
         raw = self._learn(tick, value)
         base = self._base
         alpha = cfg.baseline_alpha
-        if steps > 1:
+        if steps != 1:  # one factor per elapsed interval (none for advance=False)
             alpha = 1.0 - (1.0 - alpha) ** steps
         self._base = base + alpha * (raw - base)
         score = raw - base
@@ -289,7 +296,8 @@ class AnomalyDetector:
         return score
 
     def _count_flat(self, value: float) -> None:
-        """Track flat runs: steps within ``flat_tolerance`` bins of the last value."""
+        """Track flat runs over the warm-up points (one interval each); after warm-up
+        :meth:`_update` counts them inline, in elapsed intervals."""
         if abs(value - self._prev) <= self._flat_tol:
             self._run += 1
         else:
@@ -300,14 +308,15 @@ class AnomalyDetector:
 
     @property
     def flat_run(self) -> int:
-        """Points in the current flat run (values within ``flat_tolerance`` bins)."""
+        """Length of the current flat run (values within ``flat_tolerance`` bins of the
+        previous one), in nominal sample intervals: skipped points count as time."""
         return self._run
 
     @property
     def stuck(self) -> bool:
         """True while the channel looks stuck: it has moved before, and its current
-        flat run is at least ``stuck_points`` long and ``stuck_factor`` times longer
-        than any flat run before it (a sensor that froze, a dead feed).
+        flat run is at least ``stuck_points`` intervals long and ``stuck_factor`` times
+        longer than any flat run before it (a sensor that froze, a dead feed).
 
         A separate signal from the score, for rules: on NAB, adding it to the score
         helped one half of the series and cost the other (``docs/anomaly-experiments.md``).

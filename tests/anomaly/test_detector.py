@@ -265,3 +265,25 @@ def test_degenerate_envelope_and_warm_up_envelope_change_nothing() -> None:
         env = (v - 100.0, v + 100.0) if i < 20 else (v, v)
         assert enveloped.update(float(i), v, env) == a
     assert enveloped.points_seen == plain.points_seen == 200
+
+
+def test_envelopes_at_the_full_rate_keep_the_clock_and_the_rest_period() -> None:
+    """Reads one interval apart, each with an envelope: time must still pass once per
+    read, so the rest period after an alarm lasts ``rest_points`` intervals."""
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    values = 10.0 + rng.normal(0, 0.1, 2000)
+    values[1000] = 30.0  # an alarm starts the rest period (150 intervals)
+    values[1100] = -10.0  # novel too, but inside the rest period: suppressed
+    values[1300] = -30.0  # after the rest period: alarms
+    level = DetectorConfig().alarm_level
+    for envelope in (False, True):
+        det = AnomalyDetector()
+        scores = []
+        for i, v in enumerate(values.tolist()):
+            env = (v - 0.05, v + 0.05) if envelope and i > 0 else None
+            scores.append(det.update(60.0 * i, v, env))
+        alarms = [i for i, x in enumerate(scores) if x >= level]
+        assert 1000 in alarms and 1300 in alarms, (envelope, alarms)
+        assert 1100 not in alarms, (envelope, alarms)
