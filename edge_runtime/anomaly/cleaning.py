@@ -124,18 +124,29 @@ class Cleaner:
         c.passed += len(out)
         return out
 
-    def clean_envelope(self, envelope: tuple[float, float]) -> tuple[float, float] | None:
+    def clean_envelope(
+        self, envelope: tuple[float, float], value: float
+    ) -> tuple[float, float] | None:
         """The part of a sample's ``(min, max)`` envelope the policy lets through.
 
-        Ends outside ``[valid_min, valid_max]`` are clamped to the range (a drop policy
-        has no single value to drop here); with ``spike_policy`` ``"replace"`` or
-        ``"drop"`` the envelope is discarded (``None``), since spikes between reads are
-        what it carries and the policy says not to pass spikes on. Not counted: the
-        counters are per sample, and the sample itself went through :meth:`push`.
+        ``value`` is the sample's cleaned value. An end outside ``[valid_min,
+        valid_max]`` is clamped to the range with ``range_policy="clip"`` and replaced
+        by ``value`` with ``"drop"`` (an out-of-range reading is garbage, such as a
+        sensor's error code, and must not alarm from inside an envelope either). With
+        ``spike_policy`` ``"replace"`` or ``"drop"`` the envelope is discarded
+        (``None``): spikes between reads are what it carries, and the policy says not to
+        pass spikes on. Not counted: the counters are per sample, and the sample itself
+        went through :meth:`push`.
         """
         lo, hi = envelope
         if not (math.isfinite(lo) and math.isfinite(hi)) or self.spike_policy != "keep":
             return None
+        if self.range_policy == "drop":
+            if not self.valid_min <= lo <= self.valid_max:
+                lo = value
+            if not self.valid_min <= hi <= self.valid_max:
+                hi = value
+            return (min(lo, value), max(hi, value))
         lo = min(max(lo, self.valid_min), self.valid_max)
         hi = min(max(hi, self.valid_min), self.valid_max)
         return (lo, hi)

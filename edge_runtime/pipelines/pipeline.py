@@ -149,7 +149,9 @@ class Pipeline:
         #: forecast; on the source's clock (a replay's recorded seconds) like the forecast.
         self.health: HealthScore | None = None
         if source.kind == "scalar" and (detector is not None or forecast is not None):
-            self.health = HealthScore()
+            # Forecast urgency over the forecast's own warning horizon.
+            horizon_s = getattr(getattr(forecast, "forecaster", None), "warn_within_s", None)
+            self.health = HealthScore(horizon_s=horizon_s) if horizon_s else HealthScore()
         self._time_scale = float(getattr(source, "speed", 1.0) or 1.0)
         config = getattr(detector, "config", None)
         self._alarm_level = float(getattr(config, "alarm_level", 0.5))
@@ -213,7 +215,7 @@ class Pipeline:
         # sample itself, the last point; gap-filled points before it have none.
         envelope = sample.envelope
         if envelope is not None and self.cleaner is not None:
-            envelope = self.cleaner.clean_envelope(envelope)
+            envelope = self.cleaner.clean_envelope(envelope, points[-1][1])
         started = time.perf_counter()
         step = Step(activity, None)
         last = len(points) - 1
@@ -231,8 +233,9 @@ class Pipeline:
 
         Anomaly activity is whether the detector's raw score (before its rest period,
         so a lasting anomaly keeps counting) is at its alarm level: health tracks the
-        share of recent time the channel looked anomalous. Urgency is the forecast's
-        time to the limit, data quality the cleaner's share of fixed or dropped samples.
+        share of recent time the channel looked anomalous. Urgency is how far into the
+        forecast's warning horizon the latest plausible crossing of the limit has come;
+        data quality is the cleaner's share of fixed or dropped samples.
         """
         health = self.health
         if health is None:
@@ -241,8 +244,9 @@ class Pipeline:
         if isinstance(score, float):
             anomalous = 1.0 if score >= self._alarm_level else 0.0
             health.observe_score(t_s * self._time_scale, anomalous)
-        if "time_to_limit_s" in result:
-            eta = result["time_to_limit_s"]
+        if "time_to_limit_high_s" in result:
+            # The slow edge of the band, as for the early warning: likely *and* near.
+            eta = result["time_to_limit_high_s"]
             health.observe_forecast(math.inf if eta is None else float(eta))
         if self.cleaner is not None:
             counters = self.cleaner.counters

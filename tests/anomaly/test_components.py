@@ -82,7 +82,11 @@ def test_cleaner_lets_an_envelope_through_only_when_spikes_are_kept() -> None:
     from edge_runtime.anomaly.cleaning import Cleaner
 
     keep = Cleaner(valid_min=0.0, valid_max=100.0, spike_policy="keep")
-    assert keep.clean_envelope((-5.0, 250.0)) == (0.0, 100.0)  # clamped to the valid range
-    assert keep.clean_envelope((1.0, float("nan"))) is None
-    assert Cleaner(spike_policy="replace").clean_envelope((1.0, 9.0)) is None
-    assert Cleaner(spike_policy="drop").clean_envelope((1.0, 9.0)) is None
+    assert keep.clean_envelope((-5.0, 250.0), 50.0) == (0.0, 100.0)  # clamped to the range
+    assert keep.clean_envelope((1.0, float("nan")), 1.0) is None
+    # With "drop", an out-of-range end (a sensor's error code) is no reading at all.
+    drop = Cleaner(valid_min=0.0, valid_max=100.0, range_policy="drop", spike_policy="keep")
+    assert drop.clean_envelope((-127.0, 60.0), 50.0) == (50.0, 60.0)
+    assert drop.clean_envelope((20.0, 185.0), 50.0) == (20.0, 50.0)
+    assert Cleaner(spike_policy="replace").clean_envelope((1.0, 9.0), 5.0) is None
+    assert Cleaner(spike_policy="drop").clean_envelope((1.0, 9.0), 5.0) is None
