@@ -94,6 +94,30 @@ def test_decimation_value_min_max_index_and_interval(binaries: Binaries) -> None
     assert all(r[2] != 1e6 for r in rows)  # the spike was never a reported value
 
 
+def test_a_rate_change_keeps_the_unfinished_window(binaries: Binaries) -> None:
+    # k = 10 (100 Hz from 1000 Hz); a spike at measurement 23, then at 25.5 ms the host
+    # slows to 50 Hz (k = 20). The window 20..25 is not dropped: the next report, 20
+    # measurements after 20, still carries the spike in its max.
+    out = run_script(
+        binaries.script,
+        [
+            rx(SetEnvelope(0, True), 1),
+            rx(SetRate(0, 100.0), 2),
+            "spike 0 23 1e6",
+            "run 25500",
+            rx(SetRate(0, 50.0), 3),
+            "run 100500",
+            "flush",
+        ],
+    )
+    rows = reported(out, 0)
+    assert [r[2] for r in rows[:2]] == [9, 19]  # the two windows before the change
+    value, lo, hi = rows[2][2:]
+    assert (lo, hi) == (20, 1e6)  # min/max since the previous report, spike included
+    assert value == 39  # 6 measurements before the change + 14 after it: k = 20
+    assert rows[3][3:] == (40, 59)  # then whole windows of 20
+
+
 def test_wide_channel_rounds_k_half_up_and_interleaves_elements(binaries: Binaries) -> None:
     # 100 Hz grid, 40 Hz asked: k = round_half_up(2.5) = 3 (PROTOCOL.md), reports 30 ms apart.
     out = run_script(

@@ -126,11 +126,15 @@ static uint32_t period_for(float rate_hz)
 }
 
 /* Measurement grid, decimation and report spacing from the rate and the envelope
- * flag; the grid starts at now_us and the envelope window restarts empty. */
-static void schedule(fb_channel_t *c, uint32_t now_us)
+ * flag; the grid starts at now_us. keep_window keeps the measurements of the
+ * unfinished envelope window (a rate change: the next report's min/max still covers
+ * everything since the previous report); otherwise the window restarts empty. */
+static void schedule(fb_channel_t *c, uint32_t now_us, int keep_window)
 {
     c->decim_k = 1;
-    c->decim_n = 0;
+    if (!keep_window) {
+        c->decim_n = 0;
+    }
     c->next_due_us = now_us;
     if (!(c->rate_hz > 0.0f)) {
         c->period_us = 0;
@@ -164,7 +168,7 @@ uint8_t fb_set_rate(fb_device_t *dev, uint8_t ch, float rate_hz, uint32_t now_us
     /* Samples at the old rate leave in their own batch (its spacing is uniform). */
     fb_flush_channel(dev, ch);
     c->rate_hz = rate_hz;
-    schedule(c, now_us);
+    schedule(c, now_us, c->envelope && rate_hz > 0.0f);
     if (dev->io.rate_changed) {
         dev->io.rate_changed(dev->io.ctx, ch, rate_hz);
     }
@@ -196,7 +200,7 @@ uint8_t fb_set_envelope(fb_device_t *dev, uint8_t ch, uint8_t enabled, uint32_t 
     /* A batch holds one frame type: plain samples leave before envelope ones. */
     fb_flush_channel(dev, ch);
     c->envelope = enabled;
-    schedule(c, now_us);
+    schedule(c, now_us, 0);
     return 0;
 }
 
