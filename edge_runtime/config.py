@@ -191,8 +191,9 @@ class ForecastConfig(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class PipelineConfig(msgspec.Struct, forbid_unknown_fields=True):
-    """One source's path to decisions. ``model`` and ``detector`` are both optional:
-    without either, rules see the raw ``value`` (sensors) or ``motion`` (cameras)."""
+    """One path from a source to decisions. ``model`` and ``detector`` are both optional:
+    without either, rules see the raw ``value`` (sensors) or ``motion`` (cameras).
+    Several pipelines may name the same ``source``; it is then read once for all."""
 
     id: str
     source: str
@@ -419,7 +420,6 @@ def check_config(config: Config) -> None:
 
     source_ids = {s.id: s for s in config.sources}
     action_ids = {a.id for a in config.actions}
-    used: dict[str, str] = {}
     known_models: list[str] | None = None
     for i, pipe in enumerate(config.pipelines):
         where = f"pipelines[{i}]"
@@ -427,12 +427,9 @@ def check_config(config: Config) -> None:
         if found is None:
             raise ConfigError(f"{where}.source: unknown source {pipe.source!r} "
                               f"(known: {', '.join(source_ids) or 'none'})")
+        # Several pipelines may read one source: the daemon opens it once and reads it
+        # at the highest rate they want (see docs/config.md, "Sharing a source").
         src = found
-        if pipe.source in used:
-            raise ConfigError(f"{where}.source: source {pipe.source!r} already feeds "
-                              f"pipeline {used[pipe.source]!r}",
-                              hint="declare a second source for the second pipeline")
-        used[pipe.source] = pipe.id
         is_frame = isinstance(src, FRAME_SOURCES)
         if pipe.model is not None:
             looks_like_path = "/" in pipe.model or pipe.model.endswith((".onnx", ".tflite"))

@@ -32,7 +32,10 @@ PIPE = '[[pipelines]]\nid = "p"\nsource = "cam"\n'
         (CAMERA + PIPE + '[[pipelines.rules]]\nid = "r"\nfield = "score"\n',
          "pipelines[0].rules[0]: give exactly one of above, below or equals"),
         ('[[pipelines]]\nid = "p"\nsource = "nope"\n', "pipelines[0].source: unknown source"),
-        (CAMERA + PIPE + PIPE.replace('"p"', '"q"'), "pipelines[1].source: source 'cam' already"),
+        # A second pipeline on the same source is checked like the first.
+        (CAMERA + PIPE + PIPE.replace('"p"', '"q"') + 'detector = "anomaly"\n',
+         "pipelines[1].detector: detectors take scalar sources, 'cam' is a camera"),
+        (CAMERA + PIPE + PIPE, "pipelines[1].id: duplicate id 'p'"),
         (CAMERA + PIPE + '[pipelines.sampling]\npolicy = "novelty"\n',
          "pipelines[0].sampling.policy: novelty needs a scalar source"),
         (CAMERA + PIPE + 'detector = "anomaly"\n', "pipelines[0].detector: detectors take"),
@@ -50,6 +53,13 @@ def test_errors_name_the_key_path(text: str, message: str) -> None:
         decode_config(text)
     assert message in str(info.value)
     assert "; " in str(info.value)  # every error says what to do
+
+
+def test_several_pipelines_may_read_one_source() -> None:
+    config = decode_config(CAMERA + PIPE + 'model = "digits-int8-onnx"\n'
+                           + PIPE.replace('"p"', '"q"') + '[pipelines.sampling]\n'
+                           'policy = "fixed"\n')
+    assert [(p.id, p.source) for p in config.pipelines] == [("p", "cam"), ("q", "cam")]
 
 
 def test_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:

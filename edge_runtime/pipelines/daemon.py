@@ -8,6 +8,12 @@ task, a stopper and a reload watcher. Work that may block never runs on the loop
   to the loop in batches; the loop runs rules and actions in sample order;
 - GPIO polls without a model (plain arithmetic) run on the loop itself, which is
   cheaper than a thread hop;
+- a source that several pipelines read (a :class:`~edge_runtime.pipelines.pipeline.
+  SharedSource`) is opened once and read by one reader (:class:`_SharedReader`, a
+  thread; a GPIO poll runs on the loop) at the highest rate its pipelines want; each
+  sample goes to every pipeline's tap, and each pipeline's worker takes from its tap
+  the newest sample due at its own rate, so a slow pipeline drops samples without
+  slowing the others;
 - source open/close and health snapshots run in a small executor.
 
 Signals:
@@ -41,7 +47,14 @@ from edge_runtime.config import Config, load_config
 from edge_runtime.control import start_server
 from edge_runtime.errors import EdgeRuntimeError
 from edge_runtime.health import HealthMonitor
-from edge_runtime.pipelines.pipeline import Pipeline, Runtime, Step, build_runtime
+from edge_runtime.pipelines.pipeline import (
+    Pipeline,
+    Runtime,
+    SharedSource,
+    Step,
+    Tap,
+    build_runtime,
+)
 from edge_runtime.sources.base import Sample
 
 log = logging.getLogger(__name__)
@@ -156,7 +169,9 @@ class Daemon:
             async with asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(self._run_pipeline(pipe),
                                         name=f"pipeline-{pipe.pipeline_id}")
-                         for pipe in runtime.pipelines]
+                         for pipe in runtime.pipelines if pipe.shared is None]
+                tasks += [tg.create_task(self._run_shared(shared), name=f"source-{source_id}")
+                          for source_id, shared in runtime.shared.items()]
                 tg.create_task(self._run_health(runtime), name="health")
                 tg.create_task(self._stopper(runtime, tasks), name="stopper")
                 tg.create_task(self._watch_reload(), name="reload-watcher")
@@ -172,6 +187,8 @@ class Daemon:
         # Closing sources wakes readers blocked in executors (camera slots, replay waits).
         await asyncio.gather(*(loop.run_in_executor(self._read_pool, src.close)
                                for src in runtime.sources.values()))
+        for shared in runtime.shared.values():
+            shared.close()  # wakes the pipelines waiting on their taps
         pending = [t for t in tasks if not t.done()]
         if pending:
             _, still = await asyncio.wait(pending, timeout=runtime.config.node.shutdown_timeout_s)
@@ -214,22 +231,34 @@ class Daemon:
             await asyncio.wait_for(self._gen_stop.wait(), seconds)
         return self._gen_stop.is_set()
 
-    async def _run_pipeline(self, pipe: Pipeline) -> None:
+    async def _open_source(self, pipes: list[Pipeline]) -> bool:
+        """Open the source of ``pipes`` (retrying with backoff); False if stopped first.
+
+        An open error counts against every pipeline that reads the source.
+        """
         loop = asyncio.get_running_loop()
-        source = pipe.source
+        source = pipes[0].source
+        names = ", ".join(repr(p.pipeline_id) for p in pipes)
         retry_s = OPEN_RETRY_MIN_S
         while not self._gen_stop.is_set():
             try:
                 await loop.run_in_executor(self._read_pool, source.open)
-                break
+                return True
             except EdgeRuntimeError as exc:
-                pipe.stats.errors += 1
-                pipe.stats.last_error = str(exc)
-                self._errors.error(f"open-{pipe.pipeline_id}", "pipeline %r: %s",
-                                   pipe.pipeline_id, exc)
+                for pipe in pipes:
+                    pipe.stats.errors += 1
+                    pipe.stats.last_error = str(exc)
+                self._errors.error(f"open-{source.source_id}", "pipeline %s: %s", names, exc)
                 if await self._sleep_unless_stopped(retry_s):
-                    return
+                    return False
                 retry_s = min(OPEN_RETRY_MAX_S, retry_s * 2)
+        return False
+
+    async def _run_pipeline(self, pipe: Pipeline) -> None:
+        loop = asyncio.get_running_loop()
+        source = pipe.source
+        if not await self._open_source([pipe]):
+            return
         if source.can_set_rate and not self._gen_stop.is_set():
             # The device starts at its own default rate (maybe 0: off); the controller
             # only reports changes, so give it the controller's current rate now.
@@ -256,9 +285,60 @@ class Daemon:
             if await self._sleep_unless_stopped(wait_s):
                 return
 
+    async def _run_shared(self, shared: SharedSource) -> None:
+        """A source several pipelines read: open it once, read it with one reader at the
+        highest rate its pipelines want, and run each pipeline from its own tap."""
+        loop = asyncio.get_running_loop()
+        source = shared.source
+        if not await self._open_source(shared.pipelines):
+            return
+        if self._gen_stop.is_set():
+            return
+        # The device starts at its own default rate: give it the highest wanted now.
+        await loop.run_in_executor(self._read_pool, shared.rate_changed)
+        log.info("source %r is read once for pipelines %s", source.source_id,
+                 ", ".join(repr(p.pipeline_id) for p in shared.pipelines))
+        if not source.blocking_read:
+            # A GPIO poll: read on the loop; plain-arithmetic pipelines decide right here.
+            inline = [p for p in shared.pipelines if p.cheap]
+            threaded = [p for p in shared.pipelines if not p.cheap]
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._poll_shared(shared, inline), name=f"source-{source.source_id}")
+                for pipe in threaded:
+                    tg.create_task(self._run_in_worker(pipe), name=f"pipeline-{pipe.pipeline_id}")
+            return
+        reader = _SharedReader(shared, self._thread_stop, self._errors)
+        reader.start()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for pipe in shared.pipelines:
+                    tg.create_task(self._run_in_worker(pipe), name=f"pipeline-{pipe.pipeline_id}")
+        finally:
+            # Workers end on a stop or at the end of the source; the reader ends with them.
+            await loop.run_in_executor(None, reader.join, READ_TIMEOUT_S * 2)
+
+    async def _poll_shared(self, shared: SharedSource, inline: list[Pipeline]) -> None:
+        """Poll a non-blocking shared source on the loop at the highest wanted rate."""
+        source = shared.source
+        while not self._gen_stop.is_set():
+            started = time.monotonic()
+            sample = source.read(0.0)
+            if sample is not None:
+                shared.publish(sample)
+                for pipe in inline:
+                    assert pipe.tap is not None
+                    due = pipe.tap.get(0.0)
+                    if due is not None:
+                        pipe.decide(due, pipe.infer(due))
+            if await self._sleep_unless_stopped(shared.period_s - (time.monotonic() - started)):
+                return
+
     async def _run_in_worker(self, pipe: Pipeline) -> None:
-        """Read + infer in the pipeline's own worker thread; decide here, in order."""
-        worker = _Worker(pipe, asyncio.get_running_loop(), self._thread_stop)
+        """Read + infer in the pipeline's own worker thread; decide here, in order.
+
+        A pipeline on a shared source reads from its tap instead of the source.
+        """
+        worker = _Worker(pipe, asyncio.get_running_loop(), self._thread_stop, tap=pipe.tap)
         worker.start()
         while True:
             for kind, sample, step, exc in await worker.next_batch():
@@ -302,9 +382,16 @@ class Daemon:
 
     @staticmethod
     def _pipeline_totals(runtime: Runtime) -> dict[str, float]:
-        """Whole-node counters that health rules may test (drops, errors)."""
+        """Whole-node counters that health rules may test (drops, errors).
+
+        ``dropped`` counts each source once, plus what each pipeline on a shared source
+        dropped from its tap while it was busy.
+        """
+        read = {p.source.source_id: p.source for p in runtime.pipelines}
         return {
-            "dropped": float(sum(p.source.stats.dropped for p in runtime.pipelines)),
+            "dropped": float(sum(src.stats.dropped for src in read.values())
+                             + sum(p.tap.dropped for p in runtime.pipelines
+                                   if p.tap is not None)),
             "pipeline_errors": float(sum(p.stats.errors for p in runtime.pipelines)),
             "inferences": float(sum(p.stats.inferences for p in runtime.pipelines)),
         }
@@ -342,6 +429,9 @@ class Daemon:
             "health_rules": {r.rule_id: r.state() for r in runtime.health_rules}
             if runtime else {},
             "pipelines": {p.pipeline_id: p.status() for p in runtime.pipelines}
+            if runtime else {},
+            # A source several pipelines read, once (the others: under their pipeline).
+            "sources": {sid: shared.status() for sid, shared in runtime.shared.items()}
             if runtime else {},
             "actions": {a.action_id: a.fired for a in runtime.actions.values()}
             if runtime else {},
@@ -390,10 +480,13 @@ class _Worker:
     """
 
     def __init__(self, pipe: Pipeline, loop: asyncio.AbstractEventLoop,
-                 stop: threading.Event) -> None:
+                 stop: threading.Event, *, tap: Tap | None = None) -> None:
         self.pipe = pipe
         self.loop = loop
         self.stop = stop
+        #: A shared source's tap: its reader paces the reads and the tap picks the
+        #: samples due at this pipeline's rate, so the worker does not pace itself.
+        self.tap = tap
         self._items: deque[_Item] = deque()
         self._lock = threading.Lock()
         self._wake = asyncio.Event()
@@ -432,29 +525,86 @@ class _Worker:
         while not self.stop.is_set():
             started = time.monotonic()
             try:
-                sample, step = _read_and_infer(pipe)
+                sample, step = _read_and_infer(pipe, self.tap)
             except Exception as exc:  # a bad sample must not kill a 24/7 pipeline
                 self._post(("error", None, None, exc))
                 self.stop.wait(pipe.controller.period_s)
                 continue
             if sample is None or step is None:
-                if pipe.source.exhausted:
+                if self.tap.ended if self.tap is not None else pipe.source.exhausted:
                     self._post(("end", None, None, None))
                     return
                 continue
             self._post(("result", sample, step, None))
+            if self.tap is not None:
+                continue
             wait_s = pipe.controller.period_s - (time.monotonic() - started)
             if wait_s > 0:
                 self.stop.wait(wait_s)
         self._post(("stopped", None, None, None))
 
 
-def _read_and_infer(pipe: Pipeline) -> tuple[Sample | None, Step | None]:
+def _read_and_infer(pipe: Pipeline, tap: Tap | None = None
+                    ) -> tuple[Sample | None, Step | None]:
     """Executor side of one pipeline iteration: the newest sample, processed."""
-    sample = pipe.source.read(READ_TIMEOUT_S)
+    sample = tap.get(READ_TIMEOUT_S) if tap is not None else pipe.source.read(READ_TIMEOUT_S)
     if sample is None:
         return None, None
     return sample, pipe.infer(sample)
+
+
+class _SharedReader:
+    """The one reader of a shared source: a thread that reads it at the highest rate its
+    pipelines want and offers each sample to every pipeline's tap.
+
+    It never waits for a pipeline: a tap keeps only the newest due sample.
+    """
+
+    def __init__(self, shared: SharedSource, stop: threading.Event,
+                 errors: _RateLimitedLog) -> None:
+        self.shared = shared
+        self.stop = stop
+        self.errors = errors
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"source-{shared.source.source_id}")
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread.start()
+
+    def join(self, timeout_s: float) -> None:
+        """Wait up to ``timeout_s`` for the thread to end."""
+        self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        shared = self.shared
+        source = shared.source
+        try:
+            while not self.stop.is_set():
+                started = time.monotonic()
+                try:
+                    sample = source.read(READ_TIMEOUT_S)
+                except Exception as exc:  # a bad read must not end a 24/7 source
+                    source.stats.errors += 1
+                    source.stats.last_error = f"{type(exc).__name__}: {exc}"
+                    self.errors.error(f"read-{source.source_id}", "source %r: %s",
+                                      source.source_id, source.stats.last_error)
+                    self.stop.wait(shared.period_s)
+                    continue
+                if sample is None:
+                    if source.exhausted:
+                        log.info("source %r has ended", source.source_id)
+                        return
+                    continue
+                shared.publish(sample)
+                wait_s = shared.period_s - (time.monotonic() - started)
+                if wait_s > 0:
+                    self.stop.wait(wait_s)
+        finally:
+            if not self.stop.is_set():
+                # The source ended (or the reader failed): each pipeline takes what its
+                # tap holds, then ends. On a stop the stopper closes the taps instead.
+                shared.end()
 
 
 def run_daemon(config_path: str | Path, *, duration_s: float | None = None) -> int:
