@@ -19,6 +19,7 @@ calls it in an executor too (and before stopping the old runtime on a reload).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
@@ -425,14 +426,20 @@ class Tap:
     pipeline's rate is the rate the source is read at (then it takes every sample, as if
     it read the source alone), or when the sample's time is at least one period of the
     pipeline (1 / the rate its controller wants now) after the *slot* of the last sample
-    it took. Taking a sample moves the slot on by one period, or to one period before the
-    sample when the pipeline had fallen further behind: on average the pipeline gets its
-    own rate although the source's samples do not line up with its period, and it does
-    not catch up in a burst after a slow spell.
+    it took. Taking a sample moves the slot on by one period, so on average the pipeline
+    gets its own rate although the source's samples do not line up with its period. A
+    pipeline that had fallen behind (a slow model) gets its slot moved to one period
+    before the sample it took: like a lone pipeline that is late, it may take the next
+    sample at once, but it never catches up on what it missed.
 
     Counters: ``skipped`` (offered but not due: the pipeline wants fewer samples than the
     source delivers), ``dropped`` (due, but replaced by a newer sample before the pipeline
     was free to take it: a slow pipeline), ``delivered`` (taken).
+
+    A scalar sample's ``envelope`` keeps its meaning per pipeline: the values of the
+    samples this pipeline skipped or dropped (and their envelopes) are folded into the
+    envelope of the next sample it takes, so a spike between two of its reads still
+    reaches its detector. Only then is the sample copied; frames never are.
     """
 
     def __init__(self, pipeline_id: str, controller: RateController) -> None:
@@ -443,6 +450,8 @@ class Tap:
         self.dropped = 0
         self._sample: Sample | None = None
         self._slot_t_s: float | None = None
+        #: (min, max) of the values offered since the last take but not taken.
+        self._missed: tuple[float, float] | None = None
         self._closed = False
         self._ended = False
         self._cond = threading.Condition()
@@ -460,9 +469,11 @@ class Tap:
         with self._cond:
             if not self.due(sample.t_mono_s, source_rate_hz):
                 self.skipped += 1
+                self._miss(sample)
                 return False
             if self._sample is not None:
                 self.dropped += 1
+                self._miss(self._sample)
             self._sample = sample
             self._cond.notify_all()
             return True
@@ -479,11 +490,36 @@ class Tap:
             sample, self._sample = self._sample, None
             if sample is not None:
                 self.delivered += 1
+                if self._missed is not None:
+                    sample = self._with_missed(sample, self._missed)
+                    self._missed = None
                 period_s = 1.0 / self.controller.rate_hz
                 t_s = sample.t_mono_s
                 self._slot_t_s = t_s if self._slot_t_s is None else max(
                     self._slot_t_s + period_s, t_s - period_s)
             return sample
+
+    def _miss(self, sample: Sample) -> None:
+        """Remember the range of a sample this pipeline will never see."""
+        if sample.value is None:
+            return  # a frame: nothing to fold
+        lo, hi = sample.envelope or (sample.value, sample.value)
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            return
+        if self._missed is not None:
+            lo, hi = min(lo, self._missed[0]), max(hi, self._missed[1])
+        self._missed = (lo, hi)
+
+    @staticmethod
+    def _with_missed(sample: Sample, missed: tuple[float, float]) -> Sample:
+        """``sample`` with the missed range folded into its envelope."""
+        if sample.value is None:
+            return sample
+        own = sample.envelope or (sample.value, sample.value)
+        lo, hi = missed
+        if math.isfinite(own[0]) and math.isfinite(own[1]):
+            lo, hi = min(lo, own[0]), max(hi, own[1])
+        return dataclasses.replace(sample, envelope=(lo, hi))
 
     @property
     def ended(self) -> bool:
