@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,16 @@ def test_several_pipelines_may_read_one_source() -> None:
                            + PIPE.replace('"p"', '"q"') + '[pipelines.sampling]\n'
                            'policy = "fixed"\n')
     assert [(p.id, p.source) for p in config.pipelines] == [("p", "cam"), ("q", "cam")]
+
+
+def test_the_sharing_example_in_the_docs_validates() -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "config.md").read_text()
+    example = re.search(r"\*\*Sharing a source\.\*\*.*?```toml\n(.*?)```", doc, re.S)
+    assert example is not None
+    camera = CAMERA.replace('"cam"', '"door-cam"')
+    config = decode_config(camera + example[1])
+    assert {p.source for p in config.pipelines} == {"door-cam"}
+    assert len(config.pipelines) == 2
 
 
 def test_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
