@@ -75,6 +75,15 @@ def print_status(reply: dict[str, Any]) -> None:
               f"{src['dropped']} dropped, {src['reconnects']} reconnects, "
               f"latency p50/p99 {_fmt(lat['p50'], '', 2)}/{_fmt(lat['p99'], ' ms', 2)}, "
               f"{p['errors']} errors")
+        if src.get("shared"):
+            print(f"    shares its source: {src.get('delivered', 0)} taken, "
+                  f"{src.get('skipped', 0)} skipped at its own rate")
+        if p.get("health") is not None:
+            print(f"    device health {_fmt(p['health'], '/100', 0)}")
         active = [r for r, st in p["rules"].items() if st["active"]]
         if active:
             print(f"    active rules: {', '.join(active)}")
+    for sid, shared in reply.get("sources", {}).items():
+        print(f"  source {sid} (shared by {', '.join(shared['pipelines'])}): read at "
+              f"{_fmt(shared['read_rate_hz'], ' Hz', 2)}, {shared['read']} samples read, "
+              f"{shared.get('dropped', 0)} dropped, {shared.get('reconnects', 0)} reconnects")

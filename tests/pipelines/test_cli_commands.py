@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,3 +102,32 @@ def test_demo_daemon_mode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert summary["pipelines"]["presence"]["rules"]["someone"]["activations"] == 1
     assert summary["actions"]["relay"] >= 1
     assert summary["pipelines"]["digits"]["inferences"] > 0
+
+
+def test_status_printout_shows_shared_sources_and_device_health(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from edge_runtime.cli.status import print_status
+
+    def pipeline(source_stats: dict[str, Any], health: float | None) -> dict[str, Any]:
+        return {"source": "cam", "model": None, "samples": 10, "inferences": 4, "gated": 6,
+                "errors": 0, "rules": {}, "health": health,
+                "latency_ms": {"p50": 1.0, "p99": 2.0, "max": 3.0},
+                "sampling": {"rate_hz": 5.0, "min_rate_hz": 1.0, "max_rate_hz": 10.0},
+                "source_stats": {"dropped": 1, "reconnects": 0, **source_stats}}
+
+    print_status({
+        "node": "n", "pid": 1, "uptime_s": 2.0, "generation": 1, "reloads": 0,
+        "reload_errors": 0, "health": {}, "health_rules": {},
+        "pipelines": {
+            "detect": pipeline({"shared": True, "delivered": 9, "skipped": 11}, 87.4),
+            "plain": pipeline({}, None),
+        },
+        "sources": {"cam": {"pipelines": ["detect", "plain"], "read_rate_hz": 10.0,
+                            "read": 20, "dropped": 0, "reconnects": 1}},
+    })
+    out = capsys.readouterr().out
+    assert "shares its source: 9 taken, 11 skipped at its own rate" in out
+    assert "device health 87/100" in out
+    assert out.count("device health") == 1  # no health line without a detector/forecast
+    assert ("source cam (shared by detect, plain): read at 10.00 Hz, 20 samples read, "
+            "0 dropped, 1 reconnects") in out
