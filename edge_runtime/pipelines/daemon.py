@@ -47,14 +47,8 @@ from edge_runtime.config import Config, load_config
 from edge_runtime.control import start_server
 from edge_runtime.errors import EdgeRuntimeError
 from edge_runtime.health import HealthMonitor
-from edge_runtime.pipelines.pipeline import (
-    Pipeline,
-    Runtime,
-    SharedSource,
-    Step,
-    Tap,
-    build_runtime,
-)
+from edge_runtime.pipelines.pipeline import Pipeline, Runtime, Step, build_runtime
+from edge_runtime.pipelines.shared import SharedSource, Tap
 from edge_runtime.sources.base import Sample
 
 log = logging.getLogger(__name__)

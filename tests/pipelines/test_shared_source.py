@@ -23,7 +23,8 @@ from edge_runtime import control
 from edge_runtime.errors import DaemonError
 from edge_runtime.models import load_model
 from edge_runtime.pipelines.daemon import Daemon
-from edge_runtime.pipelines.pipeline import Pipeline, SharedSource, Tap
+from edge_runtime.pipelines.pipeline import Pipeline
+from edge_runtime.pipelines.shared import SharedSource, Tap
 from edge_runtime.sampling.controller import RateController
 from edge_runtime.sampling.policy import ActivityPolicy, ChangePolicy, MotionGate
 from edge_runtime.sources.base import Sample, Source
