@@ -7,6 +7,25 @@ thread reconnects with capped, jittered exponential backoff. A video file plays 
 own frame rate (``realtime``) and optionally loops; ``lossless`` makes the reader wait
 for the consumer instead of dropping (for benchmarks and offline processing).
 
+Network streams (``rtsp://``, HTTP MJPEG) go through OpenCV's bundled FFmpeg. Notes from
+testing RTSP against a real server (``tests/sources/test_camera_rtsp.py``):
+
+- RTP comes interleaved in the RTSP TCP connection: OpenCV asks FFmpeg for
+  ``rtsp_flags=prefer_tcp`` unless ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` is set (then those
+  options apply instead, e.g. ``rtsp_transport;udp`` for a camera that only does UDP).
+  TCP loses no packets to Wi-Fi and crosses NAT and firewalls.
+- Every open and read is bounded (:data:`STREAM_OPEN_TIMEOUT_S`,
+  :data:`STREAM_READ_TIMEOUT_S`): a camera that loses power mid-stream sends no TCP
+  reset, so without the read timeout the reader would wait forever.
+- A new connection's first frame waits for the camera's next keyframe, which can be
+  seconds away: until :data:`STREAM_FIRST_FRAME_TIMEOUT_S`, reads that time out are
+  retried on the same connection instead of counting as a dropped stream.
+- OpenCV serializes FFmpeg opens process-wide, so a camera whose open hangs delays
+  other cameras' opens (and reconnects) by up to :data:`STREAM_OPEN_TIMEOUT_S`.
+- ``close()`` waits at most a second for the reader. One stuck in a network call ends
+  on its own within the timeouts above and stops as soon as that call returns, even if
+  the camera has been opened again meanwhile (each reader has its own stop event).
+
 OpenCV and picamera2 are imported only when a camera is opened.
 """
 
@@ -27,8 +46,16 @@ from edge_runtime.sources.base import LatestSlot, Sample, Source
 
 log = logging.getLogger(__name__)
 
-#: How long OpenCV may wait for a network stream to open or deliver a frame.
-STREAM_TIMEOUT_S = 3.0
+#: How long opening a network stream may take. FFmpeg probes a live H.264 stream until
+#: this runs out (it would go on for 3-5 s) and keeps what it learnt, so it is also how
+#: long such an open takes. Longer only delays opens; 1 s was too short on loopback.
+STREAM_OPEN_TIMEOUT_S = 3.0
+#: How long a network stream may stay silent before it counts as dropped (reconnect).
+STREAM_READ_TIMEOUT_S = 3.0
+#: How long after connecting the first frame may take. A decoder starts at a keyframe,
+#: and cameras send one every 1-10 s (longer with "smart" codecs), so reads that time out
+#: before the first frame are retried until this runs out. Counted from the open.
+STREAM_FIRST_FRAME_TIMEOUT_S = 15.0
 
 
 def backoff_delays(min_s: float, max_s: float, *, jitter: float = 0.2) -> Any:
@@ -111,9 +138,8 @@ class OpenCVCamera(Source):
     def _capture(self) -> Any:
         import cv2
 
-        timeout_ms = int(STREAM_TIMEOUT_S * 1000)
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC,
-                  timeout_ms]
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(STREAM_OPEN_TIMEOUT_S * 1000),
+                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(STREAM_READ_TIMEOUT_S * 1000)]
         if self.path is not None:
             if not self.path.is_file():
                 raise SourceUnavailableError(f"camera {self.source_id!r}: no file {self.path}")
@@ -145,25 +171,34 @@ class OpenCVCamera(Source):
             fps = 25.0
         return 1.0 / fps
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
+        # ``stop`` belongs to this reader alone: a reader that close() gave up waiting for
+        # (stuck in a network call) must not run on when the camera is opened again.
         delays = backoff_delays(self.reconnect_min_s, self.reconnect_max_s)
         cap: Any = None
         first = True
         period_s = 0.0
         next_due = 0.0
+        #: Until a new stream's first frame: when to stop waiting for its first keyframe.
+        first_frame_due: float | None = None
         try:
-            while not self._stop.is_set():
+            while not stop.is_set():
                 if cap is None:
+                    opened_at = time.monotonic()
                     try:
                         cap = self._capture()
                     except SourceUnavailableError as exc:
+                        if stop.is_set():
+                            break
                         self.stats.errors += 1
                         self.stats.last_error = str(exc)
                         self.stats.connected = False
                         delay = next(delays)
                         log.warning("%s; retrying in %.1f s", exc, delay)
-                        self._stop.wait(delay)
+                        stop.wait(delay)
                         continue
+                    if stop.is_set():
+                        break
                     if not first and not self.is_file:
                         self.stats.reconnects += 1
                         log.info("camera %r reconnected to %s", self.source_id, self.describe())
@@ -172,8 +207,19 @@ class OpenCVCamera(Source):
                     delays = backoff_delays(self.reconnect_min_s, self.reconnect_max_s)
                     period_s = self._frame_period_s(cap) if self.is_file else 0.0
                     next_due = time.monotonic()
+                    if self.url is not None:
+                        first_frame_due = opened_at + STREAM_FIRST_FRAME_TIMEOUT_S
+                read_at = time.monotonic()
                 ok, frame = cap.read()
+                if stop.is_set():
+                    break
                 if not ok or frame is None:
+                    now = time.monotonic()
+                    if (first_frame_due is not None and now < first_frame_due
+                            and now - read_at >= STREAM_READ_TIMEOUT_S / 2):
+                        # Timed out (not closed) before the first keyframe: keep waiting.
+                        continue
+                    first_frame_due = None
                     cap.release()
                     cap = None
                     self.stats.connected = False
@@ -190,20 +236,22 @@ class OpenCVCamera(Source):
                 if self.is_file and self.realtime:
                     # Play a file at its own frame rate, as a camera would deliver it.
                     wait_s = next_due - time.monotonic()
-                    if wait_s > 0 and self._stop.wait(wait_s):
+                    if wait_s > 0 and stop.wait(wait_s):
                         break
                     next_due = max(next_due + period_s, time.monotonic() - period_s)
-                self._deliver(frame)
+                first_frame_due = None
+                self._deliver(frame, stop)
         finally:
             if cap is not None:
                 cap.release()
-            self.stats.connected = False
+            if self._stop is stop:  # not when a newer reader owns the stats
+                self.stats.connected = False
 
-    def _deliver(self, frame: npt.NDArray[np.uint8]) -> None:
+    def _deliver(self, frame: npt.NDArray[np.uint8], stop: threading.Event) -> None:
         sample = Sample(self.source_id, time.monotonic(), self._next_seq(), frame=frame)
         if self.lossless:
             # Back-pressure instead of dropping: wait until the consumer took the last one.
-            while not self._stop.is_set():
+            while not stop.is_set():
                 if self._consumed.wait(0.1):
                     break
             self._consumed.clear()
@@ -212,12 +260,12 @@ class OpenCVCamera(Source):
     # -- Source interface ---------------------------------------------------------------
 
     def _open(self) -> None:
-        self._stop.clear()
+        self._stop = threading.Event()
         self._ended = False
         self._slot.reopen()
         self._consumed.set()
         self._thread = threading.Thread(
-            target=self._run, name=f"camera-{self.source_id}", daemon=True
+            target=self._run, args=(self._stop,), name=f"camera-{self.source_id}", daemon=True
         )
         self._thread.start()
 
@@ -232,8 +280,8 @@ class OpenCVCamera(Source):
         self._slot.close()
         thread, self._thread = self._thread, None
         if thread is not None:
-            # A network read can block up to STREAM_TIMEOUT_S; the thread is a daemon, so a
-            # slow one does not hold up shutdown.
+            # A network open or read can block up to STREAM_OPEN/READ_TIMEOUT_S; the thread
+            # is a daemon with its own stop event, so a slow one holds up nothing.
             thread.join(timeout=1.0)
 
 
