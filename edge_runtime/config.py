@@ -420,6 +420,9 @@ def check_config(config: Config) -> None:
 
     source_ids = {s.id: s for s in config.sources}
     action_ids = {a.id for a in config.actions}
+    readers: dict[str, list[str]] = {}
+    for pipe in config.pipelines:
+        readers.setdefault(pipe.source, []).append(pipe.id)
     known_models: list[str] | None = None
     for i, pipe in enumerate(config.pipelines):
         where = f"pipelines[{i}]"
@@ -430,6 +433,14 @@ def check_config(config: Config) -> None:
         # Several pipelines may read one source: the daemon opens it once and reads it
         # at the highest rate they want (see docs/config.md, "Sharing a source").
         src = found
+        sharing = readers[pipe.source]
+        if getattr(src, "lossless", False) and len(sharing) > 1:
+            raise ConfigError(
+                f"{where}.source: lossless source {pipe.source!r} is read by pipelines "
+                f"{', '.join(repr(p) for p in sharing)}; a shared source is read at the "
+                "fastest pipeline's pace, so the slower ones would drop samples",
+                hint="give each pipeline its own lossless source (the same file twice), "
+                     "or set lossless = false")
         is_frame = isinstance(src, FRAME_SOURCES)
         if pipe.model is not None:
             looks_like_path = "/" in pipe.model or pipe.model.endswith((".onnx", ".tflite"))

@@ -63,6 +63,19 @@ def test_several_pipelines_may_read_one_source() -> None:
     assert [(p.id, p.source) for p in config.pipelines] == [("p", "cam"), ("q", "cam")]
 
 
+def test_a_lossless_source_is_not_shared(tmp_path: Path) -> None:
+    (tmp_path / "rec.csv").write_text("timestamp,value\n0,1\n1,2\n")
+    text = ('[[sources]]\ntype = "replay"\nid = "r"\npath = "rec.csv"\nlossless = true\n'
+            '[[pipelines]]\nid = "a"\nsource = "r"\n[[pipelines]]\nid = "b"\nsource = "r"\n')
+    with pytest.raises(ConfigError) as exc:
+        decode_config(text, base_dir=tmp_path)
+    assert exc.value.message.startswith("pipelines[0].source: lossless source 'r' is read by "
+                                        "pipelines 'a', 'b'")
+    assert "own lossless source" in (exc.value.hint or "")
+    # One pipeline on it, or lossless off: fine.
+    decode_config(text.replace("lossless = true", "lossless = false"), base_dir=tmp_path)
+
+
 def test_the_sharing_example_in_the_docs_validates() -> None:
     doc = (Path(__file__).resolve().parents[1] / "docs" / "config.md").read_text()
     example = re.search(r"\*\*Sharing a source\.\*\*.*?```toml\n(.*?)```", doc, re.S)

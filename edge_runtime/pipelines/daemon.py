@@ -310,6 +310,9 @@ class Daemon:
         finally:
             # Workers end on a stop or at the end of the source; the reader ends with them.
             await loop.run_in_executor(None, reader.join, READ_TIMEOUT_S * 2)
+            if reader.alive:
+                log.warning("source %r: reader still blocked in read after %.1f s; "
+                            "abandoned", source.source_id, READ_TIMEOUT_S * 2)
 
     async def _poll_shared(self, shared: SharedSource, inline: list[Pipeline]) -> None:
         """Poll a non-blocking shared source on the loop at the highest wanted rate."""
@@ -570,6 +573,11 @@ class _SharedReader:
         """Wait up to ``timeout_s`` for the thread to end."""
         self._thread.join(timeout_s)
 
+    @property
+    def alive(self) -> bool:
+        """True while the thread runs (after a join: it is stuck in the source)."""
+        return self._thread.is_alive()
+
     def _run(self) -> None:
         shared = self.shared
         source = shared.source
@@ -578,11 +586,18 @@ class _SharedReader:
                 started = time.monotonic()
                 try:
                     sample = source.read(READ_TIMEOUT_S)
+                    if sample is not None:
+                        shared.publish(sample)
                 except Exception as exc:  # a bad read must not end a 24/7 source
+                    message = f"{type(exc).__name__}: {exc}"
                     source.stats.errors += 1
-                    source.stats.last_error = f"{type(exc).__name__}: {exc}"
+                    source.stats.last_error = message
+                    # Each pipeline reading the source counts it, as a lone one would.
+                    for pipe in shared.pipelines:
+                        pipe.stats.errors += 1
+                        pipe.stats.last_error = message
                     self.errors.error(f"read-{source.source_id}", "source %r: %s",
-                                      source.source_id, source.stats.last_error)
+                                      source.source_id, message)
                     self.stop.wait(shared.period_s)
                     continue
                 if sample is None:
@@ -590,7 +605,6 @@ class _SharedReader:
                         log.info("source %r has ended", source.source_id)
                         return
                     continue
-                shared.publish(sample)
                 wait_s = shared.period_s - (time.monotonic() - started)
                 if wait_s > 0:
                     self.stop.wait(wait_s)
