@@ -502,3 +502,58 @@ policy = "fixed"
     assert summary["sources"]["s"]["pipelines"] == ["fast", "slow"]
     assert summary["pipelines"]["slow"]["inferences"] >= last["pipelines"]["slow"]["inferences"]
     assert "summary fast" in log_text and "summary slow" in log_text
+
+
+def test_reload_between_a_lone_and_a_shared_camera_opens_it_once_each_time(
+        tmp_path: Path) -> None:
+    cfg = _camera_config(tmp_path)
+    shared_text = cfg.read_text()
+    start = shared_text.index("# ... and a motion gate")
+    lone_text = shared_text[:start] + shared_text[shared_text.index('[[pipelines]]\nid = "door"'):]
+    factory = pin_factory("mock")
+
+    async def main() -> list[tuple[int, int, int, int, list[str]]]:
+        cfg.write_text(lone_text)
+        daemon = Daemon(cfg)
+        run = asyncio.create_task(daemon.run())
+        loop = asyncio.get_running_loop()
+        seen = []
+
+        async def settle(generation: int) -> None:
+            deadline = loop.time() + 15.0
+            while loop.time() < deadline:
+                st = daemon.status() if daemon.runtime is not None else {}
+                if (st.get("generation") == generation
+                        and st["pipelines"]["digits"]["inferences"] >= 5):
+                    break
+                await asyncio.sleep(0.05)
+            st = daemon.status()
+            threads = [t.name for t in threading.enumerate()]
+            seen.append((st["generation"], _clip_fds("clip.avi"), threads.count("camera-cam"),
+                         threads.count("source-cam"), sorted(st.get("sources", {}))))
+
+        try:
+            await settle(1)
+            for generation, text in ((2, shared_text), (3, lone_text), (4, shared_text)):
+                cfg.write_text(text)
+                daemon.request_reload()  # what SIGHUP does
+                await settle(generation)
+        finally:
+            daemon.request_stop()
+        assert await asyncio.wait_for(run, 5.0) == 0
+        return seen
+
+    try:
+        seen = asyncio.run(main())
+    finally:
+        factory.reset()
+    # Each generation: the clip open once, one camera thread; a reader thread only while
+    # the camera is shared (a lone pipeline reads its source itself).
+    assert seen == [
+        (1, 1, 1, 0, ["pir"]),
+        (2, 1, 1, 1, ["cam", "pir"]),
+        (3, 1, 1, 0, ["pir"]),
+        (4, 1, 1, 1, ["cam", "pir"]),
+    ]
+    assert wait_for(lambda: not [t for t in threading.enumerate()
+                                 if t.name.startswith(("pipeline-", "camera-", "source-"))], 3.0)
