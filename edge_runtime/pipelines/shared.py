@@ -74,9 +74,12 @@ class Tap:
         return t_s >= self._slot_t_s + 1.0 / rate_hz
 
     def offer(self, sample: Sample, source_rate_hz: float) -> bool:
-        """Keep ``sample`` if it is due (replacing an untaken one); True if kept."""
+        """Keep ``sample`` if it is due (replacing an untaken one); True if kept.
+
+        While a due sample waits to be taken, every newer one is due too (the pipeline
+        gets the newest, even if its rate dropped in between)."""
         with self._cond:
-            if not self.due(sample.t_mono_s, source_rate_hz):
+            if self._sample is None and not self.due(sample.t_mono_s, source_rate_hz):
                 self.skipped += 1
                 self._miss(sample)
                 return False
@@ -112,9 +115,11 @@ class Tap:
         """Remember the range of a sample this pipeline will never see."""
         if sample.value is None:
             return  # a frame: nothing to fold
-        lo, hi = sample.envelope or (sample.value, sample.value)
-        if not (math.isfinite(lo) and math.isfinite(hi)):
+        # A non-finite end never wins over a number (as in the bridge's envelopes).
+        ends = [x for x in (sample.envelope or (sample.value,)) if math.isfinite(x)]
+        if not ends:
             return
+        lo, hi = min(ends), max(ends)
         if self._missed is not None:
             lo, hi = min(lo, self._missed[0]), max(hi, self._missed[1])
         self._missed = (lo, hi)
@@ -124,10 +129,8 @@ class Tap:
         """``sample`` with the missed range folded into its envelope."""
         if sample.value is None:
             return sample
-        own = sample.envelope or (sample.value, sample.value)
-        lo, hi = missed
-        if math.isfinite(own[0]) and math.isfinite(own[1]):
-            lo, hi = min(lo, own[0]), max(hi, own[1])
+        own = [x for x in (*(sample.envelope or ()), sample.value) if math.isfinite(x)]
+        lo, hi = min([missed[0], *own]), max([missed[1], *own])
         return dataclasses.replace(sample, envelope=(lo, hi))
 
     @property

@@ -84,6 +84,19 @@ def test_tap_keeps_only_the_newest_due_sample_and_does_not_burst_after() -> None
     assert len(after) == 8  # 1.95 s at 4 Hz
 
 
+def test_a_kept_sample_is_replaced_by_a_newer_one_even_after_the_rate_drops() -> None:
+    controller = RateController(1.0, 20.0)  # starts at its maximum, 20 Hz
+    tap = Tap("p", controller)
+    _offer_all(tap, [0.0], 20.0)
+    tap.offer(Sample("s", 0.05, 2, value=1.0), 20.0)  # due, kept; the pipeline is busy
+    controller.rate_hz = 2.0  # its controller slows down meanwhile
+    tap.offer(Sample("s", 0.10, 3, value=7.0, envelope=(float("nan"), 7.0)), 20.0)
+    got = tap.get(0.0)
+    assert got is not None and got.seq == 3  # the newest, not the older kept one
+    assert got.envelope == (1.0, 7.0)  # the replaced one folded in; NaN never wins
+    assert (tap.delivered, tap.dropped, tap.skipped) == (2, 1, 0)
+
+
 def test_a_spike_between_two_reads_of_a_slow_pipeline_reaches_its_envelope() -> None:
     tap = Tap("slow", RateController(4.0, 4.0))
     values = [1.0, 1.0, 9.0, 1.0, 1.0, -5.0, 1.0, 1.0, 1.0, 1.0, 1.0]
