@@ -1,8 +1,9 @@
 """Pipeline and daemon benchmarks, side by side in one run (not timed tests).
 
-Run: ``python benchmarks/pipeline_bench.py`` (about 8 minutes; ``--quick`` for a
-shorter latency run). Writes ``benchmarks/results/pipeline.json`` with the machine
-description. Parts:
+Run: ``python benchmarks/pipeline_bench.py`` (about 22 minutes; ``--quick`` for a
+shorter latency run and fewer shared-source rounds; ``--only PART,...`` runs some parts
+and keeps the others' results in the file). Writes ``benchmarks/results/pipeline.json``
+with the machine description. Parts:
 
 1. **throughput**: the camera pipeline (OpenCV file source in lossless mode, the real
    ``Pipeline.infer`` in an executor, rules) against a hand-written bare loop
@@ -16,6 +17,14 @@ description. Parts:
    fixed maximum rate, and event recall.
 4. **daemon footprint**: resident memory of ``edge-runtime run`` on the built-in demo
    config, and its CPU use on a still scene (nothing moves, calm sensor).
+5. **shared source** (``--only shared``): a digits pipeline on a camera (a generated
+   640x480 30 fps looping clip), the same plus a motion pipeline sharing that camera,
+   and the old workaround (the motion pipeline on a second source on the same file);
+   the two-pipeline setups with the motion pipeline at its minimum rate (still scene)
+   and at its maximum (busy). Each setup is an ``edge-runtime run`` process, alternated
+   over 5 rounds: CPU (% of one core, ``/proc/PID/stat``) over 15 s after a 15 s
+   warm-up, peak RSS (``VmHWM``), frames and inferences per pipeline from the daemon's
+   status; medians and the ratios of shared to one pipeline and to two sources.
 """
 
 from __future__ import annotations
@@ -489,17 +498,253 @@ def bench_footprint(tmp: Path, run_s: float = 20.0, idle_s: float = 30.0) -> dic
     return out
 
 
+# --- 5. shared source -----------------------------------------------------------------------
+
+#: The setups of part 5, in the order of the first round: one pipeline; two sharing a
+#: source; two on two sources on the same file; the last two again on a busy scene.
+SHARED_SETUPS = ("one", "shared", "two_sources", "shared_busy", "two_sources_busy")
+
+
+def _shared_configs(tmp: Path, video: Path) -> dict[str, Path]:
+    """Config files for part 5: a digits pipeline on a camera (``one``); plus a motion
+    pipeline on the same camera (``shared``); the old workaround, the motion pipeline
+    on a second camera source on the same file (``two_sources``). ``_busy``: the motion
+    pipeline held at the maximum rate, as on a scene that keeps moving."""
+    head = """
+[node]
+state_dir = "{state}"
+[budget]
+enabled = false
+[health]
+interval_s = 5
+check_throttling = false
+"""
+    cam = f"""
+[[sources]]
+type = "camera"
+id = "{{id}}"
+path = "{video}"
+loop = true
+min_rate_hz = 2
+max_rate_hz = 30
+"""
+    digits = """
+[[pipelines]]
+id = "digits"
+source = "cam"
+model = "digits-int8-onnx"
+[pipelines.sampling]
+policy = "fixed"
+"""
+    # The scene is still to the motion gate. A short hold and decay: the motion pipeline
+    # has settled at its minimum rate before the window starts. Busy: a rate starts at
+    # the maximum, and a hold longer than the run keeps it there.
+    motion = """
+[[pipelines]]
+id = "motion"
+source = "{src}"
+[pipelines.sampling]
+policy = "motion"
+hold_s = {hold_s}
+decay_half_life_s = 1.0
+"""
+    texts = {"one": cam.format(id="cam") + digits}
+    for suffix, hold_s in (("", 2.0), ("_busy", 86400.0)):
+        texts["shared" + suffix] = (cam.format(id="cam") + digits
+                                    + motion.format(src="cam", hold_s=hold_s))
+        texts["two_sources" + suffix] = (cam.format(id="cam") + cam.format(id="cam2") + digits
+                                         + motion.format(src="cam2", hold_s=hold_s))
+    paths = {}
+    for name, text in texts.items():
+        path = tmp / f"shared-{name}.toml"
+        path.write_text(head.format(state=tmp / f"shared-{name}-state") + text)
+        paths[name] = path
+    return paths
+
+
+def _read_hwm_mb(pid: int) -> float | None:
+    """Peak resident set size of a process so far (VmHWM), in MB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024 / 1e6
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _machine_busy_s() -> float:
+    """CPU seconds the whole machine has been busy (all cores, from /proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _status(sock: Path, timeout_s: float = 3.0) -> dict[str, Any]:
+    from edge_runtime.control import request
+
+    return request(sock, "status", timeout_s=timeout_s)
+
+
+def _shared_run(config: Path, warmup_s: float, window_s: float) -> dict[str, Any]:
+    """One ``edge-runtime run`` of ``config``: CPU (% of one core) over ``window_s``
+    after ``warmup_s``, peak RSS, and per-pipeline counts over the window from status."""
+    from edge_runtime.config import load_config
+    from edge_runtime.errors import DaemonError
+
+    sock = load_config(config).control_socket
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    log_path = config.with_suffix(".log")
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen([sys.executable, "-m", "edge_runtime", "run", str(config)],
+                                cwd=config.parent, env=env, stdout=subprocess.DEVNULL,
+                                stderr=log_file)
+    try:
+        started = time.monotonic()
+        while True:  # the control socket answers once the pipelines run
+            if proc.poll() is not None:
+                raise RuntimeError(f"edge-runtime run {config.name} exited with "
+                                   f"{proc.returncode}: {log_path.read_text()[-2000:]}")
+            try:
+                _status(sock, timeout_s=1.0)
+                break
+            except DaemonError:
+                if time.monotonic() - started > 30.0:
+                    raise
+                time.sleep(0.2)
+        time.sleep(max(0.0, warmup_s - (time.monotonic() - started)))
+        before = _status(sock)
+        cpu0, busy0, t0 = read_process_cpu_s(proc.pid), _machine_busy_s(), time.monotonic()
+        time.sleep(window_s)
+        cpu1, busy1, t1 = read_process_cpu_s(proc.pid), _machine_busy_s(), time.monotonic()
+        after = _status(sock)
+        peak_mb = _read_hwm_mb(proc.pid)
+        if proc.poll() is not None or cpu0 is None or cpu1 is None or peak_mb is None:
+            raise RuntimeError(f"edge-runtime run {config.name} ended during the window: "
+                               f"{log_path.read_text()[-2000:]}")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+    elapsed = t1 - t0
+    cpu = 100 * (cpu1 - cpu0) / elapsed
+    pipelines = {}
+    for pid_, p1 in after["pipelines"].items():
+        p0 = before["pipelines"][pid_]
+        pipelines[pid_] = {
+            "source": p1["source"],
+            "frames_per_s": round((p1["samples"] - p0["samples"]) / elapsed, 2),
+            "inferences_per_s": round((p1["inferences"] - p0["inferences"]) / elapsed, 2),
+            "gated_per_s": round((p1["gated"] - p0["gated"]) / elapsed, 2),
+            "dropped": p1["source_stats"]["dropped"] - p0["source_stats"]["dropped"],
+            "errors": p1["errors"] - p0["errors"],
+            "rate_hz_end": p1["sampling"]["rate_hz"],
+        }
+    return {
+        "cpu_percent_of_one_core": round(cpu, 2),
+        "peak_rss_mb": round(peak_mb, 1),
+        # Everything else the machine did meanwhile (2 cores: up to 200 %): the noise.
+        "other_cpu_percent": round(100 * (busy1 - busy0) / elapsed - cpu, 1),
+        "window_s": round(elapsed, 2),
+        "pipelines": pipelines,
+    }
+
+
+def bench_shared(tmp: Path, rounds: int = 5, warmup_s: float = 15.0,
+                 window_s: float = 15.0) -> dict[str, Any]:
+    """Two pipelines sharing one camera vs one pipeline vs two sources on the same file.
+
+    Each setup is its own ``edge-runtime run`` on a generated 640x480 30 fps looping
+    clip; the setups alternate within each round, the order rotated by one each round
+    so none always runs first. Medians over rounds; ratios are per round, then median.
+    ``one``/``shared``/``two_sources``: the motion pipeline at its minimum rate (the scene
+    is still to its gate); ``*_busy``: at the maximum, every frame.
+    """
+    from tests.helpers.media import make_video
+
+    video = make_video(tmp / "shared.avi", 300, fps=30.0, size=(640, 480))
+    configs = _shared_configs(tmp, video)
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in SHARED_SETUPS}
+    orders = []
+    for r in range(rounds):
+        k = r % len(SHARED_SETUPS)
+        order = SHARED_SETUPS[k:] + SHARED_SETUPS[:k]
+        orders.append(" ".join(order))
+        for name in order:
+            runs[name].append(_shared_run(configs[name], warmup_s, window_s))
+            print(f"shared round {r + 1} {name}", json.dumps(runs[name][-1]), flush=True)
+
+    def med(values: list[float]) -> float:
+        return float(np.median(values))
+
+    out: dict[str, Any] = {
+        "video": "300 frames 640x480 MJPG at 30 fps, looped (tests/helpers/media.make_video: "
+                 "a 12 px square moving, too small for the motion gate: a still scene)",
+        "pipelines": {"digits": "digits-int8-onnx, fixed policy (30 Hz)",
+                      "motion": "motion gate, no model, 2-30 Hz (hold 2 s, half-life 1 s; "
+                                "busy: hold 1 day, so 30 Hz)"},
+        "dropped": "a lone source's pipeline counts as dropped the frames it did not take "
+                   "(read below 30 fps); a pipeline on a shared source counts those as "
+                   "skipped, and only frames due but replaced while busy as dropped",
+        "rounds": rounds, "warmup_s": warmup_s, "window_s": window_s,
+        "orders": orders, "setups": {},
+    }
+    for name in SHARED_SETUPS:
+        rs = runs[name]
+        per_pipe = {pid_: {key: med([r["pipelines"][pid_][key] for r in rs])
+                           for key in ("frames_per_s", "inferences_per_s", "gated_per_s")}
+                    for pid_ in rs[0]["pipelines"]}
+        for pid_, figures in per_pipe.items():
+            figures["dropped_total"] = sum(r["pipelines"][pid_]["dropped"] for r in rs)
+            figures["errors_total"] = sum(r["pipelines"][pid_]["errors"] for r in rs)
+        out["setups"][name] = {
+            "cpu_percent_of_one_core": [r["cpu_percent_of_one_core"] for r in rs],
+            "cpu_percent_median": round(med([r["cpu_percent_of_one_core"] for r in rs]), 2),
+            "peak_rss_mb": [r["peak_rss_mb"] for r in rs],
+            "peak_rss_mb_median": round(med([r["peak_rss_mb"] for r in rs]), 1),
+            "other_cpu_percent": [r["other_cpu_percent"] for r in rs],
+            "pipelines_median": per_pipe,
+            "runs": rs,
+        }
+    cpu = {n: [r["cpu_percent_of_one_core"] for r in runs[n]] for n in SHARED_SETUPS}
+    rss = {n: [r["peak_rss_mb"] for r in runs[n]] for n in SHARED_SETUPS}
+
+    def ratio(series: dict[str, list[float]], a: str, b: str) -> float:
+        return round(med([x / y for x, y in zip(series[a], series[b], strict=True)]), 3)
+
+    def added(name: str) -> float:
+        """What the second pipeline adds to one (% of one core), per round, median."""
+        return round(med([x - o for x, o in zip(cpu[name], cpu["one"], strict=True)]), 2)
+
+    out["rule"] = "per-round ratio or difference, then the median over rounds"
+    for scene, suffix in (("still", ""), ("busy", "_busy")):
+        shared, two = "shared" + suffix, "two_sources" + suffix
+        out[f"ratios_{scene}"] = {
+            "cpu_shared_over_one": ratio(cpu, shared, "one"),
+            "cpu_shared_over_two_sources": ratio(cpu, shared, two),
+            "rss_shared_over_one": ratio(rss, shared, "one"),
+            "rss_shared_over_two_sources": ratio(rss, shared, two),
+            "cpu_added_by_second_pipeline_shared": added(shared),
+            "cpu_added_by_second_pipeline_two_sources": added(two),
+        }
+    return out
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="60 s latency run, shorter clips")
+    parser.add_argument("--quick", action="store_true",
+                        help="60 s latency run, shorter clips, 3 shared-source rounds")
     parser.add_argument("--only", default=None,
-                        help="comma list: throughput,latency,motion,nab,footprint")
+                        help="comma list: throughput,latency,motion,nab,footprint,shared")
     args = parser.parse_args()
-    parts = set((args.only or "throughput,latency,motion,nab,footprint").split(","))
+    parts = set((args.only or "throughput,latency,motion,nab,footprint,shared").split(","))
     results: dict[str, Any] = {}
     previous = ROOT / "benchmarks" / "results" / "pipeline.json"
     if args.only and previous.exists():
@@ -521,6 +766,11 @@ def main() -> int:
         if "footprint" in parts:
             results["footprint"] = {**bench_footprint(tmp), "at": _now()}
             print("footprint", json.dumps(results["footprint"]), flush=True)
+        if "shared" in parts:
+            results["shared_source"] = {**bench_shared(tmp, rounds=3 if args.quick else 5),
+                                        "at": _now()}
+            print("shared", json.dumps({k: v for k, v in results["shared_source"].items()
+                                        if k != "setups"}), flush=True)
         if "latency" in parts:
             results["latency"] = {**bench_latency(tmp, 60.0 if args.quick else 300.0),
                                   "at": _now()}
