@@ -173,7 +173,9 @@ class Pipeline:
                 self._frame_fn = frame_preprocessor(model)
             else:
                 self._window_recipe = window_recipe(model)
-                self._window = SlidingWindow(self._window_recipe.length)
+                rate_hz = self._window_recipe.rate_hz
+                self._window = SlidingWindow(self._window_recipe.length,
+                                             1.0 / rate_hz if rate_hz else None)
         #: Set by :func:`build_runtime` when other pipelines read the same source.
         self.shared: SharedSource | None = None
         self.tap: Tap | None = None
@@ -275,7 +277,7 @@ class Pipeline:
             return Step(activity, self._detect(t_s, value, envelope), True)
         if self.model is None or self._window is None or self._window_recipe is None:
             return Step(activity, {"value": value})
-        return self._infer_window(activity, value)
+        return self._infer_window(activity, t_s, value)
 
     def _detect(self, t_s: float, value: float,
                 envelope: tuple[float, float] | None) -> dict[str, Any]:
@@ -302,15 +304,16 @@ class Pipeline:
             result["stuck"] = 1.0 if stuck else 0.0
         return result
 
-    def _infer_window(self, activity: float, value: float) -> Step:
+    def _infer_window(self, activity: float, t_s: float, value: float) -> Step:
         assert self._window is not None and self._window_recipe is not None
         recipe = self._window_recipe
-        if not self._window.full:
-            self._window.push(value)
+        t_stream_s = t_s * self._time_scale  # the recording's seconds for a replay
+        if not self._window.ready(t_stream_s):
+            self._window.push(t_stream_s, value)
             return Step(activity, {"value": value, "warming": True})
         started = time.perf_counter()
-        outputs = self.model.run(window_input(self._window, recipe, self.model))
-        self._window.push(value)
+        outputs = self.model.run(window_input(self._window, t_stream_s, recipe, self.model))
+        self._window.push(t_stream_s, value)
         if isinstance(self._post, ForecastPostprocessing):
             actual = (value - recipe.mean) / recipe.std
             result = postprocess.forecast_score(outputs, self._post, actual, recipe.mean,

@@ -27,26 +27,54 @@ FrameFn = Callable[[npt.NDArray[np.uint8]], np.ndarray[Any, Any]]
 
 
 class SlidingWindow:
-    """The last ``length`` values of a stream, oldest first."""
+    """The last ``length`` values of a stream, oldest first, as a window model wants them.
 
-    def __init__(self, length: int) -> None:
+    Without ``interval_s`` the window is the last ``length`` samples, whatever their
+    spacing. With ``interval_s`` (the rate the model was trained at, in the stream's
+    seconds) it is resampled in time: the values at ``t - length * interval_s`` ..
+    ``t - interval_s`` for a sample at ``t``, linearly interpolated from the samples seen
+    (held at the newest one past a gap), so a source whose rate adapts, or that runs
+    faster than the training rate, still gives the model the spacing it learnt. The
+    history kept for that is bounded in time and to ``max_points`` samples.
+    """
+
+    def __init__(self, length: int, interval_s: float | None = None,
+                 max_points: int = 4096) -> None:
         if length < 1:
             raise ValueError("window length must be >= 1")
+        if interval_s is not None and not interval_s > 0:
+            raise ValueError("window interval_s must be > 0")
         self.length = length
-        self._values: deque[float] = deque(maxlen=length)
+        self.interval_s = interval_s
+        self._values: deque[float] = deque(maxlen=length if interval_s is None else max_points)
+        self._times: deque[float] = deque(maxlen=self._values.maxlen)
 
-    @property
-    def full(self) -> bool:
-        """True once ``length`` values have been seen."""
-        return len(self._values) == self.length
+    def ready(self, t_s: float) -> bool:
+        """True once a whole window before a sample at ``t_s`` can be given."""
+        if self.interval_s is None:
+            return len(self._values) == self.length
+        span_s = self.length * self.interval_s
+        return bool(self._times) and t_s - self._times[0] >= span_s * (1.0 - 1e-9)
 
-    def push(self, value: float) -> None:
-        """Append one value, forgetting the oldest when full."""
+    def push(self, t_s: float, value: float) -> None:
+        """Append one sample (time in the stream's seconds), forgetting what is no longer
+        needed."""
         self._values.append(value)
+        self._times.append(t_s)
+        if self.interval_s is not None:
+            # Keep one sample at or before the oldest time a later window can need.
+            oldest_needed = t_s - self.length * self.interval_s
+            while len(self._times) > 1 and self._times[1] <= oldest_needed:
+                self._times.popleft()
+                self._values.popleft()
 
-    def array(self) -> npt.NDArray[np.float32]:
-        """The window as float32, oldest first."""
-        return np.asarray(self._values, dtype=np.float32)
+    def array(self, t_s: float) -> npt.NDArray[np.float32]:
+        """The window for a sample at ``t_s``, oldest first, as float32."""
+        if self.interval_s is None:
+            return np.asarray(self._values, dtype=np.float32)
+        targets = t_s - self.interval_s * np.arange(self.length, 0, -1, dtype=np.float64)
+        values = np.interp(targets, np.asarray(self._times), np.asarray(self._values))
+        return np.asarray(values, dtype=np.float32)
 
 
 def frame_preprocessor(model: Any) -> FrameFn:
@@ -75,7 +103,8 @@ def window_recipe(model: Any) -> WindowPreprocessing:
     return recipe
 
 
-def window_input(window: SlidingWindow, recipe: WindowPreprocessing, model: Any
+def window_input(window: SlidingWindow, t_s: float, recipe: WindowPreprocessing, model: Any
                  ) -> np.ndarray[Any, Any]:
-    """The window shaped and normalised for the model's first input."""
-    return window_tensor(window.array(), recipe, model.inputs[0])
+    """The window before a sample at ``t_s``, shaped and normalised for the model's first
+    input."""
+    return window_tensor(window.array(t_s), recipe, model.inputs[0])

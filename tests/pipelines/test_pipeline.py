@@ -234,6 +234,56 @@ model = "machine-temp-int8-onnx"
         runtime.close()
 
 
+def test_window_model_gets_its_training_spacing_from_a_faster_source(tmp_path: Path) -> None:
+    """The forecaster was trained on 5-minute data. Read once a minute, its window is
+    resampled to 5 minutes, so it forecasts exactly what it forecasts on the 5-minute
+    data; the last 32 one-minute reads (32 min instead of 160) would not."""
+    from edge_runtime.anomaly.csvio import read_series
+    from edge_runtime.pipelines.preprocess import SlidingWindow
+
+    csv = Path(__file__).resolve().parents[2] / "models" / "data" / \
+        "machine_temperature_excerpt.csv"
+    _, times, values = read_series(csv)
+    config = decode_config(f"""
+[[sources]]
+type = "replay"
+id = "t"
+path = "{csv}"
+[[pipelines]]
+id = "p"
+source = "t"
+model = "machine-temp-int8-onnx"
+""", base_dir=tmp_path)
+
+    def forecasts(t_s: list[float], v: list[float], *, resample: bool = True
+                  ) -> dict[int, float]:
+        runtime = build_runtime(config)
+        try:
+            pipe = runtime.pipelines[0]
+            if not resample:
+                pipe._window = SlidingWindow(32)  # the last 32 reads, as before
+            out = {}
+            for k, (t, value) in enumerate(zip(t_s, v, strict=True)):
+                result = _feed(pipe, t, k, value)
+                if "forecast" in result:
+                    out[round(t)] = float(result["forecast"])
+            return out
+        finally:
+            runtime.close()
+
+    t5 = np.asarray(times[:300]) - times[0]
+    v5 = np.asarray(values[:300])
+    at_5_min = forecasts(t5.tolist(), v5.tolist())
+    t1 = np.arange(0.0, t5[-1] + 1.0, 60.0)  # the same signal, read every minute
+    v1 = np.interp(t1, t5, v5)
+    resampled = forecasts(t1.tolist(), v1.tolist())
+    by_count = forecasts(t1.tolist(), v1.tolist(), resample=False)
+    common = [t for t in at_5_min if t in resampled and t in by_count]
+    assert len(common) > 200
+    assert max(abs(resampled[t] - at_5_min[t]) for t in common) < 1e-3  # degrees F
+    assert np.mean([abs(by_count[t] - at_5_min[t]) for t in common]) > 0.2
+
+
 def test_image_model_classifies_frames(tmp_path: Path) -> None:
     from edge_runtime.models.registry import data_file
 
@@ -271,3 +321,21 @@ heartbeat_s = 0
         assert moving.result is not None and "motion" in moving.result
     finally:
         runtime.close()
+
+
+def test_time_window_interpolates_holds_past_a_gap_and_stays_bounded() -> None:
+    from edge_runtime.pipelines.preprocess import SlidingWindow
+
+    window = SlidingWindow(3, interval_s=10.0, max_points=50)
+    for t in range(0, 25, 5):  # samples every 5 s: 0, 5, ..., 20
+        window.push(float(t), float(t))
+    assert not window.ready(29.0) and window.ready(30.0)  # needs 3 intervals of history
+    assert window.array(30.0).tolist() == [0.0, 10.0, 20.0]  # t = 0, 10, 20
+    assert window.array(33.0).tolist() == [3.0, 13.0, 20.0]  # interpolated; held past 20 s
+    for t in range(25, 100_000, 5):  # a fast source: memory bounded in time and count
+        window.push(float(t), float(t))
+    assert len(window._values) <= 8  # 30 s of 5 s samples, plus one before
+    count_window = SlidingWindow(3)
+    for t in range(5):
+        count_window.push(float(t), float(t))
+    assert count_window.array(99.0).tolist() == [2.0, 3.0, 4.0]  # by count: the last 3
