@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from typing import ClassVar, TypeAlias
+from typing import Any, ClassVar, Self, TypeAlias
 
 import msgspec
 
@@ -293,7 +293,28 @@ class EnvelopeBatch(msgspec.Struct, frozen=True):
         )
 
 
-class Heartbeat(msgspec.Struct, frozen=True):
+class _FixedPayload(msgspec.Struct, frozen=True):
+    """A message whose payload is exactly ``_FIXED`` packed from its fields, in order."""
+
+    _FIXED: ClassVar[struct.Struct] = struct.Struct("<")
+
+    def encode_payload(self) -> bytes:
+        return self._FIXED.pack(*msgspec.structs.astuple(self))
+
+    @classmethod
+    def decode_payload(cls, payload: bytes) -> Self:
+        return cls(*_unpack_exact(payload, cls._FIXED))
+
+
+def _unpack_exact(payload: bytes, fmt: struct.Struct) -> tuple[Any, ...]:
+    """``payload`` read as exactly one ``fmt``; MalformedPayloadError otherwise."""
+    r = _Reader(payload)
+    values = r.take(fmt)
+    r.done()
+    return values
+
+
+class Heartbeat(_FixedPayload, frozen=True):
     """Liveness message, both directions; also a clock reference for the host."""
 
     TYPE: ClassVar[MessageType] = MessageType.HEARTBEAT
@@ -304,18 +325,8 @@ class Heartbeat(msgspec.Struct, frozen=True):
 
     _FIXED: ClassVar[struct.Struct] = struct.Struct("<II")
 
-    def encode_payload(self) -> bytes:
-        return self._FIXED.pack(self.uptime_us, self.tx_dropped)
 
-    @classmethod
-    def decode_payload(cls, payload: bytes) -> Heartbeat:
-        r = _Reader(payload)
-        uptime, dropped = r.take(cls._FIXED)
-        r.done()
-        return cls(int(uptime), int(dropped))
-
-
-class Ack(msgspec.Struct, frozen=True):
+class Ack(_FixedPayload, frozen=True):
     """The command with sequence number ``acked_seq`` was carried out."""
 
     TYPE: ClassVar[MessageType] = MessageType.ACK
@@ -324,18 +335,8 @@ class Ack(msgspec.Struct, frozen=True):
 
     _FIXED: ClassVar[struct.Struct] = struct.Struct("<HB")
 
-    def encode_payload(self) -> bytes:
-        return self._FIXED.pack(self.acked_seq, self.acked_type)
 
-    @classmethod
-    def decode_payload(cls, payload: bytes) -> Ack:
-        r = _Reader(payload)
-        seq, typ = r.take(cls._FIXED)
-        r.done()
-        return cls(int(seq), int(typ))
-
-
-class Nack(msgspec.Struct, frozen=True):
+class Nack(_FixedPayload, frozen=True):
     """The command with sequence number ``acked_seq`` was refused for ``reason``."""
 
     TYPE: ClassVar[MessageType] = MessageType.NACK
@@ -345,32 +346,14 @@ class Nack(msgspec.Struct, frozen=True):
 
     _FIXED: ClassVar[struct.Struct] = struct.Struct("<HBB")
 
-    def encode_payload(self) -> bytes:
-        return self._FIXED.pack(self.acked_seq, self.acked_type, self.reason)
 
-    @classmethod
-    def decode_payload(cls, payload: bytes) -> Nack:
-        r = _Reader(payload)
-        seq, typ, reason = r.take(cls._FIXED)
-        r.done()
-        return cls(int(seq), int(typ), int(reason))
-
-
-class GetHello(msgspec.Struct, frozen=True):
+class GetHello(_FixedPayload, frozen=True):
     """Ask the device to send HELLO (the host does this after opening the port)."""
 
     TYPE: ClassVar[MessageType] = MessageType.GET_HELLO
 
-    def encode_payload(self) -> bytes:
-        return b""
 
-    @classmethod
-    def decode_payload(cls, payload: bytes) -> GetHello:
-        _Reader(payload).done()
-        return cls()
-
-
-class SetRate(msgspec.Struct, frozen=True):
+class SetRate(_FixedPayload, frozen=True):
     """Set a channel's sampling rate; 0 stops the channel."""
 
     TYPE: ClassVar[MessageType] = MessageType.SET_RATE
@@ -379,18 +362,8 @@ class SetRate(msgspec.Struct, frozen=True):
 
     _FIXED: ClassVar[struct.Struct] = struct.Struct("<Bf")
 
-    def encode_payload(self) -> bytes:
-        return self._FIXED.pack(self.channel, self.rate_hz)
 
-    @classmethod
-    def decode_payload(cls, payload: bytes) -> SetRate:
-        r = _Reader(payload)
-        channel, rate = r.take(cls._FIXED)
-        r.done()
-        return cls(int(channel), float(rate))
-
-
-class GpioWrite(msgspec.Struct, frozen=True):
+class GpioWrite(_FixedPayload, frozen=True):
     """Drive a GPIO pin of the microcontroller (0 = low, 1 = high)."""
 
     TYPE: ClassVar[MessageType] = MessageType.GPIO_WRITE
@@ -399,18 +372,8 @@ class GpioWrite(msgspec.Struct, frozen=True):
 
     _FIXED: ClassVar[struct.Struct] = struct.Struct("<BB")
 
-    def encode_payload(self) -> bytes:
-        return self._FIXED.pack(self.pin, self.value)
 
-    @classmethod
-    def decode_payload(cls, payload: bytes) -> GpioWrite:
-        r = _Reader(payload)
-        pin, value = r.take(cls._FIXED)
-        r.done()
-        return cls(int(pin), int(value))
-
-
-class SetEnvelope(msgspec.Struct, frozen=True):
+class SetEnvelope(_FixedPayload, frozen=True):
     """Turn a channel's peak-hold envelope on or off (SAMPLE_ENVELOPE frames while on)."""
 
     TYPE: ClassVar[MessageType] = MessageType.SET_ENVELOPE
@@ -419,17 +382,12 @@ class SetEnvelope(msgspec.Struct, frozen=True):
 
     _FIXED: ClassVar[struct.Struct] = struct.Struct("<BB")
 
-    def encode_payload(self) -> bytes:
-        return self._FIXED.pack(self.channel, int(self.enabled))
-
     @classmethod
-    def decode_payload(cls, payload: bytes) -> SetEnvelope:
-        r = _Reader(payload)
-        channel, enabled = r.take(cls._FIXED)
-        r.done()
+    def decode_payload(cls, payload: bytes) -> Self:
+        channel, enabled = _unpack_exact(payload, cls._FIXED)
         if enabled not in (0, 1):
             raise MalformedPayloadError(f"SET_ENVELOPE enabled must be 0 or 1, got {enabled}")
-        return cls(int(channel), bool(enabled))
+        return cls(channel, bool(enabled))
 
 
 Message: TypeAlias = (
