@@ -173,14 +173,12 @@ class SharedSource:
         self.pipelines = pipelines
         self.read = 0
         self._set_rate_hz: float | None = None
+        #: Every pipeline's tap, in config order (built once: publish runs per sample).
+        self.taps: list[Tap] = []
         for pipe in pipelines:
             pipe.shared = self
             pipe.tap = Tap(pipe.pipeline_id, pipe.controller)
-
-    @property
-    def taps(self) -> list[Tap]:
-        """Every pipeline's tap, in config order."""
-        return [pipe.tap for pipe in self.pipelines if pipe.tap is not None]
+            self.taps.append(pipe.tap)
 
     @property
     def rate_hz(self) -> float:
