@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import random
 import resource
 import statistics
@@ -38,6 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.machine import machine_info  # noqa: E402
 from firmware_bridge import cobs  # noqa: E402
 from firmware_bridge.client import BridgeClient  # noqa: E402
 from firmware_bridge.framing import FrameDecoder  # noqa: E402
@@ -55,24 +54,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware")):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """The common machine description plus the C compiler the firmware was built with."""
     gcc = subprocess.run(["gcc", "--version"], capture_output=True, text=True, check=False)
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "arch": platform.machine(),
-        "os": platform.platform(),
-        "python": sys.version.split()[0],
-        "gcc": gcc.stdout.splitlines()[0] if gcc.stdout else None,
-        "timestamp_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+    return {**machine_info(), "gcc": gcc.stdout.splitlines()[0] if gcc.stdout else None}
 
 
 # --- 1. decode throughput --------------------------------------------------------------

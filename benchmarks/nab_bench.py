@@ -18,12 +18,9 @@ Writes ``benchmarks/results/nab.json`` and prints a table.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.machine import machine_info
 from benchmarks.nab.corpus import Series, load_corpus
 from edge_runtime.anomaly.baselines import (
     NullDetector,
@@ -215,24 +213,6 @@ def generalisation(corpus: list[Series]) -> dict[str, Any]:
     return result
 
 
-def machine() -> dict[str, Any]:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "timestamp": datetime.now(tz=UTC).isoformat(timespec="seconds"),
-    }
-
-
 def main() -> int:
     corpus = load_corpus()
     n_points = sum(len(s.values) for s in corpus)
@@ -242,7 +222,7 @@ def main() -> int:
         "random": RandomDetector,
         "null": NullDetector,
     }
-    results: dict[str, Any] = {"machine": machine(), "series": len(corpus), "points": n_points}
+    results: dict[str, Any] = {"machine": machine_info(), "series": len(corpus), "points": n_points}
     results["detectors"] = {}
     for name, make in detectors.items():
         scores, spent = run_detector(make, corpus)
