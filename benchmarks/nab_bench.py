@@ -1,7 +1,7 @@
 """NAB subset benchmark of the streaming anomaly detector against simple baselines.
 
 Run: ``python benchmarks/nab_bench.py`` (about a minute on 2 cores). It scores, over the
-NAB subset in ``../shared/data/nab``, with all three NAB profiles and one corpus-wide
+NAB subset in ``tests/data/nab``, with all three NAB profiles and one corpus-wide
 threshold per detector and profile:
 
 - ``edge_runtime`` (AnomalyDetector, default settings), windowed Gaussian, null, random;

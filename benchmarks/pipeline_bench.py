@@ -13,7 +13,7 @@ with the machine description. Parts:
    daemon, with a model 3x slower than the camera (the heavy digits model run as many
    times per frame as needed: real compute, not a sleep).
 3. **adaptive sampling**: motion clips generated here with labelled events, and the NAB
-   series in ``../shared/data/nab`` with their labelled windows; inferences against a
+   series in ``tests/data/nab`` with their labelled windows; inferences against a
    fixed maximum rate, and event recall.
 4. **daemon footprint**: resident memory of ``edge-runtime run`` on the built-in demo
    config, and its CPU use on a still scene (nothing moves, calm sensor).

@@ -1,4 +1,4 @@
-"""Load the NAB subset in ``../shared/data/nab`` with its anomaly windows."""
+"""Load the NAB subset shipped in ``tests/data/nab`` with its anomaly windows."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy.typing as npt
 from edge_runtime.anomaly.csvio import parse_timestamp, read_series
 from edge_runtime.anomaly.nab import SeriesScoring, prepare_series
 
-DEFAULT_ROOT = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "nab"
+DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "tests" / "data" / "nab"
 
 
 @dataclass
@@ -30,7 +30,8 @@ def load_corpus(root: Path = DEFAULT_ROOT) -> list[Series]:
     """Load every series listed in ``combined_windows.json`` under ``root``."""
     root = root.resolve()
     if not (root / "combined_windows.json").exists():
-        raise FileNotFoundError(f"NAB data not found at {root}; expected shared/ beside the repo")
+        raise FileNotFoundError(f"NAB data not found at {root}; it ships in the repository "
+                                "(tests/data/nab): is the checkout complete?")
     windows = json.loads((root / "combined_windows.json").read_text())
     out = []
     for name in sorted(windows):

@@ -22,7 +22,8 @@ BUILD_DIR = Path(__file__).resolve().parent
 MODELS_DIR = BUILD_DIR.parent
 DATA_DIR = MODELS_DIR / "data"
 CARDS_DIR = MODELS_DIR / "cards"
-NAB_DIR = Path(os.environ.get("EDGE_NAB_DIR", "/work/shared/data/nab"))
+# The NAB subset ships with the test data; EDGE_NAB_DIR points elsewhere if needed.
+NAB_DIR = Path(os.environ.get("EDGE_NAB_DIR", str(MODELS_DIR.parent / "tests" / "data" / "nab")))
 
 SEED = 0
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: the NAB data beside the repository (``<repo>/../shared``)."""
+"""Shared fixtures: the NAB subset shipped in the repository (``tests/data/nab``)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,9 @@ from pathlib import Path
 
 import pytest
 
-NAB_ROOT = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "nab"
+from tests.helpers.data import NAB_ROOT
 
 
 @pytest.fixture(scope="session")
 def nab_root() -> Path:
-    root = NAB_ROOT.resolve()
-    if not (root / "combined_windows.json").is_file():
-        pytest.fail(f"NAB data missing at {root}: CI must provide shared/ beside the clone")
-    return root
+    return NAB_ROOT

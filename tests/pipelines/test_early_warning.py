@@ -21,8 +21,8 @@ from edge_runtime.anomaly.csvio import parse_timestamp, read_series
 from edge_runtime.config import decode_config
 from edge_runtime.errors import ConfigError
 from edge_runtime.pipelines.pipeline import build_runtime
+from tests.helpers.data import NAB_ROOT
 
-NAB_ROOT = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "nab"
 NAME = "realKnownCause/machine_temperature_system_failure.csv"
 SPEED = 1e7
 
@@ -59,10 +59,7 @@ kind = "early_warning"
 
 @pytest.fixture(scope="module")
 def nab_root() -> Path:
-    root = NAB_ROOT.resolve()
-    if not (root / "combined_windows.json").is_file():
-        pytest.fail(f"NAB data missing at {root}: CI must provide shared/ beside the clone")
-    return root
+    return NAB_ROOT
 
 
 def test_early_warning_event_before_the_machine_temperature_failure(
