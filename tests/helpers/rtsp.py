@@ -1,8 +1,8 @@
 """A real RTSP camera for tests: gst-rtsp-server in a child process on 127.0.0.1.
 
 The server itself is ``rtsp_server.py`` beside this file, run by Debian's system Python
-because the GStreamer bindings are Debian packages (``tests/system-packages.sh`` installs them; the list
-is :data:`APT_PACKAGES`). :class:`RTSPServer` starts it on a free loopback port, stops it
+because the GStreamer bindings are Debian packages (``tests/system-packages.sh`` installs
+them; the list is :data:`APT_PACKAGES`). :class:`RTSPServer` starts it on a free loopback port, stops it
 (the camera sees its stream drop, as when a camera reboots), starts it again on the same
 port, and can freeze it (SIGSTOP: the connection stays up but goes silent, as when a
 camera loses power or the Wi-Fi drops without a TCP reset).
@@ -38,7 +38,8 @@ class RTSPServerUnavailableError(RuntimeError):
 
 def _install_hint(package: str) -> str:
     return (f"install it with `apt-get install -y --no-install-recommends {package}` "
-            f"(tests/system-packages.sh installs everything the tests need: {' '.join(APT_PACKAGES)})")
+            "(tests/system-packages.sh installs everything the tests need: "
+            f"{' '.join(APT_PACKAGES)})")
 
 
 class RTSPServer:
