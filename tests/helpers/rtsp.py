@@ -4,8 +4,8 @@ The server itself is ``rtsp_server.py`` beside this file, run by Debian's system
 because the GStreamer bindings are Debian packages (``tests/system-packages.sh`` installs
 them; the list is :data:`APT_PACKAGES`). :class:`RTSPServer` starts it on a free loopback
 port, stops it (the camera sees its stream drop, as when a camera reboots), starts it
-again on the same port, and can freeze it (SIGSTOP: the connection stays up but goes silent, as when a
-camera loses power or the Wi-Fi drops without a TCP reset).
+again on the same port, and can freeze it (SIGSTOP: the connection stays up but goes
+silent, as when a camera loses power or the Wi-Fi drops without a TCP reset).
 
 A missing package is an error that names the package, never a skip.
 """
