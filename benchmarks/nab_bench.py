@@ -101,7 +101,7 @@ SAMPLING_HALF_LIFE = 24  # decay_half_life_s in native intervals
 def _sampled_pipeline(s: Series) -> tuple[Any, float]:
     """The pipeline of :data:`SAMPLED_PIPELINE` for one series, and its native interval."""
     from edge_runtime.config import decode_config
-    from edge_runtime.pipelines.pipeline import build_runtime
+    from edge_runtime.pipelines.build import build_runtime
 
     dt = float(np.median(np.diff(s.times)))
     text = SAMPLED_PIPELINE.format(

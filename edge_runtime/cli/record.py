@@ -28,7 +28,7 @@ def register(subparsers: Any) -> None:
 def _record(args: argparse.Namespace) -> int:
     from edge_runtime.config import load_config
     from edge_runtime.errors import CliUsageError
-    from edge_runtime.pipelines.pipeline import make_source
+    from edge_runtime.pipelines.build import make_source
     from edge_runtime.sources.recorder import record_source
 
     config = load_config(args.config)

@@ -4,16 +4,15 @@ One task group per *generation* (one loaded config) holds a task per pipeline, a
 task, a stopper and a reload watcher. Work that may block never runs on the loop:
 
 - each pipeline with a camera, a model, a detector or a replay reads and infers in its
-  own worker thread (:class:`_Worker`), paced by the rate controller, and hands results
-  to the loop in batches; the loop runs rules and actions in sample order;
+  own worker thread (``workers.Worker``), paced by the rate controller, and hands
+  results to the loop in batches; the loop runs rules and actions in sample order;
 - GPIO polls without a model (plain arithmetic) run on the loop itself, which is
   cheaper than a thread hop;
-- a source that several pipelines read (a :class:`~edge_runtime.pipelines.pipeline.
-  SharedSource`) is opened once and read by one reader (:class:`_SharedReader`, a
-  thread; a GPIO poll runs on the loop) at the highest rate its pipelines want; each
-  sample goes to every pipeline's tap, and each pipeline's worker takes from its tap
-  the newest sample due at its own rate, so a slow pipeline drops samples without
-  slowing the others;
+- a source that several pipelines read (a ``shared.SharedSource``) is opened once and
+  read by one reader (``workers.SharedReader``, a thread; a GPIO poll runs on the
+  loop) at the highest rate its pipelines want; each sample goes to every pipeline's
+  tap, and each pipeline's worker takes from its tap the newest sample due at its own
+  rate, so a slow pipeline drops samples without slowing the others;
 - source open/close and health snapshots run in a small executor.
 
 Signals:
@@ -36,7 +35,6 @@ import os
 import signal
 import threading
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -47,31 +45,16 @@ from edge_runtime.config import Config, load_config
 from edge_runtime.control import start_server
 from edge_runtime.errors import EdgeRuntimeError
 from edge_runtime.health import HealthMonitor
-from edge_runtime.pipelines.pipeline import Pipeline, Runtime, Step, build_runtime
-from edge_runtime.pipelines.shared import SharedSource, Tap
-from edge_runtime.sources.base import Sample
+from edge_runtime.pipelines.build import Runtime, build_runtime
+from edge_runtime.pipelines.pipeline import Pipeline
+from edge_runtime.pipelines.shared import SharedSource
+from edge_runtime.pipelines.workers import READ_TIMEOUT_S, RateLimitedLog, SharedReader, Worker
 
 log = logging.getLogger(__name__)
 
-#: Longest a pipeline waits for a sample before checking for a stop (seconds).
-READ_TIMEOUT_S = 0.25
 #: First and longest pause between attempts to open a source that failed to open.
 OPEN_RETRY_MIN_S = 0.5
 OPEN_RETRY_MAX_S = 10.0
-
-
-class _RateLimitedLog:
-    """Logs the first occurrence of a repeated error, then every ``every``-th."""
-
-    def __init__(self, every: int = 100) -> None:
-        self.every = every
-        self.counts: dict[str, int] = {}
-
-    def error(self, key: str, msg: str, *args: object) -> None:
-        n = self.counts.get(key, 0) + 1
-        self.counts[key] = n
-        if n == 1 or n % self.every == 0:
-            log.error(msg + (" (%d times)" if n > 1 else ""), *args, *((n,) if n > 1 else ()))
 
 
 class Daemon:
@@ -99,7 +82,7 @@ class Daemon:
         self._thread_stop = threading.Event()
         self._health = HealthMonitor(disk_path=Path(self.config.health.disk_path),
                                      check_throttling=self.config.health.check_throttling)
-        self._errors = _RateLimitedLog()
+        self._errors = RateLimitedLog()
         workers = max(2, len(self.config.pipelines) + 2)
         self._read_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="read")
 
@@ -301,7 +284,7 @@ class Daemon:
                 for pipe in threaded:
                     tg.create_task(self._run_in_worker(pipe), name=f"pipeline-{pipe.pipeline_id}")
             return
-        reader = _SharedReader(shared, self._thread_stop, self._errors)
+        reader = SharedReader(shared, self._thread_stop, self._errors)
         reader.start()
         try:
             async with asyncio.TaskGroup() as tg:
@@ -335,7 +318,7 @@ class Daemon:
 
         A pipeline on a shared source reads from its tap instead of the source.
         """
-        worker = _Worker(pipe, asyncio.get_running_loop(), self._thread_stop, tap=pipe.tap)
+        worker = Worker(pipe, asyncio.get_running_loop(), self._thread_stop, tap=pipe.tap)
         worker.start()
         while True:
             for kind, sample, step, exc in await worker.next_batch():
@@ -462,157 +445,6 @@ class Daemon:
                      pipe["inferences"], pipe["gated"], pipe["source_stats"]["dropped"],
                      pipe["sampling"]["rate_changes"], pipe["latency_ms"]["p99"])
         self._read_pool.shutdown(wait=False, cancel_futures=True)
-
-
-_Item = tuple[str, Sample | None, Step | None, BaseException | None]
-
-
-class _Worker:
-    """One pipeline's executor: a thread that reads and infers at the controller's rate
-    and hands results to the loop.
-
-    Wake-ups of the loop are coalesced (one per batch, not one per result), so a model
-    that is the bottleneck keeps the thread busy without a thread hop per sample. On a
-    stop the sample in flight is finished and handed over before ``stopped``.
-    """
-
-    def __init__(self, pipe: Pipeline, loop: asyncio.AbstractEventLoop,
-                 stop: threading.Event, *, tap: Tap | None = None) -> None:
-        self.pipe = pipe
-        self.loop = loop
-        self.stop = stop
-        #: A shared source's tap: its reader paces the reads and the tap picks the
-        #: samples due at this pipeline's rate, so the worker does not pace itself.
-        self.tap = tap
-        self._items: deque[_Item] = deque()
-        self._lock = threading.Lock()
-        self._wake = asyncio.Event()
-        self._wake_scheduled = False
-        self._thread = threading.Thread(target=self._run, name=f"pipeline-{pipe.pipeline_id}",
-                                        daemon=True)
-
-    def start(self) -> None:
-        """Start the thread."""
-        self._thread.start()
-
-    def _post(self, item: _Item) -> None:
-        with self._lock:
-            self._items.append(item)
-            if self._wake_scheduled:
-                return
-            self._wake_scheduled = True
-        # RuntimeError: the loop is closed, nobody is waiting any more.
-        with contextlib.suppress(RuntimeError):
-            self.loop.call_soon_threadsafe(self._wake.set)
-
-    async def next_batch(self) -> list[_Item]:
-        """Everything posted since the last call (waits for at least one item)."""
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            with self._lock:
-                self._wake_scheduled = False
-                items = list(self._items)
-                self._items.clear()
-            if items:
-                return items
-
-    def _run(self) -> None:
-        pipe = self.pipe
-        while not self.stop.is_set():
-            started = time.monotonic()
-            try:
-                sample, step = _read_and_infer(pipe, self.tap)
-            except Exception as exc:  # a bad sample must not kill a 24/7 pipeline
-                self._post(("error", None, None, exc))
-                self.stop.wait(pipe.controller.period_s)
-                continue
-            if sample is None or step is None:
-                if self.tap.ended if self.tap is not None else pipe.source.exhausted:
-                    self._post(("end", None, None, None))
-                    return
-                continue
-            self._post(("result", sample, step, None))
-            if self.tap is not None:
-                continue
-            wait_s = pipe.controller.period_s - (time.monotonic() - started)
-            if wait_s > 0:
-                self.stop.wait(wait_s)
-        self._post(("stopped", None, None, None))
-
-
-def _read_and_infer(pipe: Pipeline, tap: Tap | None = None
-                    ) -> tuple[Sample | None, Step | None]:
-    """Executor side of one pipeline iteration: the newest sample, processed."""
-    sample = tap.get(READ_TIMEOUT_S) if tap is not None else pipe.source.read(READ_TIMEOUT_S)
-    if sample is None:
-        return None, None
-    return sample, pipe.infer(sample)
-
-
-class _SharedReader:
-    """The one reader of a shared source: a thread that reads it at the highest rate its
-    pipelines want and offers each sample to every pipeline's tap.
-
-    It never waits for a pipeline: a tap keeps only the newest due sample.
-    """
-
-    def __init__(self, shared: SharedSource, stop: threading.Event,
-                 errors: _RateLimitedLog) -> None:
-        self.shared = shared
-        self.stop = stop
-        self.errors = errors
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name=f"source-{shared.source.source_id}")
-
-    def start(self) -> None:
-        """Start the thread."""
-        self._thread.start()
-
-    def join(self, timeout_s: float) -> None:
-        """Wait up to ``timeout_s`` for the thread to end."""
-        self._thread.join(timeout_s)
-
-    @property
-    def alive(self) -> bool:
-        """True while the thread runs (after a join: it is stuck in the source)."""
-        return self._thread.is_alive()
-
-    def _run(self) -> None:
-        shared = self.shared
-        source = shared.source
-        try:
-            while not self.stop.is_set():
-                started = time.monotonic()
-                try:
-                    sample = source.read(READ_TIMEOUT_S)
-                    if sample is not None:
-                        shared.publish(sample)
-                except Exception as exc:  # a bad read must not end a 24/7 source
-                    message = f"{type(exc).__name__}: {exc}"
-                    source.stats.errors += 1
-                    source.stats.last_error = message
-                    # Each pipeline reading the source counts it, as a lone one would.
-                    for pipe in shared.pipelines:
-                        pipe.stats.errors += 1
-                        pipe.stats.last_error = message
-                    self.errors.error(f"read-{source.source_id}", "source %r: %s",
-                                      source.source_id, message)
-                    self.stop.wait(shared.period_s)
-                    continue
-                if sample is None:
-                    if source.exhausted:
-                        log.info("source %r has ended", source.source_id)
-                        return
-                    continue
-                wait_s = shared.period_s - (time.monotonic() - started)
-                if wait_s > 0:
-                    self.stop.wait(wait_s)
-        finally:
-            if not self.stop.is_set():
-                # The source ended (or the reader failed): each pipeline takes what its
-                # tap holds, then ends. On a stop the stopper closes the taps instead.
-                shared.end()
 
 
 def run_daemon(config_path: str | Path, *, duration_s: float | None = None) -> int:

@@ -12,9 +12,8 @@ The work is split by where it may run:
 - :meth:`Pipeline.decide` is cheap bookkeeping (rate controller, rules, actions) and
   runs on the event loop, so the order of decisions is the order of samples.
 
-:func:`build_runtime` turns a validated :class:`~edge_runtime.config.Config` into
-sources, actions, pipelines and the health pipeline; it loads models, so the daemon
-calls it in an executor too (and before stopping the old runtime on a reload).
+:func:`~edge_runtime.pipelines.build.build_runtime` (``build.py``) builds pipelines
+from a config; this module is only the stage runner.
 """
 
 from __future__ import annotations
@@ -29,22 +28,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.anomaly.health import HealthScore
-from edge_runtime.config import (
-    BridgeSourceConfig,
-    CameraSourceConfig,
-    Config,
-    GpioActionConfig,
-    GpioSourceConfig,
-    LogActionConfig,
-    Picamera2SourceConfig,
-    PipelineConfig,
-    ReplaySourceConfig,
-    RuleConfig,
-    SourceConfig,
-    make_forecaster,
-    resolve_detector,
-)
-from edge_runtime.errors import ConfigError, EdgeRuntimeError
+from edge_runtime.errors import EdgeRuntimeError
 from edge_runtime.models.manifest import (
     ClassificationPostprocessing,
     DetectionPostprocessing,
@@ -55,10 +39,6 @@ from edge_runtime.models.manifest import (
 from edge_runtime.pipelines import postprocess
 from edge_runtime.pipelines.actions import (
     Action,
-    EventAction,
-    EventLog,
-    GpioOutputAction,
-    LogAction,
 )
 from edge_runtime.pipelines.forecast import ForecastStage
 from edge_runtime.pipelines.preprocess import (
@@ -69,8 +49,8 @@ from edge_runtime.pipelines.preprocess import (
 )
 from edge_runtime.pipelines.rules import Rule, Transition
 from edge_runtime.pipelines.shared import SharedSource, Tap
-from edge_runtime.sampling.controller import Budget, RateController
-from edge_runtime.sampling.policy import ActivityPolicy, make_policy
+from edge_runtime.sampling.controller import RateController
+from edge_runtime.sampling.policy import ActivityPolicy
 from edge_runtime.sources.base import Sample, Source
 
 log = logging.getLogger(__name__)
@@ -418,222 +398,3 @@ class Pipeline:
             "health": round(self.health.value, 1) if self.health is not None else None,
             "last_result": last,
         }
-
-
-@dataclass
-class Runtime:
-    """Everything built from one config; the daemon runs it and closes it."""
-
-    config: Config
-    sources: dict[str, Source]
-    actions: dict[str, Action]
-    pipelines: list[Pipeline]
-    health_rules: list[Rule]
-    event_log: EventLog | None
-    budget: Budget
-    #: Sources that several pipelines read, by source id (the others feed one pipeline).
-    shared: dict[str, SharedSource] = field(default_factory=dict)
-
-    def close(self) -> None:
-        """Close sources, switch outputs off, flush the event log (safe twice)."""
-        for src in self.sources.values():
-            try:
-                src.close()
-            except Exception as exc:  # closing must go on for the others
-                log.warning("closing source %r: %s", src.source_id, exc)
-        for pipe in self.pipelines:
-            if pipe.model is not None and hasattr(pipe.model, "close"):
-                pipe.model.close()
-        for action in self.actions.values():
-            try:
-                action.close()
-            except Exception as exc:
-                log.warning("closing action %r: %s", action.action_id, exc)
-        if self.event_log is not None:
-            self.event_log.close()
-
-
-def make_source(cfg: SourceConfig, config: Config) -> Source:
-    """The source object for one ``[[sources]]`` entry (not opened)."""
-    if isinstance(cfg, CameraSourceConfig):
-        from edge_runtime.sources.camera import OpenCVCamera
-
-        return OpenCVCamera(
-            cfg.id, device=cfg.device,
-            path=config.resolve(cfg.path) if cfg.path is not None else None,
-            url=cfg.url, width=cfg.width, height=cfg.height, fps_hz=cfg.fps_hz,
-            loop=cfg.loop, realtime=cfg.realtime, lossless=cfg.lossless,
-            reconnect_min_s=cfg.reconnect_min_s, reconnect_max_s=cfg.reconnect_max_s)
-    if isinstance(cfg, Picamera2SourceConfig):
-        from edge_runtime.sources.camera import Picamera2Camera
-
-        return Picamera2Camera(cfg.id, width=cfg.width, height=cfg.height)
-    if isinstance(cfg, GpioSourceConfig):
-        from edge_runtime.sources.gpio import GpioSource
-
-        return GpioSource(
-            cfg.id, device=cfg.device, pin=cfg.pin, echo=cfg.echo, trigger=cfg.trigger,
-            chip=cfg.chip, channel=cfg.channel, pull_up=cfg.pull_up,
-            max_distance_m=cfg.max_distance_m, scale=cfg.scale, offset=cfg.offset,
-            factory=config.node.gpio_pin_factory)
-    if isinstance(cfg, BridgeSourceConfig):
-        from edge_runtime.sources.bridge import BridgeSource
-
-        return BridgeSource(cfg.id, channel=cfg.channel, port=cfg.port, usb_id=cfg.usb_id,
-                            value_index=cfg.value_index, baudrate=cfg.baudrate,
-                            envelope=cfg.envelope)
-    assert isinstance(cfg, ReplaySourceConfig)
-    from edge_runtime.sources.replay import ReplaySource
-
-    return ReplaySource(cfg.id, path=config.resolve(cfg.path), speed=cfg.speed, loop=cfg.loop,
-                        lossless=cfg.lossless, rate_hz=cfg.rate_hz)
-
-
-def make_rules(rules: list[RuleConfig]) -> list[Rule]:
-    """Rule objects for a list of ``rules`` entries."""
-    return [Rule.build(r.id, field=r.field, above=r.above, below=r.below, equals=r.equals,
-                       clear_at=r.clear_at, debounce_s=r.debounce_s,
-                       clear_debounce_s=r.clear_debounce_s, cooldown_s=r.cooldown_s,
-                       actions=tuple(r.actions)) for r in rules]
-
-
-def _make_policy(pipe: PipelineConfig, is_frame: bool) -> ActivityPolicy:
-    s = pipe.sampling
-    name = s.policy or ("motion" if is_frame else "fixed")
-    params: dict[str, Any] = {}
-    if name == "motion":
-        params = {"pixel_threshold": s.pixel_threshold, "area_fraction": s.area_fraction,
-                  "heartbeat_s": s.heartbeat_s}
-    elif name == "change":
-        params = {"factor": s.factor}
-    elif name == "novelty":
-        params = {"z": s.z}
-    elif name == "score":
-        params = {"field": s.field}
-    elif name == "detector":
-        params = {"hold_samples": s.hold_samples,
-                  "heartbeat_samples": s.heartbeat_samples,
-                  "detector_params": s.detector_params}
-    if s.threshold is not None and name in ("score", "detector"):
-        params["threshold"] = s.threshold
-    return make_policy(name, **params)
-
-
-def _make_controller(pipe: PipelineConfig, src: SourceConfig, budget: Budget,
-                     policy: ActivityPolicy) -> RateController:
-    kwargs: dict[str, Any] = {}
-    if pipe.sampling.hold_s is not None:
-        kwargs["hold_s"] = pipe.sampling.hold_s
-    if pipe.sampling.decay_half_life_s is not None:
-        kwargs["decay_half_life_s"] = pipe.sampling.decay_half_life_s
-    if policy.name == "fixed":
-        # A fixed policy samples at the maximum rate all the time (budget still caps it).
-        return RateController(src.max_rate_hz, src.max_rate_hz, budget=budget, **kwargs)
-    return RateController(src.min_rate_hz, src.max_rate_hz, budget=budget, **kwargs)
-
-
-def _make_detector(pipe: PipelineConfig, where: str) -> Any:
-    assert pipe.detector is not None
-    cls = resolve_detector(pipe.detector)
-    try:
-        if pipe.detector == "anomaly":
-            from edge_runtime.anomaly import DetectorConfig
-
-            return cls(DetectorConfig(**pipe.detector_params))
-        return cls(**pipe.detector_params)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}.detector_params: {exc}") from exc
-
-
-def _make_cleaner(pipe: PipelineConfig, src: SourceConfig, where: str) -> Any:
-    """The anomaly package's streaming cleaner, with gaps judged at the slowest planned rate.
-
-    Adaptive sampling leaves intended gaps; unless ``interval_s`` is given, a gap is only
-    a gap when it is longer than the minimum rate's period.
-    """
-    from edge_runtime.anomaly.cleaning import Cleaner
-
-    params = dict(pipe.cleaning or {})
-    params.setdefault("interval_s", 1.0 / src.min_rate_hz)
-    try:
-        return Cleaner(**params)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
-
-
-def build_runtime(config: Config) -> Runtime:
-    """Build (not start) everything the config describes; loads models.
-
-    Raises :class:`ConfigError` or a model error when something cannot be built; in that
-    case nothing is left open.
-    """
-    from edge_runtime.models import load_model
-
-    budget = Budget(temp_soft_c=config.budget.temp_soft_c, temp_hard_c=config.budget.temp_hard_c,
-                    cpu_high_percent=config.budget.cpu_high_percent,
-                    interval_s=config.budget.interval_s,
-                    enabled=config.budget.enabled)
-    budget.thermal_root = config.resolve(config.budget.thermal_root)
-    event_log: EventLog | None = None
-    actions: dict[str, Action] = {}
-    runtime = Runtime(config, {}, actions, [], [], None, budget)
-    try:
-        if any(not isinstance(a, GpioActionConfig | LogActionConfig) for a in config.actions):
-            event_log = EventLog(config.event_log_path, max_bytes=config.events.max_bytes,
-                                 keep=config.events.keep)
-            runtime.event_log = event_log
-        for a in config.actions:
-            if isinstance(a, GpioActionConfig):
-                actions[a.id] = GpioOutputAction(
-                    a.id, device=a.device, pin=a.pin, mode=a.mode, pulse_s=a.pulse_s,
-                    active_high=a.active_high, factory=config.node.gpio_pin_factory)
-            elif isinstance(a, LogActionConfig):
-                actions[a.id] = LogAction(a.id, message=a.message, level=a.level)
-            else:
-                assert event_log is not None
-                actions[a.id] = EventAction(a.id, event_log=event_log, kind=a.kind)
-        for i, pipe in enumerate(config.pipelines):
-            src_cfg = config.source(pipe.source)
-            # One source object however many pipelines read it: a camera opens once.
-            source = runtime.sources.get(src_cfg.id) or make_source(src_cfg, config)
-            runtime.sources[source.source_id] = source
-            model = None
-            detector = None
-            if pipe.model is not None:
-                name = pipe.model
-                if "/" in name or name.endswith((".onnx", ".tflite")):
-                    name = str(config.resolve(name))
-                model = load_model(name, num_threads=pipe.num_threads)
-            if pipe.detector is not None:
-                detector = _make_detector(pipe, f"pipelines[{i}]")
-            cleaner = None
-            if pipe.cleaning is not None:
-                cleaner = _make_cleaner(pipe, src_cfg, f"pipelines[{i}].cleaning")
-            forecast = None
-            if pipe.forecast is not None:
-                # Forecast on the source's clock: a replay's recorded seconds.
-                forecast = ForecastStage(
-                    make_forecaster(pipe.forecast, f"pipelines[{i}].forecast"),
-                    time_scale=float(getattr(source, "speed", 1.0)))
-            policy = _make_policy(pipe, source.kind == "frame")
-            controller = _make_controller(pipe, src_cfg, budget, policy)
-            try:
-                runtime.pipelines.append(Pipeline(
-                    pipe.id, source, policy=policy, controller=controller,
-                    rules=make_rules(pipe.rules), actions=actions, node_name=config.node.name,
-                    model=model, detector=detector, cleaner=cleaner, forecast=forecast))
-            except ConfigError as exc:
-                raise ConfigError(f"pipelines[{i}].model: {exc.message}") from exc
-        for source_id, source in runtime.sources.items():
-            readers = [p for p in runtime.pipelines if p.source is source]
-            if len(readers) > 1:
-                runtime.shared[source_id] = SharedSource(source, readers)
-        # Sources that no pipeline reads are still opened (e.g. to record them later).
-        for src_cfg in config.sources:
-            if src_cfg.id not in runtime.sources:
-                runtime.sources[src_cfg.id] = make_source(src_cfg, config)
-        runtime.health_rules = make_rules(config.health.rules)
-    except BaseException:
-        runtime.close()
-        raise
-    return runtime

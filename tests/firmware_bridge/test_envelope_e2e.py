@@ -275,7 +275,7 @@ port = "/dev/ttyACM0"
     off = off_config.sources[0]
     assert isinstance(off, BridgeSourceConfig) and off.envelope is False
     # The pipelines build the source with the configured choice.
-    from edge_runtime.pipelines.pipeline import make_source
+    from edge_runtime.pipelines.build import make_source
 
     assert make_source(src, config).envelope_requested is True  # type: ignore[attr-defined]
     assert make_source(off, off_config).envelope_requested is False  # type: ignore[attr-defined]

@@ -20,7 +20,7 @@ import pytest
 from edge_runtime.anomaly.csvio import parse_timestamp, read_series
 from edge_runtime.config import decode_config
 from edge_runtime.errors import ConfigError
-from edge_runtime.pipelines.pipeline import build_runtime
+from edge_runtime.pipelines.build import build_runtime
 from tests.helpers.data import NAB_ROOT
 
 NAME = "realKnownCause/machine_temperature_system_failure.csv"

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.config import decode_config
-from edge_runtime.pipelines.pipeline import Pipeline, build_runtime
+from edge_runtime.pipelines.build import build_runtime
+from edge_runtime.pipelines.pipeline import Pipeline
 from edge_runtime.pipelines.rules import Rule
 from edge_runtime.sampling.controller import RateController
 from edge_runtime.sampling.policy import ChangePolicy

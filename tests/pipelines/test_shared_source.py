@@ -196,7 +196,7 @@ class FlakySource(Source):
 
 
 def test_shared_read_errors_count_for_every_pipeline_and_a_wedged_reader_is_seen() -> None:
-    from edge_runtime.pipelines.daemon import _RateLimitedLog, _SharedReader
+    from edge_runtime.pipelines.workers import RateLimitedLog, SharedReader
 
     release = threading.Event()
     src = FlakySource(release)
@@ -204,7 +204,7 @@ def test_shared_read_errors_count_for_every_pipeline_and_a_wedged_reader_is_seen
                       controller=RateController(50.0, 50.0)) for name in ("a", "b")]
     shared = SharedSource(src, pipes)
     stop = threading.Event()
-    reader = _SharedReader(shared, stop, _RateLimitedLog())
+    reader = SharedReader(shared, stop, RateLimitedLog())
     src.open()
     reader.start()
     try:
