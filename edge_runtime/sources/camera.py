@@ -62,11 +62,13 @@ def backoff_delays(min_s: float, max_s: float, *, jitter: float = 0.2) -> Any:
     """Endless generator of reconnect delays: doubling from ``min_s`` up to ``max_s``.
 
     Each delay gets +-``jitter`` (fraction) of random spread so that many devices that
-    lost the same server do not reconnect in lock step.
+    lost the same server do not reconnect in lock step. ``max_s`` bounds the delay with
+    its jitter: once the doubling reaches it, delays spread below it, never above.
     """
-    delay = min_s
+    delay = min(min_s, max_s)
     while True:
-        yield delay * (1.0 + random.uniform(-jitter, jitter))
+        high_s = min(max_s, delay * (1.0 + jitter))
+        yield random.uniform(min(delay * (1.0 - jitter), high_s), high_s)
         delay = min(max_s, delay * 2.0)
 
 

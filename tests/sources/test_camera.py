@@ -71,6 +71,19 @@ def test_backoff_doubles_up_to_cap() -> None:
     assert [next(gen) for _ in range(5)] == [1.0, 2.0, 4.0, 4.0, 4.0]
 
 
+def test_backoff_jitter_never_exceeds_the_cap() -> None:
+    """reconnect_max_s = 4.0 once printed 'retrying in 4.6 s': the cap holds, jitter
+    included, and the jitter still spreads the delays (no lock step at the cap)."""
+    for min_s, max_s in ((0.5, 4.0), (1.0, 1.0), (3.5, 4.0), (5.0, 4.0)):
+        gen = backoff_delays(min_s, max_s, jitter=0.2)
+        draws = [next(gen) for _ in range(5000)]
+        assert max(draws) <= max_s, (min_s, max_s, max(draws))
+        assert min(draws) >= 0.8 * min(min_s, max_s)
+        at_cap = draws[10:]
+        assert min(at_cap) < 0.9 * max_s  # still spread below the cap
+        assert len(set(at_cap)) > 100
+
+
 def test_mjpeg_stream_reconnects_after_server_restart() -> None:
     server = MJPEGServer(fps=30.0)
     server.start()
