@@ -51,7 +51,9 @@ class MotionGate(ActivityPolicy):
     """Cheap frame differencing against a running background, on a tiny gray frame.
 
     Activity is the changed-pixel fraction divided by ``area_fraction``. Frames without
-    motion are not inferred, except one every ``heartbeat_s`` (sample time).
+    motion are not inferred, except one every ``heartbeat_s`` (sample time). The first
+    frame (at every start and reload) is inferred but is not motion: it only seeds the
+    background, so a motion rule does not fire because the daemon started.
     """
 
     name = "motion"
@@ -91,7 +93,7 @@ class MotionGate(ActivityPolicy):
         self.frames += 1
         if self._background is None:
             self._background = small
-            self.last_activity = 1.0  # the first frame is news
+            self.last_activity = 0.0  # nothing to compare with yet; inferred as due
         else:
             changed = np.abs(small - self._background) > self.pixel_threshold
             self.last_activity = float(changed.mean()) / self.area_fraction

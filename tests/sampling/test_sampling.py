@@ -31,12 +31,20 @@ def test_motion_gate_skips_still_frames_and_passes_motion() -> None:
         s = _frame(i * 0.1, i, moving=False)
         decisions.append(gate.wants_inference(s, gate.observe(s)))
     assert decisions[0] and not any(decisions[1:])  # first frame only
+    assert gate.state()["frames_with_motion"] == 0  # ... and it was not motion
     moving = []
     for i in range(20, 30):
         s = _frame(i * 0.1, i, moving=True)
         moving.append(gate.wants_inference(s, gate.observe(s)))
     assert all(moving)
     assert gate.state()["frames_gated"] == 19
+
+
+def test_motion_gate_first_frame_is_inferred_but_not_motion() -> None:
+    gate = MotionGate(heartbeat_s=1000.0)
+    first = _frame(0.0, 0, moving=False)
+    activity = gate.observe(first)
+    assert activity == 0.0 and gate.wants_inference(first, activity)
 
 
 def test_motion_gate_heartbeat() -> None:
