@@ -22,9 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import random
-import struct
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +56,7 @@ from firmware_bridge.protocol import (
     SampleBatch,
     SetEnvelope,
     SetRate,
+    check_rate,
     encode_frame,
 )
 from firmware_bridge.timing import DEFAULT_TIMING, Timing
@@ -134,10 +133,6 @@ class BridgeStats:
         if stats is None:
             stats = self.channels[channel] = ChannelStats()
         return stats
-
-
-def _f32(value: float) -> float:
-    return float(struct.unpack("<f", struct.pack("<f", value))[0])
 
 
 _Batch = tuple[Sample, ...]
@@ -317,15 +312,12 @@ class BridgeClient:
 
         The rate is remembered and re-applied whenever the device reconnects or
         reboots, even if this call raises DeviceDisconnectedError. Raises
-        BridgeConfigError for a rate outside 0..max_rate_hz, CommandRejectedError on
+        BridgeConfigError for a rate a device cannot schedule (see
+        :func:`~firmware_bridge.protocol.check_rate`), CommandRejectedError on
         NACK and CommandTimeoutError when the device does not answer.
         """
         ch = self._channel(channel)
-        if not (math.isfinite(rate_hz) and 0.0 <= rate_hz <= ch.max_rate_hz):
-            raise BridgeConfigError(
-                f"rate_hz={rate_hz} is outside 0..{ch.max_rate_hz:g} Hz for channel {ch.name!r}"
-            )
-        wire_rate = _f32(rate_hz)
+        wire_rate = check_rate(rate_hz, ch.max_rate_hz, ch.name)
         self._desired_rates[ch.channel] = wire_rate
         if self._rates.get(ch.channel) == wire_rate and self.connected:
             return

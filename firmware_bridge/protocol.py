@@ -13,6 +13,7 @@ PROTOCOL.md is the normative description; this module implements it.
 from __future__ import annotations
 
 import enum
+import math
 import struct
 from typing import Any, ClassVar, Self, TypeAlias
 
@@ -21,6 +22,7 @@ import msgspec
 from firmware_bridge import cobs
 from firmware_bridge.crc import crc16_ccitt_false
 from firmware_bridge.errors import (
+    BridgeConfigError,
     CrcError,
     FrameTooLongError,
     MalformedPayloadError,
@@ -38,6 +40,10 @@ MAX_FRAME_LEN = HEADER_LEN + MAX_PAYLOAD_LEN + CRC_LEN
 #: Longest COBS-encoded frame, delimiter excluded.
 MAX_ENCODED_LEN = cobs.max_encoded_len(MAX_FRAME_LEN)
 SEQ_MODULO = 1 << 16
+#: Slowest rate SET_RATE may ask for other than 0 (stop): one sample every 2000 s. A
+#: device schedules on a 32-bit microsecond clock that wraps; periods must stay below
+#: 2^31 us (35.8 min). ``FB_MIN_RATE_HZ`` in the firmware; both sides refuse less.
+MIN_RATE_HZ = 0.0005
 
 _HEADER = struct.Struct("<BBH")
 _CRC = struct.Struct("<H")
@@ -353,8 +359,35 @@ class GetHello(_FixedPayload, frozen=True):
     TYPE: ClassVar[MessageType] = MessageType.GET_HELLO
 
 
+_F32 = struct.Struct("<f")
+_F32_MAX = 3.4028234663852886e38
+_MIN_RATE_F32: float = _F32.unpack(_F32.pack(MIN_RATE_HZ))[0]
+
+
+def check_rate(rate_hz: float, max_rate_hz: float, channel: str) -> float:
+    """``rate_hz`` as the f32 a device gets, if a device can schedule it on ``channel``.
+
+    A rate is 0 (stop) or from :data:`MIN_RATE_HZ` to the channel's ``max_rate_hz``;
+    anything else (NaN, inf, negative, too slow for the device's 32-bit microsecond
+    clock, faster than the channel) raises :class:`BridgeConfigError`, as the device
+    would refuse it with ``RATE_OUT_OF_RANGE``.
+    """
+    wire = _F32.unpack(_F32.pack(rate_hz))[0] if abs(rate_hz) <= _F32_MAX else math.inf
+    if wire == 0.0 or _MIN_RATE_F32 <= wire <= max_rate_hz:
+        return float(wire)
+    raise BridgeConfigError(
+        f"rate_hz={rate_hz} cannot be set on channel {channel!r}: a rate is 0 (stop) or "
+        f"from {MIN_RATE_HZ} Hz (one sample every {1 / MIN_RATE_HZ:.0f} s) "
+        f"to {max_rate_hz:g} Hz",
+        hint=f"ask for 0 to stop the channel or for {MIN_RATE_HZ}..{max_rate_hz:g} Hz")
+
+
 class SetRate(_FixedPayload, frozen=True):
-    """Set a channel's sampling rate; 0 stops the channel."""
+    """Set a channel's sampling rate; 0 stops the channel.
+
+    The codec encodes any f32 (so tests can probe a device's refusals); what a device
+    accepts is checked by :func:`check_rate` before the client sends one.
+    """
 
     TYPE: ClassVar[MessageType] = MessageType.SET_RATE
     channel: int

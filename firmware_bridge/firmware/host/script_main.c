@@ -13,6 +13,8 @@
  *   spike CH M V    measurement M of channel CH reads V in every element
  *   run US          advance the clock US microseconds, 1 us at a time, sampling every
  *                   due channel and polling the core after each step
+ *   jump US         advance the clock US microseconds at once (a long sleep, or a
+ *                   sampling period of many minutes), then sample and poll once
  *   flush           send every channel's partial batch now
  *   latency US      set batch_latency_us (default 20000)
  *
@@ -55,6 +57,23 @@ static float measure(uint8_t ch, uint8_t element)
     return (float)m + 1000.0f * (float)element;
 }
 
+/* Sample every due channel at now, then poll the core. */
+static void step_core(fb_device_t *dev, const fb_channel_def_t *chans, uint32_t now)
+{
+    uint8_t c;
+    uint32_t t;
+    for (c = 0; c < dev->n_channels; c++) {
+        while (fb_sample_due(dev, c, now, &t)) {
+            float vals[3];
+            uint8_t j;
+            for (j = 0; j < chans[c].width; j++) vals[j] = measure(c, j);
+            measured[c]++;
+            fb_push_sample(dev, c, t, vals);
+        }
+    }
+    fb_poll(dev, now);
+}
+
 int main(void)
 {
     static const fb_channel_def_t chans[2] = {
@@ -88,20 +107,12 @@ int main(void)
         } else if (sscanf(line, "run %lu", &a) == 1) {
             unsigned long step;
             for (step = 0; step < a; step++) {
-                uint8_t c;
-                uint32_t t;
                 now++;
-                for (c = 0; c < dev.n_channels; c++) {
-                    while (fb_sample_due(&dev, c, now, &t)) {
-                        float vals[3];
-                        uint8_t j;
-                        for (j = 0; j < chans[c].width; j++) vals[j] = measure(c, j);
-                        measured[c]++;
-                        fb_push_sample(&dev, c, t, vals);
-                    }
-                }
-                fb_poll(&dev, now);
+                step_core(&dev, chans, now);
             }
+        } else if (sscanf(line, "jump %lu", &a) == 1) {
+            now += (uint32_t)a;
+            step_core(&dev, chans, now);
         } else if (sscanf(line, "latency %lu", &a) == 1) {
             dev.batch_latency_us = (uint32_t)a;
         } else if (strncmp(line, "flush", 5) == 0) {

@@ -279,7 +279,7 @@ int main(int argc, char **argv)
             }
         }
         for (c = 0; c < dev.n_channels; c++) {
-            while (fb_sample_due(&dev, c, now, &t)) {
+            while (!stop && fb_sample_due(&dev, c, now, &t)) {
                 float v[3];
                 double ts = (double)t * 1e-6;
                 float step = step_on ? 100.0f : 0.0f;

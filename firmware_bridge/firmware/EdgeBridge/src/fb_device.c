@@ -118,10 +118,11 @@ int fb_init(fb_device_t *dev, const fb_io_t *io, const char *fw_name, const char
     return FB_OK;
 }
 
+/* Microseconds between samples at rate_hz (> 0), capped at FB_MAX_PERIOD_US. */
 static uint32_t period_for(float rate_hz)
 {
     float period = 1000000.0f / rate_hz + 0.5f;
-    uint32_t us = period >= 4294967295.0f ? 0xFFFFFFFFu : (uint32_t)period;
+    uint32_t us = period >= (float)FB_MAX_PERIOD_US ? FB_MAX_PERIOD_US : (uint32_t)period;
     return us ? us : 1u;
 }
 
@@ -135,7 +136,6 @@ static void schedule(fb_channel_t *c, uint32_t now_us, int keep_window)
     if (!keep_window) {
         c->decim_n = 0;
     }
-    c->next_due_us = now_us;
     if (!(c->rate_hz > 0.0f)) {
         c->period_us = 0;
         c->report_us = 0;
@@ -152,6 +152,7 @@ static void schedule(fb_channel_t *c, uint32_t now_us, int keep_window)
         c->period_us = period_for(c->rate_hz);
         c->report_us = c->period_us;
     }
+    c->last_due_us = now_us - c->period_us; /* the first measurement is due now */
 }
 
 uint8_t fb_set_rate(fb_device_t *dev, uint8_t ch, float rate_hz, uint32_t now_us)
@@ -161,8 +162,12 @@ uint8_t fb_set_rate(fb_device_t *dev, uint8_t ch, float rate_hz, uint32_t now_us
         return FB_NACK_UNKNOWN_CHANNEL;
     }
     c = &dev->ch[ch];
-    /* Written so that NaN fails too. */
+    /* Written so that NaN fails too; a positive rate whose period the clock cannot
+     * schedule (below FB_MIN_RATE_HZ) is refused rather than rounded. */
     if (!(rate_hz >= 0.0f && rate_hz <= c->def->max_rate_hz)) {
+        return FB_NACK_RATE_OUT_OF_RANGE;
+    }
+    if (rate_hz > 0.0f && rate_hz < FB_MIN_RATE_HZ) {
         return FB_NACK_RATE_OUT_OF_RANGE;
     }
     /* Samples at the old rate leave in their own batch (its spacing is uniform). */
@@ -292,7 +297,7 @@ void fb_rx_bytes(fb_device_t *dev, const uint8_t *data, size_t len, uint32_t now
 int fb_sample_due(fb_device_t *dev, uint8_t ch, uint32_t now_us, uint32_t *t_us)
 {
     fb_channel_t *c;
-    uint32_t late;
+    uint32_t elapsed;
     if (ch >= dev->n_channels) {
         return 0;
     }
@@ -300,15 +305,23 @@ int fb_sample_due(fb_device_t *dev, uint8_t ch, uint32_t now_us, uint32_t *t_us)
     if (!c->period_us) {
         return 0;
     }
-    late = now_us - c->next_due_us;
-    if (late >= 0x80000000u) {
-        return 0; /* not due yet (wrapping comparison) */
+    /* Elapsed time since the previous due time, modulo 2^32: exact for any period up
+     * to FB_MAX_PERIOD_US as long as the loop polls at least every 35 minutes. A
+     * "next due" time compared with the clock instead wraps for periods over 2^31 us
+     * and reports every call as due, for ever. */
+    elapsed = now_us - c->last_due_us;
+    if (elapsed < c->period_us) {
+        return 0;
     }
-    if (late > FB_MAX_CATCHUP_US) {
-        c->next_due_us = now_us; /* far behind: skip ahead rather than burst */
+    if (elapsed - c->period_us > FB_MAX_CATCHUP_US) {
+        /* Far behind: skip ahead rather than burst, so a caller's
+         * while (fb_sample_due(...)) loop ends after one sample. The batch so far
+         * leaves first: a batch's samples are evenly spaced, and the skip breaks that. */
+        fb_flush_channel(dev, ch);
+        c->last_due_us = now_us - c->period_us;
     }
-    *t_us = c->next_due_us;
-    c->next_due_us += c->period_us;
+    c->last_due_us += c->period_us;
+    *t_us = c->last_due_us;
     return 1;
 }
 

@@ -61,6 +61,13 @@ extern "C" {
 /* A device that fell further behind its sampling schedule skips ahead instead. */
 #define FB_MAX_CATCHUP_US 250000u
 
+/* Slowest rate SET_RATE may set other than 0 (stop): one sample every 2000 s. The due
+ * check compares elapsed time on the 32-bit microsecond clock modulo 2^32, so a period
+ * must stay below 2^31 us (35.8 min); slower rates are refused with RATE_OUT_OF_RANGE
+ * (the host library refuses to send them too: MIN_RATE_HZ in protocol.py). */
+#define FB_MIN_RATE_HZ 0.0005f
+#define FB_MAX_PERIOD_US 0x7FFFFFFFu
+
 /* A channel as the firmware declares it (announced in HELLO). */
 typedef struct {
     const char *name;
@@ -86,7 +93,7 @@ typedef struct {
     const fb_channel_def_t *def;
     float rate_hz;      /* rate the host set: samples reported per second */
     uint32_t period_us; /* measurement grid; 0 = stopped */
-    uint32_t next_due_us;
+    uint32_t last_due_us; /* device time the previous measurement was due */
     uint32_t next_index; /* index of the next reported sample */
     uint8_t envelope;    /* 1: peak-hold envelope on (SAMPLE_ENVELOPE frames) */
     uint32_t decim_k;    /* measurements per reported sample (1 without the envelope) */
