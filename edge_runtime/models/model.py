@@ -35,7 +35,7 @@ from edge_runtime.models.backend import (
     zeros_for,
 )
 from edge_runtime.models.manifest import Manifest, load_manifest, sha256_file
-from edge_runtime.models.probe import check_model_file
+from edge_runtime.models.probe import changed_while_loading, check_model_file
 from edge_runtime.models.stats import LatencyStats
 from edge_runtime.models.types import QuantParams, TensorSpec, format_shape
 
@@ -324,6 +324,11 @@ def load_model(
         # Manifest models are verified by hash above; only unknown files need probing.
         check_model_file(path, fmt, digest, engine_id(fmt))
     backend = open_backend(fmt, path, num_threads)
+    if sha256_file(path) != digest:
+        # Replaced between the hash (and probe) and the engine's own read: what was
+        # loaded is neither verified nor probed.
+        backend.close()
+        raise changed_while_loading(path)
     model = Model(
         backend, path=path, fmt=fmt, sha256=digest, manifest=manifest, stats_window=stats_window
     )

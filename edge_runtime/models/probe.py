@@ -8,6 +8,11 @@ on zeros. A crash there becomes a :class:`~edge_runtime.errors.ModelCrashError`;
 a clean refusal keeps its typed error. The verdict is cached by the file's sha256
 and the engine version, so the probe costs its ~0.3 s once per file.
 
+The child hashes the bytes it reads and probes a private copy of exactly those, and
+only when they are the bytes the caller hashed; so a file replaced while it is being
+checked can never leave a verdict for bytes that were not probed. ``load_model`` hashes
+the file again after the engine has loaded it, for the same reason.
+
 The cache is a JSON file in ``EDGE_RUNTIME_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/edge-runtime``, else ``~/.cache/edge-runtime``; writes are atomic.
 """
@@ -85,7 +90,7 @@ def check_model_file(
             return
         raise _error_from(str(verdict.get("kind")), str(verdict.get("message")))
 
-    cmd = [sys.executable, "-m", "edge_runtime.models.probe", str(path), fmt]
+    cmd = [sys.executable, "-m", "edge_runtime.models.probe", str(path), fmt, sha256]
     try:
         proc = subprocess.run(
             cmd,
@@ -118,12 +123,24 @@ def check_model_file(
                 "message": f"{path.name}: the {fmt} backend exited with code "
                 f"{proc.returncode} loading this file",
             }
+    if result.pop("sha256", sha256) != sha256:
+        # The file changed between the caller's hash and the child's read: nothing was
+        # probed, and nothing is cached for either set of bytes.
+        raise changed_while_loading(path)
     cache[key] = result
     _write_cache(cache)
     if not result.get("ok"):
         if result.get("kind") == "ModelCrashError":
             raise ModelCrashError(str(result["message"]))
         raise _error_from(str(result.get("kind")), str(result.get("message")))
+
+
+def changed_while_loading(path: Path) -> ModelError:
+    """The error for a model file whose bytes changed while it was being checked."""
+    return ModelError(
+        f"{path.name} changed while it was being loaded (it is being copied or replaced)",
+        hint="wait until the copy is complete, then load it again; copy new models to a "
+        "temporary name and rename them into place")
 
 
 def _invoke_bare_tflite(path: Path) -> None:
@@ -144,8 +161,32 @@ def _invoke_bare_tflite(path: Path) -> None:
         interpreter.invoke()
 
 
-def _child(path: Path, fmt: str) -> dict[str, Any]:
-    """Load and run once; report a typed refusal, or ok. A crash never returns."""
+def _child(path: Path, fmt: str, expected_sha256: str) -> dict[str, Any]:
+    """Load and run once; report a typed refusal, or ok. A crash never returns.
+
+    The file is read once and a private copy of those bytes is probed; the reply
+    carries their sha256 so the parent caches the verdict for what was probed.
+    """
+    import hashlib
+
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != expected_sha256:
+        return {"ok": False, "sha256": digest}  # not probed: the parent hashed other bytes
+    with tempfile.TemporaryDirectory(prefix="edge-probe-") as folder:
+        copy = Path(folder) / path.name
+        copy.write_bytes(data)
+        del data
+        try:
+            verdict = _probe(copy, fmt)
+        except MemoryError:
+            verdict = {"ok": False, "kind": "ModelError",
+                       "message": f"{path.name}: ran out of memory loading or running this "
+                       "model once (the safety probe)"}
+    return {**verdict, "sha256": digest}
+
+
+def _probe(path: Path, fmt: str) -> dict[str, Any]:
     from edge_runtime.models.backend import open_backend, zeros_for
 
     if fmt == "tflite":
@@ -162,9 +203,9 @@ def _child(path: Path, fmt: str) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    """Child entry point: ``python -m edge_runtime.models.probe PATH FORMAT``."""
-    path, fmt = Path(argv[0]), argv[1]
-    print(json.dumps(_child(path, fmt)), flush=True)
+    """Child entry point: ``python -m edge_runtime.models.probe PATH FORMAT SHA256``."""
+    path, fmt, sha256 = Path(argv[0]), argv[1], argv[2]
+    print(json.dumps(_child(path, fmt, sha256)), flush=True)
     return 0
 
 
