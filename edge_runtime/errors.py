@@ -80,9 +80,14 @@ class BackendUnavailableError(ModelError, ImportError):
 
 
 class IntegrityError(ModelError, ValueError):
-    """A shipped model's file does not match the sha256 in its manifest."""
+    """A model file does not match the sha256 in its manifest.
 
-    hint = "the file was modified or damaged; reinstall edge-runtime or rebuild the model"
+    ``load_model`` gives each case its own hint: a shipped model says reinstall, a
+    user's manifest names the manifest and the sha256 to put in it.
+    """
+
+    hint = ("copy the model file again, or if you changed it on purpose, put its new sha256 "
+            "in the manifest")
 
 
 class ManifestError(ModelError, ValueError):
@@ -94,7 +99,8 @@ class ManifestError(ModelError, ValueError):
 class InputError(ModelError, ValueError):
     """Input given to :meth:`Model.run` does not fit the model (name, shape or dtype)."""
 
-    hint = "see 'edge-runtime models info MODEL' for what the model expects"
+    hint = ("check the model's inputs (names, shapes, dtypes): model.inputs, or "
+            "'edge-runtime models info' with the model's name or path")
 
 
 class InferenceError(ModelError, RuntimeError):
@@ -115,7 +121,8 @@ class ConfigError(EdgeRuntimeError, ValueError):
 class CliUsageError(EdgeRuntimeError, ValueError):
     """A command-line argument that cannot be used (bad input file, bad number list...)."""
 
-    hint = "see 'edge-runtime COMMAND --help'"
+    #: The CLI replaces this with the command's own ``--help`` when it prints the error.
+    hint = "run the command with --help for its arguments"
 
 
 # --- data -------------------------------------------------------------------------------
@@ -158,7 +165,8 @@ class ActionError(EdgeRuntimeError, RuntimeError):
 class DaemonError(EdgeRuntimeError, RuntimeError):
     """The running daemon could not be reached or refused a request."""
 
-    hint = "start it with 'edge-runtime run CONFIG', or give --socket with its control socket"
+    hint = ("start it ('systemctl start edge-runtime', or 'edge-runtime run' with the config "
+            "file), or give --socket with its control socket")
 
 
 # --- firmware bridge (microcontrollers on USB serial / UART) ----------------------------
@@ -188,4 +196,4 @@ class BridgeTimeoutError(BridgeUnavailableError, TimeoutError):
 class BridgeCommandError(SourceError, RuntimeError):
     """The device refused a command (rate above its maximum, unknown channel or pin)."""
 
-    hint = "check the value against 'edge-runtime bridge probe PORT'"
+    hint = "check the value against what 'edge-runtime bridge probe' reports for the port"

@@ -117,7 +117,7 @@ class CommandError(BridgeError):
 class UnknownChannelError(CommandError, KeyError):
     """The channel id or name is not in the device's HELLO."""
 
-    hint = "use a channel listed by 'edge-runtime bridge probe PORT'"
+    hint = "use a channel id or name from the device's HELLO (BridgeClient.hello)"
 
     def __str__(self) -> str:  # KeyError would quote the message otherwise
         return BridgeError.__str__(self)

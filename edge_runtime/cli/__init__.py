@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from edge_runtime._version import __version__
-from edge_runtime.errors import EdgeRuntimeError
+from edge_runtime.errors import CliUsageError, EdgeRuntimeError
 
 #: Sub-command modules, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -70,6 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(handler(args))
     except EdgeRuntimeError as exc:
+        if isinstance(exc, CliUsageError) and "hint" not in vars(exc):
+            # The class's hint cannot know the command; this one can.
+            exc.hint = f"see 'edge-runtime {args.command} --help'"
         print(f"edge-runtime: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -135,15 +135,17 @@ def _info(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from edge_runtime.errors import ModelNotFoundError
     from edge_runtime.models.manifest import sha256_file
-    from edge_runtime.models.registry import find_model, list_models
+    from edge_runtime.models.registry import find_model, is_shipped, list_models, mismatch_hint
 
     models = [find_model(n) for n in args.names] if args.names else list_models()
     bad = 0
+    shipped_bad = 0
     for i, m in enumerate(models, 1):
         prefix = f"[{i}/{len(models)}] {m.name}"
         if not m.model_path.is_file():
             print(f"{prefix}: MISSING {m.model_path}")
             bad += 1
+            shipped_bad += is_shipped(m)
             continue
         digest = sha256_file(m.model_path)
         if digest == m.sha256:
@@ -151,12 +153,18 @@ def _verify(args: argparse.Namespace) -> int:
         else:
             print(f"{prefix}: MISMATCH sha256 {digest[:12]}... (manifest {m.sha256[:12]}...)")
             bad += 1
+            if is_shipped(m):
+                shipped_bad += 1
+            else:
+                print(f"  {mismatch_hint(m, digest)}")
     if bad:
-        print(
-            f"{bad} of {len(models)} models failed verification; reinstall edge-runtime "
-            "or rebuild them (models/README.md)",
-            file=sys.stderr,
-        )
+        todo = []
+        if shipped_bad:
+            todo.append("reinstall edge-runtime or rebuild the shipped models (models/README.md)")
+        if bad > shipped_bad:
+            todo.append("fix your own models as the lines above say")
+        print(f"{bad} of {len(models)} models failed verification; {'; '.join(todo)}",
+              file=sys.stderr)
         return 2
     if not models:
         raise ModelNotFoundError("no models to verify")

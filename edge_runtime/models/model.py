@@ -318,7 +318,8 @@ def load_model(
     if manifest is not None and digest != manifest.sha256:
         raise IntegrityError(
             f"model {manifest.name!r}: {path.name} has sha256 {digest[:12]}..., "
-            f"the manifest says {manifest.sha256[:12]}..."
+            f"its manifest {manifest.path} says {manifest.sha256[:12]}...",
+            hint=registry.mismatch_hint(manifest, digest),
         )
     if probe and manifest is None:
         # Manifest models are verified by hash above; only unknown files need probing.

@@ -61,6 +61,23 @@ def find_model(name: str) -> Manifest:
     raise ModelNotFoundError(f"no model file or shipped model named {name!r} ({hint})")
 
 
+def is_shipped(manifest: Manifest) -> bool:
+    """True for a model that ships with edge-runtime (not one from ``EDGE_RUNTIME_MODELS``
+    or a manifest given by path)."""
+    shipped = (_PACKAGE_DIR / "_shipped_models", _PACKAGE_DIR.parent / "models")
+    folder = manifest.path.parent
+    return any(folder == d.resolve() for d in shipped)
+
+
+def mismatch_hint(manifest: Manifest, digest: str) -> str:
+    """What to do when a model file's sha256 (``digest``) is not its manifest's."""
+    if is_shipped(manifest):
+        return ("the shipped file was modified or damaged; reinstall edge-runtime, or "
+                "rebuild the models (models/README.md)")
+    return (f"if you changed the model on purpose, set sha256 = \"{digest}\" in "
+            f"{manifest.path}; otherwise copy the model file again")
+
+
 def manifest_for_file(path: Path) -> Manifest | None:
     """The manifest of a model folder that describes this exact file, if any."""
     resolved = path.resolve()

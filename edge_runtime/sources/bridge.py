@@ -57,7 +57,11 @@ def translate_error(exc: BaseException) -> EdgeRuntimeError:
         return BridgeTimeoutError(message, hint=hint)
     if isinstance(exc, fb.CommandRejectedError):
         return BridgeCommandError(message, hint=hint)
-    if isinstance(exc, fb.UnknownChannelError | fb.BridgeConfigError):
+    if isinstance(exc, fb.UnknownChannelError):
+        # The library's hint names its own API; a runtime user has the CLI.
+        return ConfigError(message, hint="use a channel id or name that 'edge-runtime bridge "
+                                         "probe' lists for the device")
+    if isinstance(exc, fb.BridgeConfigError):
         return ConfigError(message, hint=hint)
     return BridgeUnavailableError(message, hint=hint)
 
