@@ -23,8 +23,10 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import numpy.typing as npt
@@ -41,15 +43,29 @@ MAX_BACKSTEP_S = 3600.0
 FloatArray = npt.NDArray[np.float64]
 
 
+#: Longest CSV line read (characters): a recording's fields are numbers and date-times,
+#: so a longer line is a damaged or wrong file (binary, or one endless field), refused
+#: with its line number instead of read whole into memory.
+MAX_LINE_CHARS = 65536
+
+
+def _shown(text: str) -> str:
+    """``text`` for an error message: short, control characters escaped."""
+    return repr(text if len(text) <= 40 else text[:40] + "...")
+
+
 def _parse_time(text: str) -> float:
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(text.strip()).timestamp()
-    except ValueError as exc:
-        raise RecordingError(f"timestamp {text!r} is neither seconds nor ISO 8601") from exc
+        try:
+            seconds = datetime.fromisoformat(text.strip()).timestamp()
+        except ValueError as exc:
+            raise RecordingError(
+                f"timestamp {_shown(text)} is neither seconds nor ISO 8601") from exc
+    if not math.isfinite(seconds):
+        raise RecordingError(f"timestamp {_shown(text)} is not a time")
+    return seconds
 
 
 def _parse_value(text: str) -> float:
@@ -59,47 +75,27 @@ def _parse_value(text: str) -> float:
     try:
         return float(text)
     except ValueError as exc:
-        raise RecordingError(f"value {text!r} is not a number") from exc
+        raise RecordingError(f"value {_shown(text)} is not a number") from exc
 
 
 def load_recording(path: Path, *, rate_hz: float | None = None) -> tuple[FloatArray, FloatArray]:
-    """Read a CSV or NPY recording; returns (seconds from the first sample, values)."""
+    """Read a CSV or NPY recording; returns (seconds from the first sample, values).
+
+    Anything wrong with the file (not there, unreadable, not UTF-8, binary, a field
+    longer than :data:`MAX_LINE_CHARS`, a timestamp that is not a finite time, an
+    array of strings) is a :class:`RecordingError` that names the file and, for a CSV,
+    the line.
+    """
     if not path.is_file():
         raise RecordingError(f"no recording at {path}", hint="check the path in the config")
-    if path.suffix.lower() == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise RecordingError(f"{path} is not a readable .npy file: {exc}") from exc
-        arr = np.asarray(arr, dtype=np.float64)
-        if arr.ndim == 1:
-            if not rate_hz:
-                raise RecordingError(f"{path} holds values only; give rate_hz for it")
-            t = np.arange(arr.shape[0], dtype=np.float64) / rate_hz
-            v = arr
-        elif arr.ndim == 2 and arr.shape[1] == 2:
-            t, v = arr[:, 0].copy(), arr[:, 1].copy()
+    try:
+        if path.suffix.lower() == ".npy":
+            t, v = _load_npy(path, rate_hz)
         else:
-            raise RecordingError(f"{path} has shape {arr.shape}; expected (n, 2) or (n,)")
-    else:
-        times: list[float] = []
-        values: list[float] = []
-        with path.open(newline="") as fh:
-            reader = csv.reader(fh)
-            header = [h.strip().lower() for h in next(reader, [])]
-            if "timestamp" not in header or "value" not in header:
-                raise RecordingError(f"{path}: header {header} lacks timestamp and value columns")
-            ti, vi = header.index("timestamp"), header.index("value")
-            for lineno, row in enumerate(reader, start=2):
-                if not row:
-                    continue
-                try:
-                    times.append(_parse_time(row[ti]))
-                    values.append(_parse_value(row[vi]) if vi < len(row) else math.nan)
-                except (RecordingError, IndexError) as exc:
-                    raise RecordingError(f"{path}:{lineno}: {exc}") from exc
-        t = np.asarray(times, dtype=np.float64)
-        v = np.asarray(values, dtype=np.float64)
+            t, v = _load_csv(path)
+    except OSError as exc:
+        raise RecordingError(f"cannot read {path}: {exc.strerror or exc}",
+                             hint="check the file and the disk it is on") from exc
     if t.size == 0:
         raise RecordingError(f"{path} holds no samples")
     latest = np.maximum.accumulate(t)
@@ -121,6 +117,76 @@ def load_recording(path: Path, *, rate_hz: float | None = None) -> tuple[FloatAr
         )
         t, v = t[keep], v[keep]
     return t - t[0], v
+
+
+def _load_npy(path: Path, rate_hz: float | None) -> tuple[FloatArray, FloatArray]:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise RecordingError(f"{path} is not a readable .npy file: {exc}") from exc
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
+        kind = arr.dtype if isinstance(arr, np.ndarray) else type(arr).__name__
+        raise RecordingError(f"{path} holds {kind}, not numbers",
+                             hint="save the recording as float seconds and values")
+    arr = np.asarray(arr, dtype=np.float64)
+    if arr.ndim == 1:
+        if not rate_hz:
+            raise RecordingError(f"{path} holds values only; give rate_hz for it")
+        t = np.arange(arr.shape[0], dtype=np.float64) / rate_hz
+        v = arr
+    elif arr.ndim == 2 and arr.shape[1] == 2:
+        t, v = arr[:, 0].copy(), arr[:, 1].copy()
+    else:
+        raise RecordingError(f"{path} has shape {arr.shape}; expected (n, 2) or (n,)")
+    bad = ~np.isfinite(t)
+    if bad.any():
+        raise RecordingError(f"{path}: sample {int(np.argmax(bad)) + 1} has time {t[bad][0]}, "
+                             "not a finite time")
+    return t, v
+
+
+def _load_csv(path: Path) -> tuple[FloatArray, FloatArray]:
+    times: list[float] = []
+    values: list[float] = []
+    lineno = 1
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.reader(_bounded_lines(fh))
+            header = [h.strip().lower() for h in next(reader, [])]
+            if "timestamp" not in header or "value" not in header:
+                raise RecordingError(
+                    f"{path}: header {[_shown(h) for h in header][:8]} lacks timestamp "
+                    "and value columns", hint="the first line must name them: timestamp,value")
+            ti, vi = header.index("timestamp"), header.index("value")
+            for lineno, row in enumerate(reader, start=2):
+                if not row:
+                    continue
+                try:
+                    times.append(_parse_time(row[ti]))
+                    values.append(_parse_value(row[vi]) if vi < len(row) else math.nan)
+                except (RecordingError, IndexError) as exc:
+                    raise RecordingError(f"{path}:{lineno}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise RecordingError(f"{path}: byte {exc.start} of a line near line {lineno + 1} is "
+                             "not UTF-8: is this a CSV recording?") from exc
+    except (csv.Error, _FieldTooLongError) as exc:
+        raise RecordingError(f"{path}:{lineno + 1}: {exc}: is this a CSV recording?") from exc
+    return np.asarray(times, dtype=np.float64), np.asarray(values, dtype=np.float64)
+
+
+class _FieldTooLongError(ValueError):
+    pass
+
+
+def _bounded_lines(fh: TextIO) -> Iterator[str]:
+    """Lines of ``fh``, each read with a bound (:data:`MAX_LINE_CHARS`)."""
+    limit = MAX_LINE_CHARS
+    while line := fh.readline(limit + 1):
+        if len(line) > limit:
+            raise _FieldTooLongError(f"a line longer than {limit} characters")
+        if "\0" in line:
+            raise _FieldTooLongError("a line holds a NUL byte")
+        yield line
 
 
 class ReplaySource(Source):
