@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edge_runtime.config import Config
 
 
 def register(subparsers: Any) -> None:
@@ -22,6 +29,43 @@ def _check(args: argparse.Namespace) -> int:
     from edge_runtime.config import load_config
 
     config = load_config(args.config)
+    state_dir = check_state_dir(config)
     print(f"{args.config}: ok ({len(config.sources)} source(s), {len(config.pipelines)} "
-          f"pipeline(s), {len(config.actions)} action(s))")
+          f"pipeline(s), {len(config.actions)} action(s)); state folder {state_dir} is "
+          "writable")
     return 0
+
+
+def check_state_dir(config: Config) -> Path:
+    """Check that the daemon can create and write its state folder; returns its path.
+
+    A relative ``node.state_dir`` resolves next to the config file, which for an
+    installed node is under /etc, where the service user cannot write: the daemon would
+    only find out at its first event or at exit. Folders created for the check are
+    removed again, so ``check`` leaves no trace.
+    """
+    from edge_runtime.errors import ConfigError
+
+    path = config.state_dir
+    created: list[Path] = []
+    try:
+        missing = [p for p in (path, *path.parents) if not p.exists()]
+        for folder in reversed(missing):
+            folder.mkdir()
+            created.append(folder)
+        fd, probe = tempfile.mkstemp(prefix=".edge-runtime-check-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        where = (f" (the relative {config.node.state_dir!r} resolves next to the config file)"
+                 if not Path(config.node.state_dir).expanduser().is_absolute() else "")
+        raise ConfigError(
+            f"node.state_dir: cannot create or write {path}{where}: {exc.strerror or exc}",
+            hint="set node.state_dir to an absolute folder the daemon's user can write, "
+                 "such as /var/lib/edge-runtime",
+        ) from exc
+    finally:
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+    return path

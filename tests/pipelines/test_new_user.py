@@ -14,7 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from edge_runtime import control
+from edge_runtime.cli import main
 from edge_runtime.config import load_config
 from edge_runtime.errors import DaemonError
 from tests.helpers.media import make_video, wait_for
@@ -133,3 +136,61 @@ def test_still_camera_fires_no_motion_rule_at_start_nor_after_reload(tmp_path: P
         assert watch["rules"]["moving"]["activations"] == 0
     assert st["actions"]["relay"] == 0
     assert [e for e in _events(tmp_path) if e["rule"] == "moving"] == []
+
+
+# --- check: the state folder ---------------------------------------------------------------
+
+CHECK_CONFIG = """
+[node]
+state_dir = "{state_dir}"
+gpio_pin_factory = "mock"
+[[sources]]
+type = "gpio"
+id = "pir"
+pin = 17
+[[pipelines]]
+id = "presence"
+source = "pir"
+"""
+
+
+def _check_config(folder: Path, state_dir: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = folder / "config.toml"
+    cfg.write_text(CHECK_CONFIG.format(state_dir=state_dir))
+    return cfg
+
+
+@pytest.mark.parametrize(("state_dir", "relative"), [
+    ("blocker/state", True),  # under a regular file: mkdir fails, even for root
+    ("/proc/edge-runtime-state", False),  # /proc takes no new folders, even from root
+])
+def test_check_refuses_a_state_folder_it_cannot_create(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], state_dir: str,
+        relative: bool) -> None:
+    etc = tmp_path / "etc" / "edge-runtime"
+    cfg = _check_config(etc, state_dir)
+    (etc / "blocker").write_text("a file, not a folder\n")
+    assert main(["check", str(cfg)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    resolved = (etc / state_dir) if relative else Path(state_dir)
+    assert lines[0].startswith(f"edge-runtime: error: node.state_dir: cannot create or "
+                               f"write {resolved}")
+    assert ("resolves next to the config file" in lines[0]) is relative
+    assert "absolute folder" in lines[0] and "/var/lib/edge-runtime" in lines[0]
+
+
+def test_check_says_the_state_folder_is_writable_and_leaves_no_trace(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = _check_config(tmp_path, "var/state")
+    assert main(["check", str(cfg)]) == 0
+    out = capsys.readouterr().out.strip()
+    assert len(out.splitlines()) == 1
+    assert out.endswith(f"state folder {tmp_path / 'var' / 'state'} is writable")
+    assert not (tmp_path / "var").exists()  # created for the check, then removed
+    (tmp_path / "var" / "state").mkdir(parents=True)
+    assert main(["check", str(cfg)]) == 0
+    assert list((tmp_path / "var" / "state").iterdir()) == []
