@@ -109,6 +109,26 @@ class InferenceError(ModelError, RuntimeError):
     hint = "check the input values; if it persists, the model may be broken"
 
 
+class ManifestMismatchError(ManifestError):
+    """A manifest's postprocessing does not fit the model's outputs (names, ranks, sizes)."""
+
+    hint = ("compare the manifest with 'edge-runtime models info MODEL' (tensors and what the "
+            "decoder expects); docs/models.md lists each decoder's outputs")
+
+
+class PluginError(ManifestError, ImportError):
+    """A plugin decoder (``postprocessing = "package.module:function"``) cannot be used."""
+
+    hint = ("the function must be importable from the daemon's Python and take "
+            "(outputs, context); see 'Your own decoder' in docs/models.md")
+
+
+class WarmUpError(InferenceError):
+    """The model fails on its warm-up input (zeros at the shapes given or assumed)."""
+
+    hint = "give the shapes the model takes, e.g. --shape input=1x3x640x640, or an .npz input"
+
+
 # --- configuration and CLI -------------------------------------------------------------
 
 

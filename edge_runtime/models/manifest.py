@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
 from edge_runtime.errors import ManifestError
 
-Task = Literal["classification", "detection", "anomaly", "regression"]
+Task = Literal["classification", "detection", "segmentation", "anomaly", "regression"]
 Layout = Literal["NHWC", "NCHW", "NC", "NTC"]
 ColorOrder = Literal["GRAY", "RGB", "BGR"]
 
@@ -69,16 +69,102 @@ class ForecastPostprocessing(msgspec.Struct, forbid_unknown_fields=True, tag="fo
     residual_threshold: float = 3.0
 
 
-class DetectionPostprocessing(msgspec.Struct, forbid_unknown_fields=True, tag="detection"):
-    """Boxes decoded from SSD- or YOLO-style outputs, with non-maximum suppression."""
+class AnchorConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """SSD anchors as MediaPipe's ``SsdAnchorsCalculatorOptions`` defines them.
 
-    style: Literal["ssd", "yolo"] = "ssd"
+    ``input_size`` is (width, height) in pixels. Layers with the same stride share one
+    feature map; each layer's scale is interpolated linearly from ``min_scale`` to
+    ``max_scale`` over ``len(strides)``. With ``fixed_anchor_size`` every anchor is
+    1 x 1 (BlazeFace, palm), else ``scale * sqrt(aspect_ratio)`` wide.
+    """
+
+    input_size: tuple[int, int]
+    num_layers: int
+    strides: list[int]
+    min_scale: float
+    max_scale: float
+    aspect_ratios: list[float] = msgspec.field(default_factory=lambda: [1.0])
+    anchor_offset_x: float = 0.5
+    anchor_offset_y: float = 0.5
+    interpolated_scale_aspect_ratio: float = 1.0
+    fixed_anchor_size: bool = False
+    reduce_boxes_in_lowest_layer: bool = False
+    #: Explicit feature map sizes per layer (else ``ceil(input / stride)``).
+    feature_map_width: list[int] = msgspec.field(default_factory=list)
+    feature_map_height: list[int] = msgspec.field(default_factory=list)
+
+
+DetectionStyle = Literal["ssd", "ssd_anchors", "yolo", "yolov5", "yolov8"]
+
+
+class DetectionPostprocessing(msgspec.Struct, forbid_unknown_fields=True, tag="detection"):
+    """Boxes decoded from one of the common detector layouts, then non-maximum suppression.
+
+    ``style`` has no default: a detector's outputs cannot be decoded by guessing.
+
+    - ``ssd``: TFLite detection post-process (boxes, classes, scores, count) or raw
+      boxes ``(1, N, 4)`` + per-class scores ``(1, N, C)``;
+    - ``ssd_anchors``: MediaPipe-style ``regressors (1, N, 4 + 2K)`` + ``classificators
+      (1, N, 1)`` relative to anchors generated from ``anchors``;
+    - ``yolov5`` ``(1, N, 5 + C)`` with objectness, ``yolov8`` ``(1, 4 + C, N)`` (also v11),
+      ``yolo``: whichever of the two the output's shape is (``labels`` give ``C``).
+    """
+
+    style: DetectionStyle
     score_threshold: float = 0.5
     iou_threshold: float = 0.45
+    #: ``hard`` keeps the best box of a cluster; ``weighted`` averages the cluster's
+    #: boxes and keypoints by score (MediaPipe's WEIGHTED).
+    nms: Literal["hard", "weighted"] = "hard"
+    max_detections: int = 100
+    #: Output tensor names, when the model's outputs cannot be told apart by shape.
+    boxes_output: str | None = None
+    scores_output: str | None = None
+    # -- ssd_anchors ---------------------------------------------------------------------
+    anchors: AnchorConfig | None = None
+    num_keypoints: int = 0
+    #: The raw box values are divided by these (MediaPipe's x/y/w/h_scale; the input size).
+    x_scale: float | None = None
+    y_scale: float | None = None
+    w_scale: float | None = None
+    h_scale: float | None = None
+    #: Box values in x, y, w, h order (MediaPipe's ``reverse_output_order``), else y, x, h, w.
+    reverse_output_order: bool = True
+    apply_exponential_on_box_size: bool = False
+    sigmoid_score: bool = True
+    #: Raw scores are clipped to +-this before the sigmoid (0: no clipping).
+    score_clipping_thresh: float = 100.0
+    # -- yolo ----------------------------------------------------------------------------
+    #: Box centres and sizes are in input ``pixels`` (Ultralytics exports) or ``fractions``.
+    coordinates: Literal["pixels", "fractions"] = "pixels"
+
+
+class SegmentationPostprocessing(msgspec.Struct, forbid_unknown_fields=True,
+                                 tag="segmentation"):
+    """A per-pixel class map: scores ``(1, H, W, C)`` / ``(1, C, H, W)`` or indices ``(1, H, W)``.
+
+    Gives the mask and, per label, the fraction of the frame it covers
+    (``fraction_<label>``).
+    """
+
+    output: str | None = None
+    #: Where the class axis is; ``auto`` finds the axis of size ``len(labels)``.
+    layout: Literal["auto", "NHWC", "NCHW", "indices"] = "auto"
+
+
+class PluginPostprocessing(msgspec.Struct, forbid_unknown_fields=True, tag="plugin"):
+    """Your own decoder: ``function = "package.module:function"`` (see docs/models.md).
+
+    ``options`` are handed to the function in its context as they are.
+    """
+
+    function: str
+    options: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 Preprocessing = ImagePreprocessing | WindowPreprocessing
-Postprocessing = ClassificationPostprocessing | ForecastPostprocessing | DetectionPostprocessing
+Postprocessing = (ClassificationPostprocessing | ForecastPostprocessing | DetectionPostprocessing
+                  | SegmentationPostprocessing | PluginPostprocessing)
 
 
 class Accuracy(msgspec.Struct, forbid_unknown_fields=True):
@@ -101,15 +187,21 @@ class Manifest(msgspec.Struct, forbid_unknown_fields=True):
     version: str = "1"
     labels: list[str] = msgspec.field(default_factory=list)
     preprocessing: Preprocessing | None = None
-    postprocessing: Postprocessing | None = None
+    #: A table, or the string ``"package.module:function"`` for a plugin decoder.
+    postprocessing: Postprocessing | str | None = None
     card: str | None = None  # model card (Markdown), relative to the manifest's folder
     accuracy: Accuracy | None = None
-    quantization: Literal["int8", "uint8", "float32", "float16"] = "int8"
+    #: What the build script says; listings read the model file itself (quantization.py).
+    quantization: Literal["int8", "uint8", "float32", "float16"] | None = None
     #: Name of the float model this one was quantized from (for int8 vs fp32 comparisons).
     float_model: str | None = None
 
     # Filled in by load_manifest, not read from the file.
     path: Path = Path()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.postprocessing, str):
+            self.postprocessing = PluginPostprocessing(function=self.postprocessing)
 
     @property
     def model_path(self) -> Path:
@@ -135,7 +227,42 @@ def load_manifest(path: Path) -> Manifest:
     except msgspec.DecodeError as exc:
         raise ManifestError(f"manifest {path} is not valid TOML: {exc}") from exc
     manifest.path = path.resolve()
+    _check_task(manifest, path)
     return manifest
+
+
+_TAGS: dict[type, str] = {
+    ClassificationPostprocessing: "classes", ForecastPostprocessing: "forecast",
+    DetectionPostprocessing: "detection", SegmentationPostprocessing: "segmentation",
+    PluginPostprocessing: "plugin",
+}
+
+#: The postprocessing types that can decode each task's outputs.
+_TASK_POST: dict[str, tuple[type, ...]] = {
+    "detection": (DetectionPostprocessing, PluginPostprocessing),
+    "segmentation": (SegmentationPostprocessing, PluginPostprocessing),
+}
+
+
+def _check_task(manifest: Manifest, path: Path) -> None:
+    """Refuse what the schema alone lets through: a task nobody can decode, empty text."""
+    if not manifest.description.strip():
+        raise ManifestError(f"manifest {path}: `description` is empty; say what the model does")
+    wanted = _TASK_POST.get(manifest.task)
+    post = manifest.postprocessing
+    if wanted is None:
+        return
+    kinds = " or ".join(repr(_TAGS[t]) for t in wanted)
+    if post is None:
+        raise ManifestError(
+            f"manifest {path}: `postprocessing` is missing; a {manifest.task} model's outputs "
+            f"are not decoded by guessing: add [postprocessing] with type = {kinds}"
+        )
+    if not isinstance(post, wanted):
+        raise ManifestError(
+            f"manifest {path}: `postprocessing.type` is {_TAGS.get(type(post), '?')!r} "
+            f"but task = {manifest.task!r} needs type = {kinds}"
+        )
 
 
 def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:

@@ -31,9 +31,7 @@ from edge_runtime.anomaly.health import HealthScore
 from edge_runtime.errors import EdgeRuntimeError
 from edge_runtime.models.manifest import (
     ClassificationPostprocessing,
-    DetectionPostprocessing,
     ForecastPostprocessing,
-    ImagePreprocessing,
     WindowPreprocessing,
 )
 from edge_runtime.pipelines import postprocess
@@ -148,6 +146,9 @@ class Pipeline:
         self._post = model.manifest.postprocessing if model is not None and model.manifest \
             else None
         self._labels: list[str] = list(getattr(model, "labels", []) or []) if model else []
+        #: Detection / segmentation / plugin decoder, bound to the model's outputs here so
+        #: a manifest that does not fit the model is refused before anything runs.
+        self._decoder = postprocess.decoder_for_model(model) if model is not None else None
         if model is not None:
             if source.kind == "frame":
                 self._frame_fn = frame_preprocessor(model)
@@ -181,7 +182,7 @@ class Pipeline:
             started = time.perf_counter()
             x = self._frame_fn(sample.frame)  # type: ignore[misc]
             outputs = self.model.run(x)
-            result = self._postprocess(outputs)
+            result = self._postprocess(outputs, sample.frame.shape)
             result["motion"] = activity
             return Step(activity, result, True, time.perf_counter() - started)
         value = sample.value
@@ -303,12 +304,11 @@ class Pipeline:
         result["value"] = value
         return Step(activity, result, True, time.perf_counter() - started)
 
-    def _postprocess(self, outputs: dict[str, np.ndarray[Any, Any]]) -> dict[str, Any]:
+    def _postprocess(self, outputs: dict[str, np.ndarray[Any, Any]],
+                     frame_shape: tuple[int, ...] | None = None) -> dict[str, Any]:
         post = self._post
-        if isinstance(post, DetectionPostprocessing):
-            pre = self.model.manifest.preprocessing if self.model.manifest else None
-            size = pre.size if isinstance(pre, ImagePreprocessing) else (1, 1)
-            return postprocess.detect(outputs, post, self._labels, size)
+        if self._decoder is not None:
+            return self._decoder(outputs, frame_shape)
         if isinstance(post, ClassificationPostprocessing) or post is None:
             spec = post if post is not None else ClassificationPostprocessing()
             first = np.asarray(next(iter(outputs.values())))

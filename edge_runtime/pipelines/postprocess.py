@@ -1,9 +1,11 @@
 """Turn raw model outputs into results that rules can test: a flat ``dict``.
 
 - classification: ``label``, ``score``, ``class_index`` and ``top_k`` (label, score) pairs;
-- detection (SSD- or YOLO-style outputs, decoded and filtered by NMS in numpy):
-  ``count``, ``max_score``, ``detections`` (list of dicts with ``box`` in
-  ``[x1, y1, x2, y2]`` fractions of the input, ``score``, ``class_index``, ``label``);
+- detection, segmentation and plugins: a decoder from :mod:`edge_runtime.models.decoders`,
+  picked here from the manifest (:func:`make_decoder`) and bound to the model's outputs
+  once (:func:`check_outputs`, which refuses a manifest that does not fit); detections
+  have ``box`` in ``[x1, y1, x2, y2]`` fractions of the source frame (letterbox undone),
+  ``count``, ``max_score`` and ``count_<label>``; segmentation gives ``fraction_<label>``;
 - forecast (a next-value regressor): ``forecast``, ``residual`` (normalised units) and an
   anomaly ``score`` in [0, 1] that reaches 0.5 at the manifest's residual threshold.
 
@@ -19,11 +21,21 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from edge_runtime.errors import ManifestMismatchError
+from edge_runtime.models.decoders import nms as _nms
+from edge_runtime.models.decoders.base import Decoder
 from edge_runtime.models.manifest import (
     ClassificationPostprocessing,
     DetectionPostprocessing,
     ForecastPostprocessing,
+    ImagePreprocessing,
+    Manifest,
+    PluginPostprocessing,
+    Postprocessing,
+    SegmentationPostprocessing,
 )
+from edge_runtime.models.preprocess import FrameGeometry, frame_geometry
+from edge_runtime.models.types import TensorSpec
 
 FloatArray = npt.NDArray[np.float32]
 Result = dict[str, Any]
@@ -62,97 +74,102 @@ def classify(
     return {"label": top[0][0], "score": top[0][1], "class_index": int(order[0]), "top_k": top}
 
 
-def iou(box: FloatArray, boxes: FloatArray) -> FloatArray:
-    """Intersection over union of one ``[x1, y1, x2, y2]`` box with many."""
-    x1 = np.maximum(box[0], boxes[:, 0])
-    y1 = np.maximum(box[1], boxes[:, 1])
-    x2 = np.minimum(box[2], boxes[:, 2])
-    y2 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    out: FloatArray = inter / np.maximum(area + areas - inter, 1e-12)
-    return out
+iou = _nms.iou
 
 
 def nms(boxes: FloatArray, scores: FloatArray, iou_threshold: float,
         classes: npt.NDArray[np.int64] | None = None) -> list[int]:
     """Greedy non-maximum suppression; per class when ``classes`` is given. Returns indices."""
-    order = list(np.argsort(-scores, kind="stable"))
-    keep: list[int] = []
-    while order:
-        best = order.pop(0)
-        keep.append(int(best))
-        if not order:
-            break
-        rest = np.asarray(order)
-        overlaps = iou(boxes[best], boxes[rest])
-        suppress = overlaps > iou_threshold
-        if classes is not None:
-            suppress &= classes[rest] == classes[best]
-        order = [int(i) for i in rest[~suppress]]
-    return keep
+    return _nms.hard_nms(boxes, scores, iou_threshold, classes)
 
 
-def decode_ssd(outputs: Mapping[str, np.ndarray[Any, Any]]) -> tuple[FloatArray, FloatArray,
-                                                                     npt.NDArray[np.int64]]:
-    """SSD-style outputs to (boxes ``[x1, y1, x2, y2]``, scores, classes).
+# -- decoders ---------------------------------------------------------------------------
 
-    Accepts the TFLite detection post-process layout (boxes ``(1, N, 4)`` as
-    ``[ymin, xmin, ymax, xmax]``, classes ``(1, N)``, scores ``(1, N)``, count ``(1,)``)
-    or raw per-class scores (boxes ``(1, N, 4)``, scores ``(1, N, C)``, background 0).
-    Outputs are told apart by shape, in model output order.
+
+def make_decoder(post: Postprocessing | str | None, labels: Sequence[str],
+                 input_size: tuple[int, int]) -> Decoder | None:
+    """The decoder for a manifest's ``[postprocessing]`` (None for classes and forecasts).
+
+    Implementations are imported here, by the consumer, so the decoder interface knows
+    none of them.
     """
-    arrays = [np.asarray(a) for a in outputs.values()]
-    boxes_raw = next(a for a in arrays if a.ndim == 3 and a.shape[-1] == 4)
-    boxes_yx = boxes_raw.reshape(-1, 4).astype(np.float32)
-    boxes = boxes_yx[:, [1, 0, 3, 2]]
-    n = boxes.shape[0]
-    rest = [a for a in arrays if a is not boxes_raw]
-    per_class = [a for a in rest if a.ndim == 3 and a.shape[1] == n]
-    if per_class:
-        cls_scores = per_class[0].reshape(n, -1).astype(np.float32)
-        if cls_scores.shape[1] > 1:
-            cls_scores = cls_scores[:, 1:]  # column 0 is background
-        classes = np.argmax(cls_scores, axis=1).astype(np.int64)
-        scores = cls_scores[np.arange(n), classes]
-        return boxes, scores, classes
-    flat = [a.reshape(-1) for a in rest if a.size == n]
-    classes = flat[0].astype(np.int64)
-    scores = flat[1].astype(np.float32)
-    counts = [a for a in rest if a.size == 1]
-    if counts:
-        m = int(counts[0].reshape(-1)[0])
-        boxes, scores, classes = boxes[:m], scores[:m], classes[:m]
-    return boxes, scores, classes
+    if isinstance(post, str):
+        post = PluginPostprocessing(function=post)
+    if isinstance(post, DetectionPostprocessing):
+        if post.style == "ssd":
+            from edge_runtime.models.decoders.tflite_ssd import TFLiteSSDDecoder
+
+            return TFLiteSSDDecoder(post, labels, input_size)
+        if post.style == "ssd_anchors":
+            from edge_runtime.models.decoders.anchors import AnchorSSDDecoder
+
+            return AnchorSSDDecoder(post, labels, input_size)
+        from edge_runtime.models.decoders.yolo import YoloDecoder
+
+        return YoloDecoder(post, labels, input_size)
+    if isinstance(post, SegmentationPostprocessing):
+        from edge_runtime.models.decoders.segmentation import SegmentationDecoder
+
+        return SegmentationDecoder(post, labels, input_size)
+    if isinstance(post, PluginPostprocessing):
+        from edge_runtime.models.decoders.plugin import PluginDecoder
+
+        return PluginDecoder(post, labels, input_size)
+    return None
 
 
-def decode_yolo(outputs: Mapping[str, np.ndarray[Any, Any]], input_size: tuple[int, int],
-                num_classes: int | None = None) -> tuple[FloatArray, FloatArray,
-                                                         npt.NDArray[np.int64]]:
-    """YOLO-style output ``(1, N, 4+C)`` (v8) or ``(1, N, 5+C)`` (v5, with objectness).
+def input_size_of(manifest: Manifest | None, inputs: Sequence[TensorSpec]) -> tuple[int, int]:
+    """The model input's (width, height) in pixels: the manifest's, else the tensor's."""
+    pre = manifest.preprocessing if manifest is not None else None
+    if isinstance(pre, ImagePreprocessing):
+        return pre.size
+    spec = inputs[0] if inputs else None
+    if spec is not None and len(spec.shape) == 4:
+        if spec.layout == "NCHW":
+            h, w = spec.shape[2], spec.shape[3]
+        else:
+            h, w = spec.shape[1], spec.shape[2]
+        if h is not None and w is not None:
+            return w, h
+    return 1, 1
 
-    Boxes are ``cx, cy, w, h`` in input pixels (or fractions when all are <= 1);
-    ``(1, 4+C, N)`` (transposed v8 export) is accepted too. ``num_classes`` tells v5 from
-    v8 when given (from the manifest's labels); otherwise v8 is assumed.
+
+def check_outputs(manifest: Manifest, inputs: Sequence[TensorSpec],
+                  outputs: Sequence[TensorSpec]) -> Decoder | None:
+    """Refuse a manifest whose postprocessing does not fit the model's tensors.
+
+    Returns the bound decoder (None for classification and forecasts). Raises
+    :class:`~edge_runtime.errors.ManifestMismatchError` naming the tensor and what was
+    expected, or :class:`~edge_runtime.errors.PluginError`.
     """
-    pred = np.asarray(next(iter(outputs.values())), dtype=np.float32)
-    pred = pred.reshape(pred.shape[-2], pred.shape[-1]) if pred.ndim == 3 else pred
-    widths = (4 + num_classes, 5 + num_classes) if num_classes is not None else ()
-    channels_first = (pred.shape[0] in widths and pred.shape[1] not in widths) if widths \
-        else pred.shape[0] < pred.shape[1]
-    if channels_first:
-        pred = pred.T
-    has_objectness = num_classes is not None and pred.shape[1] == 5 + num_classes
-    cls_scores = pred[:, 5:] * pred[:, 4:5] if has_objectness else pred[:, 4:]
-    classes = np.argmax(cls_scores, axis=1).astype(np.int64)
-    scores = cls_scores[np.arange(pred.shape[0]), classes]
-    cx, cy, w, h = pred[:, 0], pred[:, 1], pred[:, 2], pred[:, 3]
-    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-    if boxes.size and float(np.max(np.abs(boxes))) > 1.5:
-        width, height = input_size
-        boxes = boxes / np.asarray([width, height, width, height], dtype=np.float32)
-    return boxes.astype(np.float32), scores.astype(np.float32), classes
+    post = manifest.postprocessing
+    decoder = make_decoder(post, manifest.labels, input_size_of(manifest, inputs))
+    if decoder is not None:
+        decoder.bind(outputs)
+        return decoder
+    if isinstance(post, ClassificationPostprocessing) or (
+            post is None and manifest.task == "classification"):
+        name = post.output if isinstance(post, ClassificationPostprocessing) else None
+        spec = next((s for s in outputs if s.name == name), None) if name else (
+            outputs[0] if outputs else None)
+        if name is not None and spec is None:
+            raise ManifestMismatchError(
+                f"postprocessing.output names {name!r} but the model's outputs are "
+                f"{', '.join(s.name for s in outputs)}")
+        spatial = [d for d in (spec.shape[1:] if spec is not None else ()) if d is None or d > 1]
+        if spec is not None and len(spatial) >= 2:
+            raise ManifestMismatchError(
+                f"postprocessing 'classes': output {spec.describe()} has "
+                f"{len(spatial)} dimensions of size > 1; a classifier gives (1, C). It looks "
+                "like a segmentation map (H x W x C) or a detector: use task = "
+                "\"segmentation\" with [postprocessing] type = \"segmentation\", or a "
+                "detection style")
+    return None
+
+
+def _specs_of(outputs: Mapping[str, np.ndarray[Any, Any]]) -> list[TensorSpec]:
+    return [TensorSpec(n, tuple(int(d) for d in np.shape(a)), np.asarray(a).dtype)
+            for n, a in outputs.items()]
 
 
 def detect(
@@ -160,31 +177,17 @@ def detect(
     spec: DetectionPostprocessing,
     labels: Sequence[str] = (),
     input_size: tuple[int, int] = (1, 1),
-    max_detections: int = 100,
+    geometry: FrameGeometry | None = None,
 ) -> Result:
-    """Decoded, thresholded and NMS-filtered detections."""
-    if spec.style == "ssd":
-        boxes, scores, classes = decode_ssd(outputs)
-    else:
-        boxes, scores, classes = decode_yolo(outputs, input_size, len(labels) or None)
-    mask = scores >= spec.score_threshold
-    boxes, scores, classes = boxes[mask], scores[mask], classes[mask]
-    keep = nms(boxes, scores, spec.iou_threshold, classes)[:max_detections]
-    detections = [
-        {
-            "box": [round(float(v), 4) for v in np.clip(boxes[i], 0.0, 1.0)],
-            "score": float(scores[i]),
-            "class_index": int(classes[i]),
-            "label": labels[int(classes[i])] if int(classes[i]) < len(labels)
-            else str(int(classes[i])),
-        }
-        for i in keep
-    ]
-    return {
-        "count": len(detections),
-        "max_score": float(scores[keep].max()) if keep else 0.0,
-        "detections": detections,
-    }
+    """Decode detections from outputs alone (decoder bound to their shapes).
+
+    Pipelines bind a decoder once (:func:`check_outputs`); this is for one-off use.
+    Boxes are fractions of the source frame (of the input without ``geometry``).
+    """
+    decoder = make_decoder(spec, labels, input_size)
+    assert decoder is not None
+    decoder.bind(_specs_of(outputs))
+    return decoder.decode(outputs, geometry)
 
 
 def forecast_score(
@@ -204,3 +207,36 @@ def forecast_score(
     threshold = max(spec.residual_threshold, 1e-12)
     score = residual / (residual + threshold) if math.isfinite(residual) else 1.0
     return {"forecast": predicted * std + mean, "residual": residual, "score": score}
+
+
+class ModelDecoder:
+    """A model's decoder bound to its outputs, plus the frame geometry it must undo.
+
+    Built once per pipeline (refusing a manifest that does not fit the model); called in
+    the pipeline's worker thread with each inference's outputs and the source frame's
+    size, from which the preprocessing's letterbox / crop parameters are recomputed by
+    the same function that applied them (:func:`~edge_runtime.models.preprocess.frame_geometry`).
+    """
+
+    def __init__(self, decoder: Decoder, recipe: ImagePreprocessing | None) -> None:
+        self.decoder = decoder
+        self.recipe = recipe
+
+    def __call__(self, outputs: Mapping[str, np.ndarray[Any, Any]],
+                 frame_hw: tuple[int, ...] | None = None) -> Result:
+        geometry = None
+        if self.recipe is not None and frame_hw is not None and len(frame_hw) >= 2:
+            geometry = frame_geometry(self.recipe, int(frame_hw[1]), int(frame_hw[0]))
+        return self.decoder.decode(outputs, geometry)
+
+
+def decoder_for_model(model: Any) -> ModelDecoder | None:
+    """The bound decoder of a loaded model, or None when its results are classes/forecasts."""
+    manifest = getattr(model, "manifest", None)
+    if manifest is None:
+        return None
+    decoder = check_outputs(manifest, model.inputs, model.outputs)
+    if decoder is None:
+        return None
+    pre = manifest.preprocessing
+    return ModelDecoder(decoder, pre if isinstance(pre, ImagePreprocessing) else None)

@@ -70,7 +70,8 @@ def test_yolo_v8_decoding_in_pixels(transposed: bool) -> None:
 
 def test_yolo_v5_objectness() -> None:
     pred = np.array([[[0.5, 0.5, 0.2, 0.2, 0.5, 0.9, 0.1]]], np.float32)
-    res = pp.detect({"o": pred}, DetectionPostprocessing(style="yolo", score_threshold=0.4),
+    res = pp.detect({"o": pred}, DetectionPostprocessing(style="yolo", score_threshold=0.4,
+                                                      coordinates="fractions"),
                     ["x", "y"])
     assert res["count"] == 1 and res["max_score"] == pytest.approx(0.45)
 

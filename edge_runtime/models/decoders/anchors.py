@@ -1,0 +1,209 @@
+"""``style = "ssd_anchors"``: MediaPipe-style SSD (BlazeFace, palm detection).
+
+Outputs: ``regressors (1, N, 4 + 2K)`` (box then K keypoints, relative to an anchor) and
+``classificators (1, N, C)`` (logits, usually C = 1). The N anchors are generated from
+``[postprocessing.anchors]`` exactly as MediaPipe's ``SsdAnchorsCalculator`` does and
+decoded as its ``TensorsToDetectionsCalculator`` does:
+
+``x_center = raw_x / x_scale * anchor_w + anchor_x`` (same for y),
+``w = raw_w / w_scale * anchor_w`` (or ``exp(raw_w / w_scale) * anchor_w`` with
+``apply_exponential_on_box_size``), keypoints like the centre; scores are
+``sigmoid(clip(raw, +-score_clipping_thresh))``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from edge_runtime.errors import ManifestError
+from edge_runtime.models.decoders.base import (
+    Decoder,
+    Expectation,
+    FloatArray,
+    Outputs,
+    Result,
+    detection_result,
+    find_output,
+    sigmoid,
+)
+from edge_runtime.models.decoders.nms import hard_nms, weighted_nms
+from edge_runtime.models.manifest import AnchorConfig, DetectionPostprocessing
+from edge_runtime.models.preprocess import FrameGeometry
+from edge_runtime.models.types import TensorSpec
+
+
+def _scale(min_scale: float, max_scale: float, index: int, count: int) -> float:
+    if count == 1:
+        return (min_scale + max_scale) * 0.5
+    return min_scale + (max_scale - min_scale) * index / (count - 1.0)
+
+
+def generate_anchors(cfg: AnchorConfig) -> FloatArray:
+    """Anchors ``(N, 4)``: x_center, y_center, width, height as fractions of the input."""
+    if cfg.num_layers < 1 or len(cfg.strides) != cfg.num_layers:
+        raise ManifestError(
+            f"postprocessing.anchors: num_layers is {cfg.num_layers} but strides has "
+            f"{len(cfg.strides)} entries; give one stride per layer"
+        )
+    if cfg.feature_map_width and (len(cfg.feature_map_width) != cfg.num_layers
+                                  or len(cfg.feature_map_height) != cfg.num_layers):
+        raise ManifestError("postprocessing.anchors: feature_map_width and feature_map_height "
+                            "need one entry per layer")
+    input_w, input_h = cfg.input_size
+    strides = cfg.strides
+    parts: list[FloatArray] = []
+    layer = 0
+    while layer < cfg.num_layers:
+        heights: list[float] = []
+        widths: list[float] = []
+        ratios: list[float] = []
+        scales: list[float] = []
+        last = layer
+        while last < len(strides) and strides[last] == strides[layer]:
+            scale = _scale(cfg.min_scale, cfg.max_scale, last, len(strides))
+            if last == 0 and cfg.reduce_boxes_in_lowest_layer:
+                ratios += [1.0, 2.0, 0.5]
+                scales += [0.1, scale, scale]
+            else:
+                for ratio in cfg.aspect_ratios:
+                    ratios.append(ratio)
+                    scales.append(scale)
+                if cfg.interpolated_scale_aspect_ratio > 0.0:
+                    scale_next = 1.0 if last == len(strides) - 1 else _scale(
+                        cfg.min_scale, cfg.max_scale, last + 1, len(strides))
+                    scales.append(math.sqrt(scale * scale_next))
+                    ratios.append(cfg.interpolated_scale_aspect_ratio)
+            last += 1
+        for ratio, scale in zip(ratios, scales, strict=True):
+            root = math.sqrt(ratio)
+            heights.append(scale / root)
+            widths.append(scale * root)
+        if cfg.feature_map_width:
+            fm_w, fm_h = cfg.feature_map_width[layer], cfg.feature_map_height[layer]
+        else:
+            fm_w = math.ceil(input_w / strides[layer])
+            fm_h = math.ceil(input_h / strides[layer])
+        ys, xs = np.meshgrid(np.arange(fm_h), np.arange(fm_w), indexing="ij")
+        k = len(heights)
+        xc = np.repeat(((xs + cfg.anchor_offset_x) / fm_w).reshape(-1), k)
+        yc = np.repeat(((ys + cfg.anchor_offset_y) / fm_h).reshape(-1), k)
+        if cfg.fixed_anchor_size:
+            aw = np.ones_like(xc)
+            ah = np.ones_like(yc)
+        else:
+            aw = np.tile(np.asarray(widths), fm_w * fm_h)
+            ah = np.tile(np.asarray(heights), fm_w * fm_h)
+        parts.append(np.stack([xc, yc, aw, ah], axis=1).astype(np.float32))
+        layer = last
+    return np.concatenate(parts, axis=0)
+
+
+class AnchorSSDDecoder(Decoder):
+    """MediaPipe BlazeFace / palm style: regressors relative to generated anchors."""
+
+    name = "ssd_anchors"
+
+    def __init__(self, spec: DetectionPostprocessing, labels: Sequence[str],
+                 input_size: tuple[int, int]) -> None:
+        super().__init__(labels, input_size)
+        if spec.anchors is None:
+            raise ManifestError(
+                "postprocessing.anchors is missing: style = \"ssd_anchors\" generates its "
+                "anchors from it (strides, min_scale, max_scale...; see docs/models.md)"
+            )
+        self.spec = spec
+        self.anchors = generate_anchors(spec.anchors)
+        aw, ah = spec.anchors.input_size
+        self._scales = np.asarray([spec.x_scale or aw, spec.y_scale or ah,
+                                   spec.w_scale or aw, spec.h_scale or ah], np.float32)
+        self._values = 4 + 2 * spec.num_keypoints
+        self._boxes = ""
+        self._scores = ""
+
+    def expectations(self) -> list[Expectation]:
+        n, v = len(self.anchors), self._values
+        order = "x, y, w, h" if self.spec.reverse_output_order else "y, x, h, w"
+        return [
+            Expectation("regressors", f"(1, {n}, {v})",
+                        f"{order} then {self.spec.num_keypoints} keypoints (x, y), per anchor"),
+            Expectation("classificators", f"(1, {n}, C)", "score logits per anchor"),
+        ]
+
+    def bind(self, outputs: Sequence[TensorSpec]) -> None:
+        n = len(self.anchors)
+        spec = self.spec
+        for wanted in (spec.boxes_output, spec.scores_output):
+            if wanted is not None and find_output(outputs, wanted) is None:
+                raise self.mismatch(outputs, f"no output named {wanted!r}")
+        boxes = find_output(outputs, spec.boxes_output) or next(
+            (s for s in outputs if len(s.shape) == 3 and (s.shape[-1] or 0) >= 4
+             and s.shape[-1] != 1), None)
+        if boxes is None:
+            raise self.mismatch(outputs, "no regressors output of rank 3 with >= 4 values per "
+                                "anchor")
+        scores = find_output(outputs, spec.scores_output) or next(
+            (s for s in outputs if s is not boxes and len(s.shape) in (2, 3)
+             and s.shape[1] == boxes.shape[1]), None)
+        if scores is None:
+            raise self.mismatch(outputs, f"no classificators output next to {boxes.name!r}")
+        if len(boxes.shape) != 3 or boxes.shape[1] not in (n, None):
+            raise self.mismatch(
+                outputs, f"output {boxes.name!r} has {boxes.shape[1]} boxes but "
+                f"[postprocessing.anchors] generates {n} anchors",
+                "check strides, num_layers and input_size against the model's own "
+                "anchor options (MediaPipe's graph .pbtxt)")
+        if boxes.shape[2] != self._values:
+            k = ((boxes.shape[2] or 4) - 4) / 2
+            advice = f"set num_keypoints = {int(k)}" if k == int(k) and k >= 0 else ""
+            raise self.mismatch(
+                outputs, f"output {boxes.name!r} has {boxes.shape[2]} values per anchor, "
+                f"4 + 2 x num_keypoints = {self._values} expected", advice)
+        if scores.shape[1] not in (n, None):
+            raise self.mismatch(outputs, f"output {scores.name!r} has {scores.shape[1]} "
+                                f"scores, {n} expected (one per anchor)")
+        self._boxes, self._scores = boxes.name, scores.name
+
+    def decode(self, outputs: Outputs, geometry: FrameGeometry | None = None) -> Result:
+        spec = self.spec
+        n = len(self.anchors)
+        raw = np.asarray(outputs[self._boxes], np.float32).reshape(n, -1)
+        logits = np.asarray(outputs[self._scores], np.float32).reshape(n, -1)
+        classes = np.argmax(logits, axis=1) if logits.shape[1] > 1 else np.zeros(n, np.int64)
+        best = logits[np.arange(n), classes] if logits.shape[1] > 1 else logits[:, 0]
+        scores = sigmoid(best, spec.score_clipping_thresh) if spec.sigmoid_score else best
+        picked = np.flatnonzero(scores >= spec.score_threshold)
+        raw, scores, classes = raw[picked], scores[picked], classes[picked].astype(np.int64)
+        anchors = self.anchors[picked]
+        ax, ay, aw, ah = anchors[:, 0:1], anchors[:, 1:2], anchors[:, 2:3], anchors[:, 3:4]
+        xs, ys, ws, hs = self._scales
+        if spec.reverse_output_order:
+            x, y, w, h = raw[:, 0:1], raw[:, 1:2], raw[:, 2:3], raw[:, 3:4]
+        else:
+            y, x, h, w = raw[:, 0:1], raw[:, 1:2], raw[:, 2:3], raw[:, 3:4]
+        xc = x / xs * aw + ax
+        yc = y / ys * ah + ay
+        if spec.apply_exponential_on_box_size:
+            w, h = np.exp(w / ws) * aw, np.exp(h / hs) * ah
+        else:
+            w, h = w / ws * aw, h / hs * ah
+        in_w, in_h = self.input_size
+        size = np.asarray([in_w, in_h, in_w, in_h], np.float32)
+        boxes = np.concatenate([xc - w / 2, yc - h / 2, xc + w / 2, yc + h / 2], axis=1) * size
+        kps = raw[:, 4:self._values].reshape(len(picked), -1, 2)
+        if not spec.reverse_output_order:
+            kps = kps[:, :, ::-1]
+        kps = np.stack([kps[:, :, 0] / xs * aw + ax, kps[:, :, 1] / ys * ah + ay], axis=2)
+        kps = kps * np.asarray([in_w, in_h], np.float32)
+        if spec.nms == "weighted":
+            keep, boxes, kps_out = weighted_nms(boxes, scores, spec.iou_threshold,
+                                                kps, spec.max_detections)
+            kps = kps_out if kps_out is not None else kps
+        else:
+            keep = hard_nms(boxes, scores, spec.iou_threshold, classes, spec.max_detections)
+            boxes, kps = boxes[keep], kps[keep]
+        return detection_result(boxes, scores[keep], classes[keep], self.labels,
+                                self.input_size, geometry=geometry,
+                                keypoints_input_px=kps if spec.num_keypoints else None)

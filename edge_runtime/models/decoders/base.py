@@ -1,0 +1,202 @@
+"""The decoder interface and what every detector decoder shares (result building).
+
+A decoder is made once per model from its manifest's ``[postprocessing]``, bound once
+to the model's output tensors (which refuses a manifest that does not fit the model),
+then called once per inference.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edge_runtime.errors import ManifestMismatchError
+from edge_runtime.models.preprocess import FrameGeometry
+from edge_runtime.models.types import TensorSpec, format_shape
+
+FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+Outputs = Mapping[str, np.ndarray[Any, Any]]
+Result = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Expectation:
+    """One output a decoder needs: its role, the shape it expects, and how it is read."""
+
+    role: str
+    shape: str
+    note: str = ""
+
+    def describe(self) -> str:
+        """``boxes (1, N, 4): ymin, xmin, ymax, xmax as fractions``."""
+        return f"{self.role} {self.shape}" + (f": {self.note}" if self.note else "")
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeContext:
+    """What a decoder (or a plugin function) knows besides the outputs.
+
+    ``input_size`` is the model input's (width, height) in pixels; ``geometry`` says where
+    the source frame went in it (``None`` when a tensor was given as it is);
+    ``outputs`` describes the model's output tensors; ``options`` are the manifest's
+    plugin options.
+    """
+
+    labels: Sequence[str]
+    input_size: tuple[int, int]
+    outputs: Sequence[TensorSpec] = ()
+    geometry: FrameGeometry | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Decoder(ABC):
+    """Decodes one model's raw outputs into a flat result ``dict``.
+
+    Implementers **must** override:
+
+    - :meth:`expectations`: the outputs the decoder needs, for ``models info`` and for
+      error messages;
+    - :meth:`bind`: match the model's output tensors (names, ranks, sizes) to the roles,
+      remember which is which, and raise :class:`~edge_runtime.errors.ManifestMismatchError`
+      naming the tensor and what was expected when they do not fit;
+    - :meth:`decode`: one inference's outputs to a result.
+
+    They **may** override :meth:`describe` (one line for listings).
+
+    Where each runs: the constructor and :meth:`bind` run once, where the model is
+    loaded (``check``, ``models verify``, ``infer``, or while the daemon builds its
+    pipelines) and may be slow. :meth:`decode` runs in the pipeline's worker thread
+    (an executor, never the event loop), once per inference, right after the model:
+    no I/O, no locks, vectorised numpy only (it should cost <= 10 % of the model's
+    latency). It must not keep references to the output arrays between calls.
+    """
+
+    #: The manifest's style or type, for messages.
+    name: str = ""
+
+    def __init__(self, labels: Sequence[str], input_size: tuple[int, int]) -> None:
+        self.labels = list(labels)
+        self.input_size = input_size
+
+    @abstractmethod
+    def expectations(self) -> list[Expectation]:
+        """The outputs this decoder needs, in words."""
+
+    @abstractmethod
+    def bind(self, outputs: Sequence[TensorSpec]) -> None:
+        """Match the model's outputs; raise ManifestMismatchError when they do not fit."""
+
+    @abstractmethod
+    def decode(self, outputs: Outputs, geometry: FrameGeometry | None = None) -> Result:
+        """Decode one inference (worker thread; vectorised; no I/O)."""
+
+    def describe(self) -> str:
+        """One line: the decoder and what it expects."""
+        return f"{self.name}: " + "; ".join(e.describe() for e in self.expectations())
+
+    def mismatch(self, outputs: Sequence[TensorSpec], problem: str,
+                 advice: str = "") -> ManifestMismatchError:
+        """An error naming what is wrong, what the decoder expects and what the model has."""
+        have = ", ".join(s.describe() for s in outputs) or "none"
+        want = "; ".join(e.describe() for e in self.expectations())
+        text = (f"postprocessing {self.name!r}: {problem} (expects {want}; "
+                f"the model's outputs: {have})")
+        if advice:
+            text += f"; {advice}"
+        return ManifestMismatchError(text)
+
+
+def find_output(outputs: Sequence[TensorSpec], name: str | None) -> TensorSpec | None:
+    """The output called ``name`` (None when the name is None or unknown)."""
+    if name is None:
+        return None
+    return next((s for s in outputs if s.name == name), None)
+
+
+def dim_text(shape: tuple[int | None, ...]) -> str:
+    """A shape for messages (``?`` for open dimensions)."""
+    return format_shape(shape)
+
+
+def fits(dim: int | None, want: int) -> bool:
+    """A dimension matches when it is that size or left open by the model."""
+    return dim is None or dim == want
+
+
+_KEY = re.compile(r"\W+")
+
+
+def label_key(label: str) -> str:
+    """A label as part of a result field name: ``traffic light`` -> ``traffic_light``."""
+    return _KEY.sub("_", label.strip().lower()).strip("_") or "unnamed"
+
+
+def label_of(labels: Sequence[str], index: int) -> str:
+    """The label of a class index, or the index as text."""
+    return labels[index] if 0 <= index < len(labels) else str(index)
+
+
+def detection_result(
+    boxes_input_px: FloatArray,
+    scores: FloatArray,
+    classes: IntArray,
+    labels: Sequence[str],
+    input_size: tuple[int, int],
+    *,
+    geometry: FrameGeometry | None,
+    keypoints_input_px: FloatArray | None = None,
+) -> Result:
+    """The result of a detector: kept boxes in source-frame coordinates.
+
+    ``boxes_input_px`` are ``[x1, y1, x2, y2]`` in model-input pixels; they are mapped
+    back through ``geometry`` (undoing letterbox padding and scale) and clipped to the
+    frame. Each detection has ``box`` (fractions of the source frame), ``box_px``
+    (source pixels), ``score``, ``class_index``, ``label`` and, when the model gives
+    them, ``keypoints`` (fractions, ``[[x, y], ...]``). Scalar fields for rules:
+    ``count``, ``max_score`` and ``count_<label>`` per label.
+    """
+    geo = geometry or FrameGeometry.identity(*input_size)
+    frame_w, frame_h = geo.source_size
+    size = np.asarray([frame_w, frame_h, frame_w, frame_h], np.float32)
+    boxes_px = np.clip(geo.to_source(boxes_input_px.reshape(-1, 4)), 0.0, size)
+    fractions = boxes_px / size
+    kps = None
+    if keypoints_input_px is not None and keypoints_input_px.size:
+        n = keypoints_input_px.shape[0]
+        kps = geo.to_source(keypoints_input_px.reshape(n, -1)).reshape(n, -1, 2)
+        kps = kps / np.asarray([frame_w, frame_h], np.float32)
+    detections = []
+    for i in range(boxes_px.shape[0]):
+        cls = int(classes[i])
+        det: dict[str, Any] = {
+            "box": [round(float(v), 4) for v in fractions[i]],
+            "box_px": [round(float(v), 1) for v in boxes_px[i]],
+            "score": float(scores[i]),
+            "class_index": cls,
+            "label": label_of(labels, cls),
+        }
+        if kps is not None:
+            det["keypoints"] = [[round(float(x), 4), round(float(y), 4)] for x, y in kps[i]]
+        detections.append(det)
+    result: Result = {
+        "count": len(detections),
+        "max_score": float(scores.max()) if detections else 0.0,
+        "detections": detections,
+    }
+    for index, label in enumerate(labels):
+        result[f"count_{label_key(label)}"] = int(np.count_nonzero(classes == index))
+    return result
+
+
+def sigmoid(x: FloatArray, clip: float = 0.0) -> FloatArray:
+    """Logistic function, after clipping to +-``clip`` when ``clip`` > 0."""
+    z = np.clip(x, -clip, clip) if clip > 0 else x
+    out: FloatArray = (1.0 / (1.0 + np.exp(-z))).astype(np.float32, copy=False)
+    return out

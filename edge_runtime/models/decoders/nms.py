@@ -1,0 +1,81 @@
+"""Non-maximum suppression: hard (keep the best of a cluster) and weighted (average it)."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float32]
+
+
+def iou(box: FloatArray, boxes: FloatArray) -> FloatArray:
+    """Intersection over union of one ``[x1, y1, x2, y2]`` box with many."""
+    x1 = np.maximum(box[0], boxes[:, 0])
+    y1 = np.maximum(box[1], boxes[:, 1])
+    x2 = np.minimum(box[2], boxes[:, 2])
+    y2 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    out: FloatArray = inter / np.maximum(area + areas - inter, 1e-12)
+    return out
+
+
+def _offset_by_class(boxes: FloatArray, classes: npt.NDArray[np.int64] | None) -> FloatArray:
+    """Shift each class's boxes into its own region so one pass never mixes classes."""
+    if classes is None or boxes.size == 0:
+        return boxes
+    span = float(np.max(boxes) - min(0.0, float(np.min(boxes)))) + 1.0
+    shifted: FloatArray = boxes + (classes.astype(np.float32) * span)[:, None]
+    return shifted
+
+
+def hard_nms(boxes: FloatArray, scores: FloatArray, iou_threshold: float,
+             classes: npt.NDArray[np.int64] | None = None,
+             max_out: int | None = None) -> list[int]:
+    """Greedy NMS (per class when ``classes`` is given); indices, best first."""
+    work = _offset_by_class(boxes, classes)
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    while order.size:
+        best = int(order[0])
+        keep.append(best)
+        if max_out is not None and len(keep) >= max_out:
+            break
+        rest = order[1:]
+        order = rest[iou(work[best], work[rest]) <= iou_threshold]
+    return keep
+
+
+def weighted_nms(boxes: FloatArray, scores: FloatArray, iou_threshold: float,
+                 extra: FloatArray | None = None, max_out: int | None = None
+                 ) -> tuple[list[int], FloatArray, FloatArray | None]:
+    """MediaPipe's WEIGHTED suppression: each cluster (IoU > threshold with its best box)
+    becomes one detection whose box (and ``extra`` rows, e.g. keypoints) is the
+    score-weighted mean of the cluster; it keeps the best box's score and class.
+
+    Returns (indices of each cluster's best box, merged boxes, merged extras).
+    """
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    merged: list[FloatArray] = []
+    merged_extra: list[FloatArray] = []
+    while order.size:
+        best = int(order[0])
+        overlaps = iou(boxes[best], boxes[order])
+        overlaps[0] = np.inf  # the best box is in its own cluster, even with zero area
+        cluster = order[overlaps > iou_threshold]
+        weights = scores[cluster][:, None]
+        total = float(weights.sum()) or 1.0
+        keep.append(best)
+        merged.append((boxes[cluster] * weights).sum(axis=0) / total)
+        if extra is not None:
+            merged_extra.append((extra[cluster] * weights).sum(axis=0) / total)
+        if max_out is not None and len(keep) >= max_out:
+            break
+        order = order[overlaps <= iou_threshold]
+    boxes_out = np.asarray(merged, np.float32).reshape(-1, 4)
+    extra_out = None
+    if extra is not None:
+        extra_out = np.asarray(merged_extra, np.float32).reshape(len(keep), *extra.shape[1:])
+    return keep, boxes_out, extra_out
