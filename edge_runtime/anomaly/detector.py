@@ -8,37 +8,46 @@ one core scores well over 50,000 points per second.
 How it scores (a value-novelty detector with context, in the spirit of NAB's
 contextual detectors, written from the description of the problem):
 
-1. **Warm-up.** The first ``warmup_points`` values set the quantisation (the bin width
-   is their range divided by ``levels``) and the nominal sample interval (the median
-   step between their timestamps). Scores are 0 during warm-up. When it ends, the
-   buffered warm-up values are replayed into the seen-bin map and the context table, so
-   the first scored points are compared with everything seen so far and not with an
-   empty memory (which made early points look novel).
+1. **Warm-up.** The first ``warmup_points`` values (24: short enough to end inside
+   NAB's probation of even a 336-point hourly series) set the quantisation (the bin
+   width is their range divided by ``levels``) and the nominal sample interval (the
+   median step between their timestamps). Scores are 0 during warm-up. When it ends,
+   the buffered warm-up values are replayed into the seen-bin map and the context
+   table, so the first scored points are compared with everything seen so far.
 2. **Value novelty.** Each value falls into an integer bin (bins extend without bound,
    so a level shift or drift reaches new bins). If more than ``rebin_bins`` bins have
    been visited within the horizon, the warm-up width was too fine for this channel
-   (typically a near-flat warm-up followed by bursts): the width doubles, neighbouring
-   bins merge, until at most half of the budget remains. A bin that was not visited in the last
-   ``horizon_points`` points is novel; the novelty grows with the distance (in bins, up
-   to ``distance_bins``) to the nearest recently visited bin. This catches spikes, dips,
+   (a short or near-flat warm-up followed by bursts): the width doubles, neighbouring
+   bins merge, until at most half of the budget remains, and the context table is
+   relearnt from the last 512 points at the new width. A bin not visited within the
+   horizon is novel; the novelty grows with the distance (in bins, up to
+   ``distance_bins``) to the nearest recently visited bin. This catches spikes, dips,
    level shifts and values outside the learnt range.
 3. **Context novelty.** The sequences of the last 2..``context_orders`` bins are
    hashed; the fraction of them not seen within the horizon measures a change of
    *pattern* (a missing daily peak, a flat line where the signal used to move).
 4. **Raw score** = ``(1 - context_weight) * value_novelty + context_weight *
-   context_novelty``, minus a slow running mean of itself (``baseline_alpha``), so
-   a channel that is always a little novel (noisy) does not keep alarming.
-5. **Rest period.** Once the score reaches ``alarm_level`` the detector reports it and
-   then returns 0 for ``rest_points`` points: one anomaly episode gives one alarm,
-   which is what rules and NAB's scoring (first detection in a window) want. A much
-   stronger event (score at least ``breakthrough`` above the alarm that started the
-   rest) is reported anyway and restarts the rest period.
+   context_novelty``, minus a running mean of itself, so a channel that is always a
+   little novel (noisy) does not keep alarming (:attr:`AnomalyDetector.last_raw`).
+5. **Alarm decision.** A point alarms when its score reaches ``alarm_level``, which
+   sits between the score's discrete levels: it needs a value away from every bin
+   seen (context novelty alone, at most ``context_weight = 0.3``, never alarms).
+   The reported score is that score for an alarm and 0 otherwise, so the detector's
+   decision *is* its output: no band of near-threshold points is left for a threshold
+   sweep to pick from, and any threshold in ``(0, alarm_level]`` gives the same alarms.
+6. **Rest period.** After an alarm the detector reports 0 for ``rest_s`` of the
+   channel's own time (one anomaly episode gives one alarm, which is what rules and
+   NAB's scoring want). A clearly stronger event (closing ``breakthrough`` of the gap
+   between the alarm that started the rest and 1) is reported anyway and restarts it.
 
-**Elapsed time, not points read.** Horizons, rest periods and the running mean count
-*ticks* of the nominal interval learnt in warm-up: a point read after a gap of ``k``
-intervals (an adaptive sampler skipping points, a lost sample) advances the clock by
-``k`` ticks, so skipping does not stretch the detector's memory. A clock stepping back
-advances by one tick; a long outage by at most ``horizon_points`` ticks.
+**No constant counted in samples.** The rest is in seconds; the horizon
+(``horizon_fraction``) and the running mean's time constant (``baseline_fraction``)
+are shares of the channel's age, counted in *ticks* of the nominal interval learnt in
+warm-up: a point read after a gap of ``k`` intervals (an adaptive sampler skipping
+points, a lost sample) advances the clock by ``k`` ticks, so skipping does not stretch
+the detector's memory. A clock stepping back advances by one tick; a long outage by
+at most the channel's age. Fixed counts (``rest_points``, ``horizon_points``,
+``baseline_alpha``) remain available for a channel whose scale is known.
 
 Seen bins live in a map bounded to 200 entries (oldest dropped first); contexts in a
 fixed-size table of last-seen point indices (``2 ** table_bits`` int32 slots), where a
@@ -64,6 +73,8 @@ _NEVER = -(2**31) + 1
 _MAX_BINS = 200
 _HASH_MUL = 0x9E3779B1  # odd multiplier (golden ratio) for integer hashing
 _ORDER_SALT = 0x85EBCA6B
+#: Recent points kept to rebuild the context table when the bin width changes (2**k).
+_RECENT = 512
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,27 +87,47 @@ class DetectorConfig:
 
     #: Bins across the warm-up range of values.
     levels: int = 10
-    #: Points used to learn the bin width before scoring starts.
-    warmup_points: int = 300
+    #: Points used to learn the bin width before scoring starts. Kept short so that the
+    #: warm-up ends inside the shortest series worth scoring (NAB does not score the
+    #: first 15 % of a series: 240 points of a 1,600-point one, 50 of 336 hourly points);
+    #: a too-fine width is repaired later by the bin budget (``rebin_bins``).
+    warmup_points: int = 24
     #: Longest bin sequence whose novelty is checked (1 = values only).
     context_orders: int = 5
-    #: A bin or context unseen for this many points counts as novel again.
-    horizon_points: int = 20000
+    #: A bin or context unseen for longer than this share of the channel's age (its
+    #: elapsed intervals since the first point) counts as novel again. >= 1 never forgets.
+    horizon_fraction: float = 1.0
+    #: Fixed horizon in intervals instead of ``horizon_fraction`` (None: scaled).
+    horizon_points: int | None = None
     #: Value novelty saturates at this distance (bins) from the nearest seen bin.
     distance_bins: int = 2
     #: Share of the raw score given to context (pattern) novelty, 0..1.
     context_weight: float = 0.3
-    #: Score at or above which the detector alarms and starts its rest period.
-    alarm_level: float = 0.3
-    #: Points with score 0 after an alarm.
-    rest_points: int = 150
-    #: Smoothing factor (per point) of the running mean subtracted from the raw score.
-    baseline_alpha: float = 0.001
+    #: Score at or above which the detector alarms and starts its rest period. It sits
+    #: between two of the score's discrete levels (value novelty in halves, context
+    #: novelty in quarters of ``context_weight``), so a small running mean does not move
+    #: a whole class of points across it. This is also the shipped default threshold
+    #: for the reported score: points that do not alarm report 0.
+    alarm_level: float = 0.31
+    #: Rest period after an alarm, in seconds of the channel's own clock (one anomaly
+    #: episode gives one alarm): 12.5 h, whatever the sampling interval (150 points of
+    #: 5-minute data, 12 hourly ones). 0: no time-based rest.
+    rest_s: float = 45000.0
+    #: Rest period as a share of the channel's age at the alarm (an episode that scales
+    #: with how long the channel has been watched); with ``rest_s`` too, the longer.
+    rest_fraction: float = 0.0
+    #: Fixed rest period in intervals instead of the two above (None: not fixed).
+    rest_points: int | None = None
+    #: The running mean subtracted from the raw score has a time constant of this share
+    #: of the channel's age (so it starts as a plain mean and slows as the channel ages).
+    baseline_fraction: float = 0.25
+    #: Fixed smoothing factor per interval instead of ``baseline_fraction`` (None: scaled).
+    baseline_alpha: float | None = None
     #: log2 of the number of int32 slots in the seen table (memory = 4 * 2**bits bytes).
     table_bits: int = 13
-    #: During a rest period, a score this much above the alarm that started it alarms
-    #: again (a strong spike right after a weaker alarm is not hidden).
-    breakthrough: float = 0.4
+    #: During a rest period, a score that closes this share of the gap between the alarm
+    #: that started it and 1 alarms again (a clearly stronger anomaly is not hidden).
+    breakthrough: float = 0.5
     #: Bin budget: when a new bin would make more than this many bins visited within
     #: the horizon, the bin width doubles (neighbouring bins merge) until at most half
     #: of them remain, so bins learnt on a near-flat warm-up do not stay far too fine
@@ -114,14 +145,20 @@ class DetectorConfig:
             (self.levels >= 1, "levels must be >= 1"),
             (self.warmup_points >= 2, "warmup_points must be >= 2"),
             (self.context_orders >= 1, "context_orders must be >= 1"),
-            (self.horizon_points >= 1, "horizon_points must be >= 1"),
+            (self.horizon_fraction > 0.0, "horizon_fraction must be > 0"),
+            (self.horizon_points is None or self.horizon_points >= 1,
+             "horizon_points must be >= 1"),
             (self.distance_bins >= 1, "distance_bins must be >= 1"),
             (0.0 <= self.context_weight <= 1.0, "context_weight must be in [0, 1]"),
             (0.0 < self.alarm_level <= 1.0, "alarm_level must be in (0, 1]"),
-            (self.rest_points >= 0, "rest_points must be >= 0"),
-            (0.0 <= self.baseline_alpha < 1.0, "baseline_alpha must be in [0, 1)"),
+            (0.0 <= self.rest_fraction < 1.0, "rest_fraction must be in [0, 1)"),
+            (self.rest_s >= 0.0 and math.isfinite(self.rest_s), "rest_s must be >= 0"),
+            (self.rest_points is None or self.rest_points >= 0, "rest_points must be >= 0"),
+            (self.baseline_fraction > 0.0, "baseline_fraction must be > 0"),
+            (self.baseline_alpha is None or 0.0 <= self.baseline_alpha < 1.0,
+             "baseline_alpha must be in [0, 1)"),
             (6 <= self.table_bits <= 20, "table_bits must be in 6..20"),
-            (self.breakthrough >= 0.0, "breakthrough must be >= 0"),
+            (0.0 <= self.breakthrough <= 1.0, "breakthrough must be in [0, 1]"),
             (self.flat_tolerance >= 0.0, "flat_tolerance must be >= 0"),
             (self.stuck_points >= 2, "stuck_points must be >= 2"),
             (self.stuck_factor >= 1.0, "stuck_factor must be >= 1"),
@@ -154,12 +191,16 @@ class AnomalyDetector:
         "_flat_tol",
         "_hi",
         "_hist",
+        "_horizon",
         "_lo",
         "_mask",
         "_max_run",
         "_n",
         "_prev",
         "_quiet_until",
+        "_ring_i",
+        "_ring_t",
+        "_ring_v",
         "_run",
         "_t_last",
         "_table",
@@ -184,6 +225,12 @@ class AnomalyDetector:
         self._width = 0.0
         self._flat_tol = 0.0  # flat_tolerance * _width, kept in step with the width
         self._hist = [0] * self._cfg.context_orders
+        #: the last _RECENT learnt values and their ticks (a ring), to rebuild contexts
+        self._ring_v = array("d", [math.nan]) * _RECENT
+        self._ring_t = array("i", [_NEVER]) * _RECENT
+        self._ring_i = 0
+        #: current horizon in ticks (scaled with the channel's age, see DetectorConfig)
+        self._horizon = self._cfg.horizon_points or self._cfg.warmup_points
         self._quiet_until = 0
         self._alarm = 0.0
         self._base = 0.0
@@ -199,6 +246,12 @@ class AnomalyDetector:
     def config(self) -> DetectorConfig:
         """The settings this detector runs with."""
         return self._cfg
+
+    @property
+    def alarm_level(self) -> float:
+        """Score at or above which a point alarms (``config.alarm_level``; the
+        :class:`~edge_runtime.anomaly.protocols.Detector` protocol asks for it)."""
+        return self._cfg.alarm_level
 
     @property
     def points_seen(self) -> int:
@@ -257,14 +310,18 @@ class AnomalyDetector:
             self._warm_up(n, t_s, value)
             return 0.0
         steps = 0
+        age = self._tick + cfg.warmup_points  # intervals since the first point
         if advance:
             steps = 1
             dt = self._dt
             if dt > 0.0:
                 gap = t_s - self._t_last
                 if gap > 1.5 * dt:
-                    steps = min(int(gap / dt + 0.5), cfg.horizon_points)
+                    steps = min(int(gap / dt + 0.5), max(age, 1))
             self._t_last = t_s
+            age += steps
+            fixed = cfg.horizon_points
+            self._horizon = fixed if fixed is not None else int(cfg.horizon_fraction * age)
         # flat run, in elapsed intervals (inline: this runs for every point)
         if abs(value - self._prev) <= self._flat_tol:
             self._run += steps
@@ -277,6 +334,8 @@ class AnomalyDetector:
         raw = self._learn(tick, value)
         base = self._base
         alpha = cfg.baseline_alpha
+        if alpha is None:
+            alpha = 1.0 / max(1.0, cfg.baseline_fraction * age)
         if steps != 1:  # one factor per elapsed interval (none for advance=False)
             alpha = 1.0 - (1.0 - alpha) ** steps
         self._base = base + alpha * (raw - base)
@@ -286,14 +345,28 @@ class AnomalyDetector:
         elif score > 1.0:
             score = 1.0
         self.last_raw = score
+        # The alarm decision: below the alarm level (or resting) the reported score is
+        # 0, so the reported scores are the detector's alarms and nothing else; no band
+        # of near-threshold points is left for a threshold sweep to pick from.
         if tick < self._quiet_until:
-            if score < self._alarm + cfg.breakthrough:
+            alarm = self._alarm
+            if score <= alarm + cfg.breakthrough * (1.0 - alarm):
                 return 0.0
         elif score < cfg.alarm_level:
-            return score
-        self._quiet_until = tick + 1 + cfg.rest_points
+            return 0.0
+        self._quiet_until = tick + 1 + self._rest_ticks(age)
         self._alarm = score
         return score
+
+    def _rest_ticks(self, age: int) -> int:
+        """Length of a rest period started now, in intervals."""
+        cfg = self._cfg
+        if cfg.rest_points is not None:
+            return cfg.rest_points
+        rest = cfg.rest_fraction * age
+        if cfg.rest_s and self._dt > 0.0:
+            rest = max(rest, cfg.rest_s / self._dt)
+        return int(rest)
 
     def _count_flat(self, value: float) -> None:
         """Track flat runs over the warm-up points (one interval each); after warm-up
@@ -355,12 +428,15 @@ class AnomalyDetector:
         self._tick = 0
         self._t_last = times[-1]
         self._warm = None
+        fixed = cfg.horizon_points
+        age = cfg.warmup_points
+        self._horizon = fixed if fixed is not None else int(cfg.horizon_fraction * age)
 
     def _learn(self, tick: int, value: float) -> float:
         """Score ``value`` against the memory at ``tick``, then remember it; raw score."""
         cfg = self._cfg
         q = int((value - self._lo) // self._width)
-        horizon = cfg.horizon_points
+        horizon = self._horizon
         # value novelty: distance to the nearest bin seen within the horizon
         bins = self._bins
         budget = cfg.rebin_bins
@@ -383,6 +459,10 @@ class AnomalyDetector:
             if len(bins) >= _MAX_BINS:
                 self._prune_bins(tick)
         bins[q] = tick
+        r = self._ring_i
+        self._ring_v[r] = value
+        self._ring_t[r] = tick
+        self._ring_i = (r + 1) & (_RECENT - 1)
         # context novelty over bin sequences of length 2..orders
         hist = self._hist
         orders = len(hist)
@@ -412,30 +492,58 @@ class AnomalyDetector:
         Returns True if the width changed.
         """
         bins = self._bins
-        horizon = self._cfg.horizon_points
+        horizon = self._horizon
         for b in [b for b, last in bins.items() if tick - last > horizon]:
             del bins[b]
         budget = self._cfg.rebin_bins
         if len(bins) < budget:
             return False
         while len(bins) > budget // 2:
-            merged: dict[int, int] = {}
-            for b, last in bins.items():
-                m = b // 2
-                if merged.get(m, _NEVER) < last:
-                    merged[m] = last
-            bins = merged
-            self._width *= 2.0
-            self._flat_tol = self._cfg.flat_tolerance * self._width
-            self._hist = [h // 2 for h in self._hist]
+            bins = self._double_width(bins)
         self._bins = bins
-        self._table[:] = array("i", [_NEVER]) * len(self._table)
+        self._rebuild_contexts()
         return True
+
+    def _double_width(self, bins: dict[int, int]) -> dict[int, int]:
+        """Double the bin width: bin ``q`` merges into ``q // 2`` (exact, same origin),
+        keeping the latest visit; returns the merged map."""
+        merged: dict[int, int] = {}
+        for b, last in bins.items():
+            m = b // 2
+            if merged.get(m, _NEVER) < last:
+                merged[m] = last
+        self._width *= 2.0
+        self._flat_tol = self._cfg.flat_tolerance * self._width
+        self._hist = [h // 2 for h in self._hist]
+        return merged
+
+    def _rebuild_contexts(self) -> None:
+        """Reset the context table and relearn it from the recent points at the current
+        width, so a widening forgets only what is older than the ring."""
+        table = self._table
+        table[:] = array("i", [_NEVER]) * len(table)
+        orders = len(self._hist)
+        mask, lo, width = self._mask, self._lo, self._width
+        hist = [0] * orders
+        start = self._ring_i
+        for j in range(_RECENT):
+            r = (start + j) & (_RECENT - 1)
+            t = self._ring_t[r]
+            if t == _NEVER:
+                continue
+            q = int((self._ring_v[r] - lo) // width)
+            hist.pop()
+            hist.insert(0, q)
+            key = q
+            for k in range(1, orders):
+                key = (key * _HASH_MUL + hist[k] + k * _ORDER_SALT) & 0xFFFFFFFFFFFF
+                table[(key ^ (key >> 23)) & mask] = t
+        self._hist = hist
 
     def _prune_bins(self, tick: int) -> None:
         """Keep the bin map bounded: drop bins older than the horizon, else the oldest half."""
         bins = self._bins
-        horizon = self._cfg.horizon_points
+        horizon = self._horizon
         stale = [b for b, last in bins.items() if tick - last > horizon]
         if len(stale) < len(bins) // 4:
             stale = sorted(bins, key=bins.__getitem__)[: len(bins) // 2]
@@ -453,6 +561,8 @@ class AnomalyDetector:
             + 64 * len(self._bins)
             + sys.getsizeof(self._hist)
             + 32 * len(self._hist)
+            + sys.getsizeof(self._ring_v)
+            + sys.getsizeof(self._ring_t)
             + (sys.getsizeof(self._warm) if self._warm is not None else 0)
         )
 
