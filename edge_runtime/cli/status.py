@@ -15,7 +15,9 @@ def register(subparsers: Any) -> None:
         help="show health, rates, drops and latency of the running daemon",
         description="Query the daemon started with CONFIG over its control socket "
         "(node.control_socket, default <state_dir>/control.sock), or the socket given "
-        "with --socket.",
+        "with --socket. Without either, the installed node's config "
+        "(/etc/edge-runtime/config.toml), ./config.toml, /var/lib/edge-runtime/control.sock "
+        "and ./state/control.sock are tried in this order.",
     )
     parser.add_argument("config", metavar="CONFIG", nargs="?", help="the daemon's config file")
     parser.add_argument("--socket", type=Path, default=None, help="control socket path")
@@ -32,19 +34,65 @@ def _fmt(value: Any, unit: str = "", digits: int = 1) -> str:
     return f"{value}{unit}"
 
 
+#: Where ``status`` without CONFIG or --socket looks, in this order: the configs first
+#: (their node.control_socket), then the sockets. deploy/ installs the config in /etc and
+#: the systemd unit's state folder is /var/lib/edge-runtime; a config in the current
+#: folder with the default state_dir listens on state/control.sock.
+DEFAULT_CONFIGS = (Path("/etc/edge-runtime/config.toml"), Path("config.toml"))
+DEFAULT_SOCKETS = (Path("/var/lib/edge-runtime/control.sock"), Path("state/control.sock"))
+
+
+def find_daemon(timeout_s: float) -> dict[str, Any]:
+    """The status reply of the first daemon that answers at a default location.
+
+    Raises :class:`DaemonError` naming every path tried when none answers.
+    """
+    from edge_runtime.config import load_config
+    from edge_runtime.control import request
+    from edge_runtime.errors import DaemonError, EdgeRuntimeError
+
+    candidates: list[tuple[Path, str]] = []
+    tried: list[str] = []
+    for cfg in DEFAULT_CONFIGS:
+        if not cfg.is_file():
+            tried.append(f"{cfg.absolute()} (no such config)")
+            continue
+        try:
+            sock = load_config(cfg).control_socket
+        except EdgeRuntimeError:
+            tried.append(f"{cfg.absolute()} (does not validate)")
+            continue
+        candidates.append((sock, f"{sock} (from {cfg.absolute()})"))
+    candidates += [(sock.absolute(), str(sock.absolute())) for sock in DEFAULT_SOCKETS]
+    seen: set[Path] = set()
+    for sock, label in candidates:
+        if sock in seen:
+            continue
+        seen.add(sock)
+        if not sock.exists():
+            tried.append(f"{label} (no socket)")
+            continue
+        try:
+            return request(sock, "status", timeout_s=timeout_s)
+        except DaemonError:
+            tried.append(f"{label} (not answering)")
+    raise DaemonError(f"no running daemon found; tried {', '.join(tried)}",
+                      hint="give its config, 'edge-runtime status CONFIG', or its socket, "
+                           "'edge-runtime status --socket PATH'")
+
+
 def _status(args: argparse.Namespace) -> int:
     from edge_runtime.control import request
-    from edge_runtime.errors import CliUsageError
 
     if args.socket is not None:
-        path = args.socket
+        reply = request(args.socket, "status", timeout_s=args.timeout_s)
     elif args.config is not None:
         from edge_runtime.config import load_config
 
-        path = load_config(args.config).control_socket
+        reply = request(load_config(args.config).control_socket, "status",
+                        timeout_s=args.timeout_s)
     else:
-        raise CliUsageError("give the daemon's CONFIG or --socket PATH")
-    reply = request(path, "status", timeout_s=args.timeout_s)
+        reply = find_daemon(args.timeout_s)
     if args.json:
         print(json.dumps(reply, indent=2, sort_keys=True))
         return 0

@@ -6,6 +6,7 @@ in-process with a real MJPEG server; every test stops what it starts.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -20,7 +21,8 @@ from edge_runtime import control
 from edge_runtime.cli import main
 from edge_runtime.config import load_config
 from edge_runtime.errors import DaemonError
-from tests.helpers.media import make_video, wait_for
+from edge_runtime.pipelines.daemon import Daemon
+from tests.helpers.media import make_video, wait_for, write_csv
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -194,3 +196,74 @@ def test_check_says_the_state_folder_is_writable_and_leaves_no_trace(
     (tmp_path / "var" / "state").mkdir(parents=True)
     assert main(["check", str(cfg)]) == 0
     assert list((tmp_path / "var" / "state").iterdir()) == []
+
+
+# --- status without arguments --------------------------------------------------------------
+
+REPLAY_CONFIG = """
+[node]
+name = "here"
+gpio_pin_factory = "mock"
+[budget]
+enabled = false
+[[sources]]
+type = "replay"
+id = "temp"
+path = "in.csv"
+speed = 20
+loop = true
+[[pipelines]]
+id = "temp"
+source = "temp"
+"""
+
+
+def test_status_without_arguments_finds_the_daemon_of_the_config_here(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """README shows a bare 'edge-runtime status'; it used to fail every time."""
+    write_csv(tmp_path / "in.csv", [float(i % 7) for i in range(50)], period_s=0.1)
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(REPLAY_CONFIG)  # default state_dir: ./state/control.sock
+    monkeypatch.chdir(tmp_path)
+
+    daemon = Daemon(cfg)  # reads the config: not on the loop
+    sock = daemon.config.control_socket
+
+    async def scenario() -> int:
+        task = asyncio.create_task(daemon.run())
+        loop = asyncio.get_running_loop()
+        try:
+            deadline = loop.time() + 10
+            while (not await loop.run_in_executor(None, sock.exists)
+                   and loop.time() < deadline):
+                await asyncio.sleep(0.02)
+            return int(await loop.run_in_executor(None, main, ["status"]))
+        finally:
+            daemon.request_stop()
+            await asyncio.wait_for(task, 5)
+
+    assert asyncio.run(scenario()) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("node here (pid ")
+    assert "pipeline temp <- temp" in out
+
+
+def test_status_without_arguments_says_where_it_looked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from edge_runtime.cli.status import DEFAULT_CONFIGS, DEFAULT_SOCKETS
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "control.sock").write_text("left by a crashed daemon\n")
+    assert main(["status"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    line = lines[0]
+    assert line.startswith("edge-runtime: error: no running daemon found; tried ")
+    for path in (*DEFAULT_CONFIGS, *DEFAULT_SOCKETS):
+        assert str(path.absolute()) in line
+    assert f"{tmp_path / 'state' / 'control.sock'} (not answering)" in line
+    assert "'edge-runtime status CONFIG'" in line
+    assert "'edge-runtime status --socket PATH'" in line
