@@ -1,12 +1,19 @@
-"""``edge-runtime detect``: score a ``timestamp,value`` CSV with the anomaly detector.
+"""``edge-runtime detect``: score a time-series CSV with the anomaly detector.
 
-Writes ``timestamp,value,anomaly_score`` rows in input order (the NAB results format).
-A bad input row stops the run with one line naming the file and line number (exit 2).
+Writes ``timestamp,<value column>,anomaly_score,alarm`` rows in input order (the NAB
+results format plus an ``alarm`` column: 1 where the score reaches the detector's
+shipped default threshold, its alarm level). The input may use a comma, semicolon or
+tab, carry a UTF-8 byte order mark, name its columns in any case and leave points out
+(an empty cell or ``nan``: written back empty, score 0). A bad input row stops the run
+with one line naming the file and line number (exit 2). A closing line on stderr gives
+the rows read, the alarms and the top-scoring times.
 """
 
 from __future__ import annotations
 
 import argparse
+import heapq
+import math
 import sys
 import time
 from pathlib import Path
@@ -14,21 +21,26 @@ from typing import Any
 
 #: Seconds between progress lines.
 PROGRESS_EVERY_S = 2.0
+#: Top-scoring alarm times named in the closing line.
+TOP_ALARMS = 3
 
 
 def register(subparsers: Any) -> None:
     """Add the ``detect`` sub-command."""
     p = subparsers.add_parser(
         "detect",
-        help="score a timestamp,value CSV for anomalies (NAB results format)",
+        help="score a time-series CSV for anomalies (NAB results format)",
         description=(
             "Stream a CSV through the online anomaly detector, one row at a time, and write "
-            "timestamp,value,anomaly_score."
+            "timestamp,value,anomaly_score,alarm."
         ),
     )
-    p.add_argument("--input", required=True, type=Path, help="CSV with a timestamp column")
+    p.add_argument("--input", required=True, type=Path, help="CSV with a time column")
     p.add_argument("--output", required=True, type=Path, help="CSV to write ('-' for stdout)")
-    p.add_argument("--channel", default=None, help="value column name (default: 'value')")
+    p.add_argument("--time-column", default=None,
+                   help="time column name (default: timestamp, time, datetime, date, ...)")
+    p.add_argument("--value-column", "--channel", dest="value_column", default=None,
+                   help="value column name (default: 'value', or the only other column)")
     p.add_argument(
         "--max-backstep-s",
         type=float,
@@ -49,29 +61,49 @@ def run(args: argparse.Namespace) -> int:
 
     src: Path = args.input
     if not src.is_file():
-        raise CliUsageError(f"--input {src}: no such file")
+        raise CliUsageError(f"--input {src}: no such file", hint="check the path")
     detector = AnomalyDetector()
+    threshold = detector.config.alarm_level
     update = detector.update
     show = bool(args.progress or sys.stderr.isatty())
     rows: list[str] = []
+    alarms = missing = 0
+    top: list[tuple[float, int, str]] = []  # min-heap of (score, -row, time text)
+    value_name = args.value_column or "value"
     started = last_report = time.monotonic()
     try:
-        with src.open(newline="", encoding="utf-8") as fh:
+        with src.open(newline="", encoding="utf-8-sig") as fh:
             for i, (_, text, t_s, value) in enumerate(
                 iter_series(
-                    fh, source=str(src), channel=args.channel, max_backstep_s=args.max_backstep_s
+                    fh, source=str(src), channel=args.value_column,
+                    time_column=args.time_column, max_backstep_s=args.max_backstep_s,
+                    allow_missing=True,
                 )
             ):
+                if math.isnan(value):
+                    missing += 1
+                    rows.append(f"{text},,0.000000,0\n")
+                    continue
                 score = update(t_s, value)
-                rows.append(f"{text},{value!r},{score:.6f}\n")
+                alarm = score >= threshold
+                if alarm:
+                    alarms += 1
+                    heapq.heappush(top, (score, -i, text))
+                    if len(top) > TOP_ALARMS:
+                        heapq.heappop(top)
+                rows.append(f"{text},{value!r},{score:.6f},{int(alarm)}\n")
                 if show and not i % 4096:
                     now = time.monotonic()
                     if now - last_report >= PROGRESS_EVERY_S:
                         last_report = now
                         print(f"detect: {i} rows, {now - started:.1f} s", file=sys.stderr)
     except UnicodeDecodeError as exc:
-        raise DataError(f"{src}: not UTF-8 text ({exc.reason})", hint="give a CSV file") from None
-    header = f"timestamp,{args.channel or 'value'},anomaly_score\n"
+        raise DataError(f"{src}: not UTF-8 text ({exc.reason})",
+                        hint="save the file as UTF-8 CSV") from None
+    if not rows:
+        raise DataError(f"{src}: no data rows after the header",
+                        hint="give a CSV with at least one row")
+    header = f"timestamp,{value_name},anomaly_score,alarm\n"
     if str(args.output) == "-":
         sys.stdout.write(header)
         sys.stdout.writelines(rows)
@@ -84,8 +116,11 @@ def run(args: argparse.Namespace) -> int:
                 fh.writelines(rows)
             tmp.replace(out)
         except OSError as exc:
-            raise CliUsageError(f"--output {out}: cannot write ({exc.strerror})") from None
-    if show:
-        elapsed = time.monotonic() - started
-        print(f"detect: {len(rows)} rows in {elapsed:.2f} s -> {args.output}", file=sys.stderr)
+            raise CliUsageError(f"--output {out}: cannot write ({exc.strerror})",
+                                hint="check the directory exists and is writable") from None
+    elapsed = time.monotonic() - started
+    best = ", ".join(f"{t} ({s:.2f})" for s, _, t in sorted(top, reverse=True))
+    print(f"detect: {len(rows)} rows read ({missing} missing), {alarms} alarms at score >= "
+          f"{threshold:g}{'; top: ' + best if best else ''}; {elapsed:.2f} s -> {args.output}",
+          file=sys.stderr)
     return 0

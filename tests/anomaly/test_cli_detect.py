@@ -16,19 +16,27 @@ def test_detect_writes_nab_results_format(nab_root: Path, tmp_path: Path) -> Non
     assert main(["detect", "--input", str(nab_root / "data" / NAB_FILE), "--output", str(out)]) == 0
     lines = out.read_text().splitlines()
     src = (nab_root / "data" / NAB_FILE).read_text().splitlines()
-    assert lines[0] == "timestamp,value,anomaly_score"
+    assert lines[0] == "timestamp,value,anomaly_score,alarm"
     assert len(lines) == len(src)
     assert [ln.split(",")[0] for ln in lines[1:]] == [ln.split(",")[0] for ln in src[1:]]
     assert all(0.0 <= float(ln.split(",")[2]) <= 1.0 for ln in lines[1:])
+    # alarm is the score at the shipped default threshold (the detector's alarm level)
+    from edge_runtime.anomaly import DetectorConfig
+
+    level = DetectorConfig().alarm_level
+    assert all(ln.split(",")[3] == str(int(float(ln.split(",")[2]) >= level)) for ln in lines[1:])
+    assert any(ln.endswith(",1") for ln in lines[1:])
 
 
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ("time,value\n2020-01-01 00:00:00,1\n", ":1: no 'timestamp' column"),
+        ("when,value\n2020-01-01 00:00:00,1\n", ":1: no 'timestamp' column"),
+        ("", ": file is empty"),
+        ("timestamp,value\n", ": no data rows"),
         ("timestamp,other,more\n2020-01-01 00:00:00,1,2\n", ":1: no 'value' column"),
         ("timestamp,value\n2020-01-01 00:00:00,1\nyesterday,2\n", ":3: unparsable timestamp"),
-        ("timestamp,value\n2020-01-01 00:00:00,1\n2020-01-01 00:05:00,nan\n", ":3: value is 'nan'"),
+        ("timestamp,value\n2020-01-01 00:00:00,1\n2020-01-01 00:05:00,inf\n", ":3: value is 'inf'"),
         ("timestamp,value\n2020-01-02 00:00:00,1\n2020-01-01 00:00:00,2\n", ":3: timestamp"),
         ("timestamp,value\n2020-01-01 00:00:00,abc\n", ":2: unparsable value"),
     ],
