@@ -19,12 +19,17 @@ import math
 import os
 import re
 import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
 from edge_runtime.errors import ConfigError
+
+if TYPE_CHECKING:
+    from edge_runtime.anomaly.forecast import TrendForecaster
+    from edge_runtime.anomaly.protocols import Detector
 
 # --- sections ---------------------------------------------------------------------------
 
@@ -65,6 +70,8 @@ class CameraSourceConfig(RateLimits, tag="camera"):
     lossless: bool = False
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 10.0
+    #: Frames with more pixels are dropped and counted as errors (memory bound).
+    max_frame_pixels: int = 4096 * 4096
 
 
 class Picamera2SourceConfig(RateLimits, tag="picamera2"):
@@ -199,8 +206,9 @@ class PipelineConfig(msgspec.Struct, forbid_unknown_fields=True):
     source: str
     model: str | None = None
     num_threads: int = 1
-    #: Streaming detector for scalar sources: ``anomaly`` or ``module:Class`` with an
-    #: ``update(t_s, value) -> score`` method; ``detector_params`` go to its constructor.
+    #: Streaming detector for scalar sources: ``anomaly`` or ``module:Class``, a
+    #: :class:`~edge_runtime.anomaly.protocols.Detector`; ``detector_params`` go to its
+    #: constructor.
     detector: str | None = None
     detector_params: dict[str, Any] = msgspec.field(default_factory=dict)
     #: Options of the data-cleaning stage for sensor streams (see docs/config.md).
@@ -361,15 +369,60 @@ def _known_models() -> list[str]:
     return [m.name for m in list_models()]
 
 
-def resolve_detector(spec: str) -> Any:
+def resolve_detector(spec: str) -> Callable[..., object]:
     """The detector class named by ``anomaly`` or ``module:Class``; ImportError if absent."""
     target = "edge_runtime.anomaly:AnomalyDetector" if spec == "anomaly" else spec
     module_name, _, attr = target.partition(":")
     module = importlib.import_module(module_name)
     try:
-        return getattr(module, attr or "AnomalyDetector")
+        cls: Callable[..., object] = getattr(module, attr or "AnomalyDetector")
     except AttributeError as exc:
         raise ImportError(f"{module_name} has no {attr!r}") from exc
+    return cls
+
+
+_DETECTOR_HINT = ("subclass edge_runtime.anomaly.protocols.DetectorBase (defaults for all "
+                  "but update) and write update(t_s, value) -> score; see docs/config.md")
+
+
+def make_detector(spec: str, params: dict[str, Any], where: str) -> Detector:
+    """Build a pipeline's detector (``anomaly`` or ``module:Class``, constructed with
+    ``params``) and check it against the
+    :class:`~edge_runtime.anomaly.protocols.Detector` protocol.
+
+    ConfigError naming ``where`` (the pipeline's key path) when it cannot be imported
+    or built, or when it lacks a member of the protocol (the message names them).
+    """
+    from edge_runtime.anomaly.protocols import Detector, missing_members
+
+    try:
+        cls = resolve_detector(spec)
+    except ImportError as exc:
+        raise ConfigError(f"{where}.detector: cannot load {spec!r}: {exc}") from exc
+    try:
+        if spec == "anomaly":
+            from edge_runtime.anomaly import DetectorConfig
+
+            detector = cls(DetectorConfig(**params))
+        else:
+            detector = cls(**params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}.detector_params: {exc}") from exc
+    if not isinstance(detector, Detector) or not callable(detector.update):
+        missing = missing_members(detector, Detector) or ["update"]
+        raise ConfigError(
+            f"{where}.detector: {spec!r} is not a Detector: it has no "
+            f"{', '.join(missing)}",
+            hint=_DETECTOR_HINT)
+    return detector
+
+
+def check_detectors(config: Config) -> None:
+    """Build every pipeline's detector once and check it (:func:`make_detector`);
+    ``edge-runtime check`` runs this after :func:`load_config`."""
+    for i, pipe in enumerate(config.pipelines):
+        if pipe.detector is not None:
+            make_detector(pipe.detector, pipe.detector_params, f"pipelines[{i}]")
 
 
 def check_config(config: Config) -> None:
@@ -473,7 +526,9 @@ def check_config(config: Config) -> None:
                 except (TypeError, ValueError) as exc:
                     raise ConfigError(f"{where}.detector_params: {exc}") from exc
             elif not callable(getattr(cls, "update", None)):
-                raise ConfigError(f"{where}.detector: {pipe.detector!r} has no update method")
+                # The class alone shows this; `edge-runtime check` builds it for the rest.
+                raise ConfigError(f"{where}.detector: {pipe.detector!r} is not a Detector: "
+                                  "it has no update", hint=_DETECTOR_HINT)
         if pipe.cleaning is not None:
             if is_frame:
                 raise ConfigError(f"{where}.cleaning: cleaning is for scalar sources, "
@@ -506,7 +561,7 @@ def _check_cleaning(params: dict[str, Any], where: str) -> None:
         raise ConfigError(f"{where}: {exc}") from exc
 
 
-def make_forecaster(cfg: ForecastConfig, where: str) -> Any:
+def make_forecaster(cfg: ForecastConfig, where: str) -> TrendForecaster:
     """The :class:`~edge_runtime.anomaly.forecast.TrendForecaster` for ``cfg``;
     ConfigError (naming ``where``) for values it refuses."""
     from edge_runtime.anomaly.forecast import TrendForecaster

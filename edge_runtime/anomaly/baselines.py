@@ -2,7 +2,10 @@
 
 They share the streaming interface of :class:`~edge_runtime.anomaly.detector.AnomalyDetector`
 (``update(t_s, value) -> score in [0, 1]`` and ``state_bytes()``) so the benchmark runs
-every detector through the same loop.
+every detector through the same loop, and they are
+:class:`~edge_runtime.anomaly.protocols.Detector` s (through
+:class:`~edge_runtime.anomaly.protocols.DetectorBase`), so a pipeline can run them too
+(``detector = "edge_runtime.anomaly.baselines:WindowedGaussianDetector"``).
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ import random
 import sys
 from collections import deque
 
+from edge_runtime.anomaly.protocols import DetectorBase
+
 __all__ = ["NullDetector", "RandomDetector", "WindowedGaussianDetector"]
 
 
-class WindowedGaussianDetector:
+class WindowedGaussianDetector(DetectorBase):
     """NAB's windowed Gaussian: mean and standard deviation of the last ``window`` points.
 
     The statistics are refreshed every ``step`` points; the score of a value is
@@ -42,8 +47,10 @@ class WindowedGaussianDetector:
         self._mean = mean
         self._std = math.sqrt(var) if var > 0.0 else 1e-6
 
-    def update(self, t_s: float, value: float) -> float:
-        """Score ``value`` against the current window, then add it (``t_s`` unused)."""
+    def update(self, t_s: float, value: float,
+               envelope: tuple[float, float] | None = None) -> float:
+        """Score ``value`` against the current window, then add it (``t_s`` and
+        ``envelope`` unused)."""
         score = 0.0
         if self._data:
             z = (value - self._mean) / self._std
@@ -76,10 +83,11 @@ class WindowedGaussianDetector:
         return sys.getsizeof(self._data) + len(self._data) * 24
 
 
-class NullDetector:
+class NullDetector(DetectorBase):
     """Never fires: every score is 0. NAB's lower reference (normalised score 0)."""
 
-    def update(self, t_s: float, value: float) -> float:
+    def update(self, t_s: float, value: float,
+               envelope: tuple[float, float] | None = None) -> float:
         """Return 0.0 for every point."""
         return 0.0
 
@@ -88,13 +96,14 @@ class NullDetector:
         return 0
 
 
-class RandomDetector:
+class RandomDetector(DetectorBase):
     """Uniform random scores in [0, 1) from a seeded generator (NAB's random baseline)."""
 
     def __init__(self, *, seed: int = 42) -> None:
         self._rng = random.Random(seed)
 
-    def update(self, t_s: float, value: float) -> float:
+    def update(self, t_s: float, value: float,
+               envelope: tuple[float, float] | None = None) -> float:
         """Return a random score, independent of the data."""
         return self._rng.random()
 

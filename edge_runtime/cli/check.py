@@ -19,16 +19,20 @@ def register(subparsers: Any) -> None:
         "check",
         help="validate a config file without running it",
         description="Validate CONFIG: schema, cross references (sources, actions, models), "
-        "files it names. Exit code 0 when valid, 2 with the offending key path otherwise.",
+        "files it names, detectors (built once and checked). Exit code 0 when valid, 2 "
+        "with the offending key path otherwise.",
     )
     parser.add_argument("config", metavar="CONFIG", help="TOML config file")
     parser.set_defaults(handler=_check)
 
 
 def _check(args: argparse.Namespace) -> int:
-    from edge_runtime.config import load_config
+    from edge_runtime.config import check_detectors, load_config
 
     config = load_config(args.config)
+    # A user's module:Class detector is built once here and checked against the
+    # Detector protocol, so a missing member fails now, not when the daemon starts.
+    check_detectors(config)
     state_dir = check_state_dir(config)
     print(f"{args.config}: ok ({len(config.sources)} source(s), {len(config.pipelines)} "
           f"pipeline(s), {len(config.actions)} action(s)); state folder {state_dir} is "

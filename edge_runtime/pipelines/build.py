@@ -10,8 +10,9 @@ does with a sample, is :mod:`edge_runtime.pipelines.pipeline`.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_runtime.config import (
     BridgeSourceConfig,
@@ -25,8 +26,8 @@ from edge_runtime.config import (
     ReplaySourceConfig,
     RuleConfig,
     SourceConfig,
+    make_detector,
     make_forecaster,
-    resolve_detector,
 )
 from edge_runtime.errors import ConfigError
 from edge_runtime.pipelines.actions import (
@@ -39,10 +40,13 @@ from edge_runtime.pipelines.actions import (
 from edge_runtime.pipelines.forecast import ForecastStage
 from edge_runtime.pipelines.pipeline import Pipeline
 from edge_runtime.pipelines.rules import Rule
-from edge_runtime.pipelines.shared import SharedSource
+from edge_runtime.pipelines.shared import SharedSource, Tap
 from edge_runtime.sampling.controller import Budget, RateController
 from edge_runtime.sampling.policy import ActivityPolicy, make_policy
 from edge_runtime.sources.base import Source
+
+if TYPE_CHECKING:
+    from edge_runtime.anomaly.protocols import Cleaner, Detector
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +94,8 @@ def make_source(cfg: SourceConfig, config: Config) -> Source:
             path=config.resolve(cfg.path) if cfg.path is not None else None,
             url=cfg.url, width=cfg.width, height=cfg.height, fps_hz=cfg.fps_hz,
             loop=cfg.loop, realtime=cfg.realtime, lossless=cfg.lossless,
-            reconnect_min_s=cfg.reconnect_min_s, reconnect_max_s=cfg.reconnect_max_s)
+            reconnect_min_s=cfg.reconnect_min_s, reconnect_max_s=cfg.reconnect_max_s,
+            max_frame_pixels=cfg.max_frame_pixels)
     if isinstance(cfg, Picamera2SourceConfig):
         from edge_runtime.sources.camera import Picamera2Camera
 
@@ -159,31 +164,18 @@ def _make_controller(pipe: PipelineConfig, src: SourceConfig, budget: Budget,
     return RateController(src.min_rate_hz, src.max_rate_hz, budget=budget, **kwargs)
 
 
-def _make_detector(pipe: PipelineConfig, where: str) -> Any:
-    assert pipe.detector is not None
-    cls = resolve_detector(pipe.detector)
-    try:
-        if pipe.detector == "anomaly":
-            from edge_runtime.anomaly import DetectorConfig
-
-            return cls(DetectorConfig(**pipe.detector_params))
-        return cls(**pipe.detector_params)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}.detector_params: {exc}") from exc
-
-
-def _make_cleaner(pipe: PipelineConfig, src: SourceConfig, where: str) -> Any:
+def _make_cleaner(pipe: PipelineConfig, src: SourceConfig, where: str) -> Cleaner:
     """The anomaly package's streaming cleaner, with gaps judged at the slowest planned rate.
 
     Adaptive sampling leaves intended gaps; unless ``interval_s`` is given, a gap is only
     a gap when it is longer than the minimum rate's period.
     """
-    from edge_runtime.anomaly.cleaning import Cleaner
+    from edge_runtime.anomaly.cleaning import Cleaner as StreamCleaner
 
     params = dict(pipe.cleaning or {})
     params.setdefault("interval_s", 1.0 / src.min_rate_hz)
     try:
-        return Cleaner(**params)
+        return StreamCleaner(**params)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from exc
 
@@ -204,6 +196,8 @@ def build_runtime(config: Config) -> Runtime:
     event_log: EventLog | None = None
     actions: dict[str, Action] = {}
     runtime = Runtime(config, {}, actions, [], [], None, budget)
+    # A source read by several pipelines is shared: each of them gets a tap.
+    readers = Counter(pipe.source for pipe in config.pipelines)
     try:
         if any(not isinstance(a, GpioActionConfig | LogActionConfig) for a in config.actions):
             event_log = EventLog(config.event_log_path, max_bytes=config.events.max_bytes,
@@ -225,36 +219,40 @@ def build_runtime(config: Config) -> Runtime:
             source = runtime.sources.get(src_cfg.id) or make_source(src_cfg, config)
             runtime.sources[source.source_id] = source
             model = None
-            detector = None
+            detector: Detector | None = None
             if pipe.model is not None:
                 name = pipe.model
                 if "/" in name or name.endswith((".onnx", ".tflite")):
                     name = str(config.resolve(name))
                 model = load_model(name, num_threads=pipe.num_threads)
             if pipe.detector is not None:
-                detector = _make_detector(pipe, f"pipelines[{i}]")
+                detector = make_detector(pipe.detector, pipe.detector_params,
+                                         f"pipelines[{i}]")
             cleaner = None
             if pipe.cleaning is not None:
                 cleaner = _make_cleaner(pipe, src_cfg, f"pipelines[{i}].cleaning")
+            # The source's clock (a replay's recorded seconds) per monotonic second.
+            time_scale = src_cfg.speed if isinstance(src_cfg, ReplaySourceConfig) else 1.0
             forecast = None
             if pipe.forecast is not None:
-                # Forecast on the source's clock: a replay's recorded seconds.
                 forecast = ForecastStage(
                     make_forecaster(pipe.forecast, f"pipelines[{i}].forecast"),
-                    time_scale=float(getattr(source, "speed", 1.0)))
+                    time_scale=time_scale)
             policy = _make_policy(pipe, source.kind == "frame")
             controller = _make_controller(pipe, src_cfg, budget, policy)
+            tap = Tap(pipe.id, controller) if readers[src_cfg.id] > 1 else None
             try:
                 runtime.pipelines.append(Pipeline(
                     pipe.id, source, policy=policy, controller=controller,
                     rules=make_rules(pipe.rules), actions=actions, node_name=config.node.name,
-                    model=model, detector=detector, cleaner=cleaner, forecast=forecast))
+                    model=model, detector=detector, cleaner=cleaner, forecast=forecast,
+                    tap=tap, time_scale=time_scale))
             except ConfigError as exc:
                 raise ConfigError(f"pipelines[{i}].model: {exc.message}") from exc
         for source_id, source in runtime.sources.items():
-            readers = [p for p in runtime.pipelines if p.source is source]
-            if len(readers) > 1:
-                runtime.shared[source_id] = SharedSource(source, readers)
+            if readers[source_id] > 1:
+                runtime.shared[source_id] = SharedSource(
+                    source, [p for p in runtime.pipelines if p.source is source])
         # Sources that no pipeline reads are still opened (e.g. to record them later).
         for src_cfg in config.sources:
             if src_cfg.id not in runtime.sources:

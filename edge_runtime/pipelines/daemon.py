@@ -146,7 +146,7 @@ class Daemon:
             async with asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(self._run_pipeline(pipe),
                                         name=f"pipeline-{pipe.pipeline_id}")
-                         for pipe in runtime.pipelines if pipe.shared is None]
+                         for pipe in runtime.pipelines if pipe.tap is None]
                 tasks += [tg.create_task(self._run_shared(shared), name=f"source-{source_id}")
                           for source_id, shared in runtime.shared.items()]
                 tg.create_task(self._run_health(runtime), name="health")

@@ -1,6 +1,7 @@
 """The forecast stage of a scalar pipeline: time-to-limit and early warning.
 
-Wraps :class:`~edge_runtime.anomaly.forecast.TrendForecaster` (configured by
+Wraps a :class:`~edge_runtime.anomaly.protocols.Forecaster` (the shipped one is
+:class:`~edge_runtime.anomaly.forecast.TrendForecaster`, configured by
 ``[pipelines.forecast]``) and turns each forecast into result fields rules can test:
 
 - ``time_to_limit_s``: estimated seconds until the limit is crossed (0 once crossed);
@@ -19,7 +20,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from edge_runtime.anomaly.forecast import Forecast, TrendForecaster
+from edge_runtime.anomaly.forecast import Forecast
+from edge_runtime.anomaly.protocols import Forecaster
 
 __all__ = ["ForecastStage"]
 
@@ -31,7 +33,7 @@ def _seconds(x: float) -> float | None:
 class ForecastStage:
     """One pipeline's forecaster, with counters for status and summaries."""
 
-    def __init__(self, forecaster: TrendForecaster, *, time_scale: float = 1.0) -> None:
+    def __init__(self, forecaster: Forecaster, *, time_scale: float = 1.0) -> None:
         if not time_scale > 0:
             raise ValueError("time_scale must be > 0")
         self.forecaster = forecaster

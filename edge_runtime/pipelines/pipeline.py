@@ -7,10 +7,17 @@ each pipeline takes its samples from its own :class:`Tap` at its own rate.
 
 The work is split by where it may run:
 
-- :meth:`Pipeline.infer` does everything heavy (motion gate, preprocessing, the model)
-  and is called in an executor thread by the daemon;
+- :meth:`Pipeline.infer` does everything heavy (motion gate, cleaning, forecast,
+  preprocessing, the model or detector) and is called in the pipeline's worker thread
+  by the daemon (on the loop only when it is plain arithmetic, :attr:`Pipeline.cheap`);
 - :meth:`Pipeline.decide` is cheap bookkeeping (rate controller, rules, actions) and
   runs on the event loop, so the order of decisions is the order of samples.
+
+The scalar stages are typed by their protocols (:mod:`edge_runtime.anomaly.protocols`:
+:class:`~edge_runtime.anomaly.protocols.Detector`,
+:class:`~edge_runtime.anomaly.protocols.Cleaner`, and the forecast stage's
+:class:`~edge_runtime.anomaly.protocols.Forecaster`), the model is a
+:class:`~edge_runtime.models.model.Model`.
 
 :func:`~edge_runtime.pipelines.build.build_runtime` (``build.py``) builds pipelines
 from a config; this module is only the stage runner.
@@ -23,11 +30,12 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edge_runtime.anomaly.health import HealthScore
+from edge_runtime.anomaly.protocols import Cleaner, Detector
 from edge_runtime.errors import EdgeRuntimeError
 from edge_runtime.models.manifest import (
     ClassificationPostprocessing,
@@ -40,16 +48,20 @@ from edge_runtime.pipelines.actions import (
 )
 from edge_runtime.pipelines.forecast import ForecastStage
 from edge_runtime.pipelines.preprocess import (
+    FrameFn,
     SlidingWindow,
     frame_preprocessor,
     window_input,
     window_recipe,
 )
 from edge_runtime.pipelines.rules import Rule, Transition
-from edge_runtime.pipelines.shared import SharedSource, Tap
+from edge_runtime.pipelines.shared import Tap
 from edge_runtime.sampling.controller import RateController
 from edge_runtime.sampling.policy import ActivityPolicy
 from edge_runtime.sources.base import Sample, Source
+
+if TYPE_CHECKING:
+    from edge_runtime.models.model import Model
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +112,14 @@ class PipelineStats:
 
 
 class Pipeline:
-    """See the module docstring. Built by :func:`build_runtime`."""
+    """See the module docstring. Built by :func:`build_runtime`.
+
+    ``tap`` is this pipeline's share of a source other pipelines read too (a
+    :class:`~edge_runtime.pipelines.shared.SharedSource` built over their taps, which
+    then owns the source's rate); None when the pipeline reads its source alone.
+    ``time_scale`` is the source's seconds per monotonic second (a replay's ``speed``):
+    window models and the health score work on the source's clock.
+    """
 
     def __init__(
         self,
@@ -112,11 +131,15 @@ class Pipeline:
         rules: list[Rule],
         actions: dict[str, Action],
         node_name: str = "",
-        model: Any = None,
-        detector: Any = None,
-        cleaner: Any = None,
+        model: Model | None = None,
+        detector: Detector | None = None,
+        cleaner: Cleaner | None = None,
         forecast: ForecastStage | None = None,
+        tap: Tap | None = None,
+        time_scale: float = 1.0,
     ) -> None:
+        if not time_scale > 0:
+            raise ValueError("time_scale must be > 0")
         self.pipeline_id = pipeline_id
         self.source = source
         self.policy = policy
@@ -128,24 +151,24 @@ class Pipeline:
         self.detector = detector
         self.cleaner = cleaner
         self.forecast = forecast
+        self.tap = tap
         #: Health of the monitored device (0..100) for scalar pipelines that detect or
         #: forecast; on the source's clock (a replay's recorded seconds) like the forecast.
         self.health: HealthScore | None = None
         if source.kind == "scalar" and (detector is not None or forecast is not None):
             # Forecast urgency over the forecast's own warning horizon.
-            horizon_s = getattr(getattr(forecast, "forecaster", None), "warn_within_s", None)
+            horizon_s = forecast.forecaster.warn_within_s if forecast is not None else None
             self.health = HealthScore(horizon_s=horizon_s) if horizon_s else HealthScore()
-        self._time_scale = float(getattr(source, "speed", 1.0) or 1.0)
-        config = getattr(detector, "config", None)
-        self._alarm_level = float(getattr(config, "alarm_level", 0.5))
+        self._time_scale = time_scale
+        self._alarm_level = float(detector.alarm_level) if detector is not None else 0.5
         self.stats = PipelineStats()
         self.last_result: dict[str, Any] | None = None
-        self._frame_fn = None
+        self._frame_fn: FrameFn | None = None
         self._window: SlidingWindow | None = None
         self._window_recipe: WindowPreprocessing | None = None
         self._post = model.manifest.postprocessing if model is not None and model.manifest \
             else None
-        self._labels: list[str] = list(getattr(model, "labels", []) or []) if model else []
+        self._labels: list[str] = model.labels if model is not None else []
         #: Detection / segmentation / plugin decoder, bound to the model's outputs here so
         #: a manifest that does not fit the model is refused before anything runs.
         self._decoder = postprocess.decoder_for_model(model) if model is not None else None
@@ -157,9 +180,6 @@ class Pipeline:
                 rate_hz = self._window_recipe.rate_hz
                 self._window = SlidingWindow(self._window_recipe.length,
                                              1.0 / rate_hz if rate_hz else None)
-        #: Set by :func:`build_runtime` when other pipelines read the same source.
-        self.shared: SharedSource | None = None
-        self.tap: Tap | None = None
         controller.listeners.append(self._on_rate_change)
 
     @property
@@ -177,10 +197,10 @@ class Pipeline:
         if sample.frame is not None:
             if not self.policy.wants_inference(sample, activity):
                 return Step(activity, None)
-            if self.model is None:
+            if self.model is None or self._frame_fn is None:
                 return Step(activity, {"motion": activity})
             started = time.perf_counter()
-            x = self._frame_fn(sample.frame)  # type: ignore[misc]
+            x = self._frame_fn(sample.frame)
             outputs = self.model.run(x)
             result = self._postprocess(outputs, sample.frame.shape)
             result["motion"] = activity
@@ -255,37 +275,38 @@ class Pipeline:
     def _infer_scalar(self, activity: float, t_s: float, value: float,
                       envelope: tuple[float, float] | None = None) -> Step:
         if self.detector is not None:
-            return Step(activity, self._detect(t_s, value, envelope), True)
+            return Step(activity, self._detect(self.detector, t_s, value, envelope), True)
         if self.model is None or self._window is None or self._window_recipe is None:
             return Step(activity, {"value": value})
         return self._infer_window(activity, t_s, value)
 
-    def _detect(self, t_s: float, value: float,
+    @staticmethod
+    def _detect(det: Detector, t_s: float, value: float,
                 envelope: tuple[float, float] | None) -> dict[str, Any]:
         """Score one point with the streaming detector; its result fields.
 
         ``score`` is what the detector reports (for rules and alarms). Detectors that
-        expose them also give ``raw_score`` (the score before the detector's rest period,
+        report them also give ``raw_score`` (the score before the detector's rest period,
         the activity signal for adaptive sampling), ``warming`` while they learn and
         ``stuck`` (1.0 while the channel looks frozen).
         """
-        det = self.detector
-        if envelope is not None and getattr(det, "accepts_envelope", False):
+        if envelope is not None and det.accepts_envelope:
             score = det.update(t_s, value, envelope)
         else:
             score = det.update(t_s, value)
         result: dict[str, Any] = {"value": value, "score": float(score)}
-        raw = getattr(det, "last_raw", None)
+        raw = det.last_raw
         if raw is not None:
             result["raw_score"] = float(raw)
-        if getattr(det, "warmed_up", True) is False:
+        if not det.warmed_up:
             result["warming"] = True
-        stuck = getattr(det, "stuck", None)
+        stuck = det.stuck
         if stuck is not None:
             result["stuck"] = 1.0 if stuck else 0.0
         return result
 
     def _infer_window(self, activity: float, t_s: float, value: float) -> Step:
+        assert self.model is not None
         assert self._window is not None and self._window_recipe is not None
         recipe = self._window_recipe
         t_stream_s = t_s * self._time_scale  # the recording's seconds for a replay
@@ -365,9 +386,8 @@ class Pipeline:
     def _on_rate_change(self, old_hz: float, new_hz: float, reason: str) -> None:
         log.info("pipeline %r: rate %.3g -> %.3g Hz (%s)", self.pipeline_id, old_hz, new_hz,
                  reason)
-        if self.shared is not None:
-            self.shared.rate_changed()
-        elif self.source.can_set_rate:
+        # A shared source listens to its readers' controllers and sets the rate itself.
+        if self.tap is None and self.source.can_set_rate:
             try:
                 self.source.set_rate(new_hz)
                 self.source.stats.rate_hz = new_hz
@@ -382,8 +402,8 @@ class Pipeline:
                 if isinstance(v, str | int | float | bool)}
         return {
             "source": self.source.source_id,
-            "model": getattr(getattr(self.model, "manifest", None), "name", None)
-            if self.model is not None else None,
+            "model": self.model.manifest.name
+            if self.model is not None and self.model.manifest is not None else None,
             "samples": s.samples, "inferences": s.inferences, "gated": s.gated,
             "missing": s.missing, "warming": s.warming, "errors": s.errors,
             "last_error": s.last_error,

@@ -4,6 +4,11 @@
 pipeline's :class:`Tap`; the source is read at the highest rate its pipelines' rate
 controllers want. The daemon runs the reader (``Daemon._run_shared``); a source with a
 single pipeline does not go through here at all.
+
+Who builds what (``build.py``): a pipeline on a shared source gets its :class:`Tap` as
+a constructor argument (``Pipeline(..., tap=Tap(pipeline_id, controller))``); the
+:class:`SharedSource` is then built over those pipelines, reads their taps and listens
+to their rate controllers. Nothing here writes attributes onto a pipeline.
 """
 
 from __future__ import annotations
@@ -160,8 +165,11 @@ class Tap:
 class SharedSource:
     """A source that several pipelines read: opened once, read by one reader at the
     highest rate its pipelines' controllers want (:attr:`rate_hz`; a source that
-    ``can_set_rate`` is told that rate), each sample offered to every pipeline's
-    :class:`Tap`.
+    ``can_set_rate`` is told that rate, by :meth:`rate_changed`, which listens to every
+    pipeline's controller), each sample offered to every pipeline's :class:`Tap`.
+
+    Every pipeline must read ``source`` and have been built with its own tap
+    (``Pipeline(..., tap=...)``); ValueError otherwise.
 
     Frames are shared, not copied: they are made read-only before they are offered, so
     a stage that changed one in place would fail loudly instead of changing what the
@@ -176,9 +184,11 @@ class SharedSource:
         #: Every pipeline's tap, in config order (built once: publish runs per sample).
         self.taps: list[Tap] = []
         for pipe in pipelines:
-            pipe.shared = self
-            pipe.tap = Tap(pipe.pipeline_id, pipe.controller)
+            if pipe.source is not source or pipe.tap is None:
+                raise ValueError(f"pipeline {pipe.pipeline_id!r} does not read "
+                                 f"{source.source_id!r} through a tap of its own")
             self.taps.append(pipe.tap)
+            pipe.controller.listeners.append(self._on_rate_change)
 
     @property
     def rate_hz(self) -> float:
@@ -198,6 +208,9 @@ class SharedSource:
         rate_hz = self.rate_hz
         for tap in self.taps:
             tap.offer(sample, rate_hz)
+
+    def _on_rate_change(self, old_hz: float, new_hz: float, reason: str) -> None:
+        self.rate_changed()
 
     def rate_changed(self) -> None:
         """A pipeline's rate changed: tell a source that can set its rate the highest."""

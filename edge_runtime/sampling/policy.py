@@ -7,6 +7,7 @@ decides whether a frame deserves inference at all (:meth:`ActivityPolicy.wants_i
 
 Policies are small stateful transforms; they never sleep and never touch the clock,
 so they can be run offline over a recording (see ``benchmarks/pipeline_bench.py``).
+Which method runs on which thread is in :class:`ActivityPolicy`.
 """
 
 from __future__ import annotations
@@ -18,12 +19,29 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from edge_runtime.anomaly.protocols import Detector
 from edge_runtime.sampling import constants
 from edge_runtime.sources.base import Sample
 
 
 class ActivityPolicy:
-    """Base policy: always calm, always infers (the ``fixed`` policy)."""
+    """Base policy: always calm, always infers (the ``fixed`` policy).
+
+    A policy **must** set :attr:`name` (the config's ``[pipelines.sampling] policy``,
+    registered in :data:`POLICIES`) and override :meth:`observe` or
+    :meth:`observe_result` (or both); it **may** override :meth:`wants_inference` (a
+    gate) and :meth:`state` (extend the base's dict). Keyword-only constructor
+    arguments are the config's sampling parameters. Keep :attr:`last_activity` current.
+
+    Threads: one policy object belongs to one pipeline. :meth:`observe` and
+    :meth:`wants_inference` run in :meth:`Pipeline.infer
+    <edge_runtime.pipelines.pipeline.Pipeline.infer>`, in the pipeline's worker thread
+    (on the event loop for the plain-arithmetic policies ``fixed``, ``change`` and
+    ``novelty`` on a GPIO poll); :meth:`observe_result` runs in ``Pipeline.decide`` and
+    :meth:`state` in ``status``, both on the event loop. ``observe`` for the next sample
+    may run while ``observe_result`` handles the previous one: a policy that uses both
+    keeps their state apart. Nothing here may block.
+    """
 
     name = "fixed"
 
@@ -31,19 +49,21 @@ class ActivityPolicy:
         self.last_activity = 0.0
 
     def observe(self, sample: Sample) -> float:
-        """Activity of a new sample, before inference."""
+        """Activity of a new sample, before inference (worker thread)."""
         return 0.0
 
     def observe_result(self, result: Mapping[str, Any]) -> float:
-        """Activity judged from the model's result (0 unless the policy uses results)."""
+        """Activity judged from the model's result (0 unless the policy uses results;
+        event loop)."""
         return 0.0
 
     def wants_inference(self, sample: Sample, activity: float) -> bool:
-        """Whether this sample is worth running the model on."""
+        """Whether this sample is worth running the model on (worker thread, right after
+        :meth:`observe` with its activity)."""
         return True
 
     def state(self) -> dict[str, Any]:
-        """Counters for status and summaries."""
+        """Counters for status and summaries (event loop; JSON-friendly)."""
         return {"policy": self.name, "last_activity": round(self.last_activity, 3)}
 
 
@@ -229,21 +249,21 @@ class DetectorGate(ActivityPolicy):
     Activity is ``score / threshold``. After activity the next ``hold_samples`` samples
     are inferred too; without activity one sample in ``heartbeat_samples`` is inferred
     anyway, so a change the detector cannot see still reaches the model. ``detector``
-    is any object with ``update(t_s, value) -> score``; by default the anomaly package's
-    :class:`~edge_runtime.anomaly.AnomalyDetector`.
+    is any :class:`~edge_runtime.anomaly.protocols.Detector`; by default the anomaly
+    package's :class:`~edge_runtime.anomaly.AnomalyDetector` with ``detector_params``.
     """
 
     name = "detector"
 
     def __init__(self, *, threshold: float = 0.05, hold_samples: int = 6,
-                 heartbeat_samples: int = 48, detector: Any = None,
+                 heartbeat_samples: int = 48, detector: Detector | None = None,
                  detector_params: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         if detector is None:
             from edge_runtime.anomaly import AnomalyDetector, DetectorConfig
 
             detector = AnomalyDetector(DetectorConfig(**(detector_params or {})))
-        self.detector = detector
+        self.detector: Detector = detector
         self.threshold = threshold
         self.hold_samples = hold_samples
         self.heartbeat_samples = heartbeat_samples
@@ -258,7 +278,7 @@ class DetectorGate(ActivityPolicy):
         if value is None or math.isnan(value):
             return 0.0
         self.samples += 1
-        if sample.envelope is not None and getattr(self.detector, "accepts_envelope", False):
+        if sample.envelope is not None and self.detector.accepts_envelope:
             score = self.detector.update(sample.t_mono_s, value, sample.envelope)
         else:
             score = self.detector.update(sample.t_mono_s, value)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 import time
 
+from edge_runtime.anomaly.protocols import DetectorBase
+
 #: Set while an update is running.
 IN_UPDATE = threading.Event()
 
 
-class SlowDetector:
+class SlowDetector(DetectorBase):
     """``update`` sleeps ``delay_s`` and then scores every value 1.0."""
 
     def __init__(self, delay_s: float = 0.3) -> None:

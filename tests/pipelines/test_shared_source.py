@@ -21,7 +21,7 @@ import pytest
 
 from edge_runtime import control
 from edge_runtime.errors import DaemonError
-from edge_runtime.models import load_model
+from edge_runtime.models import Model, load_model
 from edge_runtime.pipelines.daemon import Daemon
 from edge_runtime.pipelines.pipeline import Pipeline
 from edge_runtime.pipelines.shared import SharedSource, Tap
@@ -141,13 +141,29 @@ class ScriptedRateSource(Source):
         self.rates.append(rate_hz)
 
 
+def tapped(name: str, src: Source, policy: ActivityPolicy, controller: RateController,
+           model: Model | None = None) -> Pipeline:
+    """A pipeline built as ``build_runtime`` builds one on a shared source: with its tap."""
+    return Pipeline(name, src, policy=policy, actions={}, rules=[], controller=controller,
+                    model=model, tap=Tap(name, controller))
+
+
+def test_a_shared_source_needs_a_tap_per_pipeline() -> None:
+    src = ScriptedRateSource()
+    alone = Pipeline("alone", src, policy=ActivityPolicy(), actions={}, rules=[],
+                     controller=RateController(1.0, 10.0))
+    with pytest.raises(ValueError, match="'alone' does not read 'device' through a tap"):
+        SharedSource(src, [tapped("t", src, ActivityPolicy(), RateController(1.0, 10.0)),
+                           alone])
+
+
 def test_the_device_is_told_the_highest_rate_its_pipelines_want() -> None:
     src = ScriptedRateSource()
-    keen = Pipeline("keen", src, policy=ChangePolicy(), actions={}, rules=[],
-                    controller=RateController(1.0, 10.0, hold_s=3.0, decay_half_life_s=1.0))
+    keen = tapped("keen", src, ChangePolicy(),
+                  RateController(1.0, 10.0, hold_s=3.0, decay_half_life_s=1.0))
     # A pipeline that is never active: its controller decays to the minimum at once.
-    idle = Pipeline("idle", src, policy=ActivityPolicy(), actions={}, rules=[],
-                    controller=RateController(1.0, 10.0, hold_s=0.2, decay_half_life_s=0.1))
+    idle = tapped("idle", src, ActivityPolicy(),
+                  RateController(1.0, 10.0, hold_s=0.2, decay_half_life_s=0.1))
     shared = SharedSource(src, [keen, idle])
     shared.rate_changed()  # what the daemon does when the source opens
     t_s = 0.0
@@ -200,8 +216,8 @@ def test_shared_read_errors_count_for_every_pipeline_and_a_wedged_reader_is_seen
 
     release = threading.Event()
     src = FlakySource(release)
-    pipes = [Pipeline(name, src, policy=ActivityPolicy(), actions={}, rules=[],
-                      controller=RateController(50.0, 50.0)) for name in ("a", "b")]
+    pipes = [tapped(name, src, ActivityPolicy(), RateController(50.0, 50.0))
+             for name in ("a", "b")]
     shared = SharedSource(src, pipes)
     stop = threading.Event()
     reader = SharedReader(shared, stop, RateLimitedLog())
@@ -227,10 +243,9 @@ def test_shared_read_errors_count_for_every_pipeline_and_a_wedged_reader_is_seen
 def test_frames_are_shared_read_only_and_every_pipeline_can_use_them(tmp_path: Path) -> None:
     camera = OpenCVCamera("cam", path=tmp_path / "clip.avi")  # never opened here
     model = load_model("digits-int8-onnx")
-    classify = Pipeline("classify", camera, policy=MotionGate(), actions={}, rules=[],
-                        controller=RateController(1.0, 10.0), model=model)
-    gate = Pipeline("gate", camera, policy=MotionGate(heartbeat_s=60.0), actions={}, rules=[],
-                    controller=RateController(1.0, 10.0))
+    classify = tapped("classify", camera, MotionGate(), RateController(1.0, 10.0),
+                      model=model)
+    gate = tapped("gate", camera, MotionGate(heartbeat_s=60.0), RateController(1.0, 10.0))
     shared = SharedSource(camera, [classify, gate])
     frame = frame_with_square(3, digit=7)
     original = frame.copy()
@@ -349,7 +364,7 @@ def test_one_camera_feeds_two_pipelines_in_process(tmp_path: Path) -> None:
     factory = pin_factory("mock")
 
     async def main() -> tuple[dict[str, Any], dict[str, Any], float]:
-        daemon = Daemon(cfg)
+        daemon = await asyncio.to_thread(Daemon, cfg)  # reads the file
         run = asyncio.create_task(daemon.run())
         loop = asyncio.get_running_loop()
 
@@ -370,7 +385,7 @@ def test_one_camera_feeds_two_pipelines_in_process(tmp_path: Path) -> None:
                 daemon.status()["pipelines"]
             during = daemon.status()
             during["_threads"] = [t.name for t in threading.enumerate()]
-            during["_clip_fds"] = _clip_fds("clip.avi")
+            during["_clip_fds"] = await asyncio.to_thread(_clip_fds, "clip.avi")
             # Both pipelines on the PIR see the input go high.
             factory.pin(17).drive_high()
             assert await until(lambda s: s["pipelines"]["door"]["rules"]["open"]["active"]
@@ -526,8 +541,8 @@ def test_reload_between_a_lone_and_a_shared_camera_opens_it_once_each_time(
     factory = pin_factory("mock")
 
     async def main() -> list[tuple[int, int, int, int, list[str]]]:
-        cfg.write_text(lone_text)
-        daemon = Daemon(cfg)
+        await asyncio.to_thread(cfg.write_text, lone_text)
+        daemon = await asyncio.to_thread(Daemon, cfg)  # reads the file
         run = asyncio.create_task(daemon.run())
         loop = asyncio.get_running_loop()
         seen = []
@@ -542,13 +557,14 @@ def test_reload_between_a_lone_and_a_shared_camera_opens_it_once_each_time(
                 await asyncio.sleep(0.05)
             st = daemon.status()
             threads = [t.name for t in threading.enumerate()]
-            seen.append((st["generation"], _clip_fds("clip.avi"), threads.count("camera-cam"),
+            fds = await asyncio.to_thread(_clip_fds, "clip.avi")
+            seen.append((st["generation"], fds, threads.count("camera-cam"),
                          threads.count("source-cam"), sorted(st.get("sources", {}))))
 
         try:
             await settle(1)
             for generation, text in ((2, shared_text), (3, lone_text), (4, shared_text)):
-                cfg.write_text(text)
+                await asyncio.to_thread(cfg.write_text, text)
                 daemon.request_reload()  # what SIGHUP does
                 await settle(generation)
         finally:
