@@ -56,6 +56,10 @@ STREAM_READ_TIMEOUT_S = 3.0
 #: and cameras send one every 1-10 s (longer with "smart" codecs), so reads that time out
 #: before the first frame are retried until this runs out. Counted from the open.
 STREAM_FIRST_FRAME_TIMEOUT_S = 15.0
+#: Largest frame delivered by default (pixels): 4096 x 4096, well above a 4K camera.
+#: A larger frame (a hostile or broken stream sending a 50 MB JPEG) is dropped and
+#: counted as an error: each one held would cost hundreds of MB on a 512 MB board.
+DEFAULT_MAX_FRAME_PIXELS = 4096 * 4096
 
 
 def backoff_delays(min_s: float, max_s: float, *, jitter: float = 0.2) -> Any:
@@ -96,6 +100,7 @@ class OpenCVCamera(Source):
         lossless: bool = False,
         reconnect_min_s: float = 0.5,
         reconnect_max_s: float = 10.0,
+        max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS,
     ) -> None:
         given = [x for x in (device, path, url) if x is not None]
         if len(given) != 1:
@@ -112,6 +117,8 @@ class OpenCVCamera(Source):
         self.lossless = lossless
         self.reconnect_min_s = reconnect_min_s
         self.reconnect_max_s = reconnect_max_s
+        self.max_frame_pixels = max_frame_pixels
+        self._oversized = 0
         self._slot = LatestSlot(self.stats)
         self._stop = threading.Event()
         self._consumed = threading.Event()
@@ -206,7 +213,6 @@ class OpenCVCamera(Source):
                         log.info("camera %r reconnected to %s", self.source_id, self.describe())
                     first = False
                     self.stats.connected = True
-                    delays = backoff_delays(self.reconnect_min_s, self.reconnect_max_s)
                     period_s = self._frame_period_s(cap) if self.is_file else 0.0
                     next_due = time.monotonic()
                     if self.url is not None:
@@ -233,7 +239,13 @@ class OpenCVCamera(Source):
                         return
                     self.stats.errors += 1
                     self.stats.last_error = f"stream {self.describe()} dropped"
-                    log.warning("camera %r: stream dropped; reconnecting", self.source_id)
+                    # The backoff resets only when a frame arrives: a server that
+                    # accepts and drops at once is retried ever more slowly, not in a
+                    # tight loop of connections and log lines.
+                    delay = next(delays)
+                    log.warning("camera %r: stream dropped; reconnecting in %.1f s",
+                                self.source_id, delay)
+                    stop.wait(delay)
                     continue
                 if self.is_file and self.realtime:
                     # Play a file at its own frame rate, as a camera would deliver it.
@@ -242,12 +254,27 @@ class OpenCVCamera(Source):
                         break
                     next_due = max(next_due + period_s, time.monotonic() - period_s)
                 first_frame_due = None
+                if frame.shape[0] * frame.shape[1] > self.max_frame_pixels:
+                    self._refuse_oversized(frame.shape)
+                    continue
+                delays = backoff_delays(self.reconnect_min_s, self.reconnect_max_s)
                 self._deliver(frame, stop)
         finally:
             if cap is not None:
                 cap.release()
             if self._stop is stop:  # not when a newer reader owns the stats
                 self.stats.connected = False
+
+    def _refuse_oversized(self, shape: tuple[int, ...]) -> None:
+        """Count a frame larger than ``max_frame_pixels``; say so once per 100."""
+        self._oversized += 1
+        self.stats.errors += 1
+        self.stats.last_error = (f"frame of {shape[1]}x{shape[0]} pixels is over the "
+                                 f"{self.max_frame_pixels} pixel limit; dropped")
+        if self._oversized == 1 or self._oversized % 100 == 0:
+            log.warning("camera %r: %s (%d so far; raise max_frame_pixels if this camera "
+                        "really sends such frames)", self.source_id, self.stats.last_error,
+                        self._oversized)
 
     def _deliver(self, frame: npt.NDArray[np.uint8], stop: threading.Event) -> None:
         sample = Sample(self.source_id, time.monotonic(), self._next_seq(), frame=frame)
