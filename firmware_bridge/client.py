@@ -8,11 +8,22 @@
         async for sample in dev.samples():
             ...
 
-Background work is one supervisor task per client. It finds the port, opens it,
-asks for HELLO, re-applies the rates the host asked for (a device that rebooted or
-was unplugged comes back at its own defaults), sends heartbeats, and when the device
-goes away (read error, EOF, or no frame for ``liveness_timeout_s``) closes the port and
-tries again with capped, jittered backoff. Sample iterators survive reconnects.
+Background work lives in one :class:`asyncio.TaskGroup` per client, held by one root
+task (``firmware_bridge.client``) on the loop that called :meth:`BridgeClient.start`.
+Its named tasks: ``firmware_bridge.supervisor`` finds the port, opens it, asks for
+HELLO, re-applies the rates the host asked for (a device that rebooted or was unplugged
+comes back at its own defaults), sends heartbeats, and when the device goes away (a
+link error: read error, EOF, or no frame for ``liveness_timeout_s``) closes the port
+and tries again with capped, jittered backoff; ``firmware_bridge.reapply_settings``
+re-applies them after an unasked HELLO (a reboot behind an open port). Sample
+iterators survive reconnects. The reader is the transport's ``add_reader`` callback.
+
+A task that fails with anything but a link error takes the whole client down, loudly:
+the error is logged, :meth:`BridgeClient.start`, sample iterators and commands raise
+it (a non-bridge error wrapped in :class:`~firmware_bridge.errors.BackgroundTaskError`,
+``from`` the original) and :attr:`BridgeClient.closed` holds it. There is no
+half-alive client.
+
 Everything runs on the loop and nothing blocks it: reads and writes are non-blocking
 and only opening the port and listing USB ports run in executor threads.
 """
@@ -24,19 +35,22 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
 from firmware_bridge.clock import DeviceClock
 from firmware_bridge.errors import (
+    BackgroundTaskError,
     BridgeConfigError,
     BridgeError,
     CommandRejectedError,
     CommandTimeoutError,
     DeviceDisconnectedError,
     HelloTimeoutError,
+    LinkError,
     UnknownChannelError,
 )
 from firmware_bridge.framing import DecoderStats, FrameDecoder
@@ -181,7 +195,13 @@ class BridgeClient:
         self._hello: Hello | None = None
         self._hello_waiter: asyncio.Future[Hello] | None = None
         self._connected = asyncio.Event()
-        self._supervisor: asyncio.Task[None] | None = None
+        #: The root task holding the task group; None until start().
+        self._root: asyncio.Task[None] | None = None
+        self._tasks: asyncio.TaskGroup | None = None
+        self._closed: asyncio.Future[None] | None = None
+        #: Why the client stopped on its own (a failed background task), else None.
+        self._failure: BridgeError | None = None
+        self._started = False
         self._closing = False
         self._last_error: BaseException | None = None
         self._expected_seq: int | None = None
@@ -204,7 +224,6 @@ class BridgeClient:
         #: (firmware, channel or None) already logged as lacking the envelope: log once.
         self._envelope_logged: set[tuple[str, int | None]] = set()
         self._last_rx_s = 0.0
-        self._background: set[asyncio.Task[None]] = set()
         self._sessions = 0
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -217,25 +236,41 @@ class BridgeClient:
         await self.close()
 
     async def start(self) -> None:
-        """Start the supervisor and wait until the first HELLO arrived.
+        """Start the background tasks on the running loop and wait for the first HELLO.
 
-        Raises the last connection error (PortNotFoundError, HelloTimeoutError, ...)
-        if no HELLO came within ``timing.connect_timeout_s``.
+        Raises the last link error (PortNotFoundError, PortOpenError, ...) or
+        HelloTimeoutError if no HELLO came within ``timing.connect_timeout_s``, and at
+        once any other error a background task failed with (see the module docstring).
+        The client is closed when this raises.
         """
-        if self._supervisor is not None:
+        if self._root is not None:
             raise BridgeConfigError("BridgeClient.start() was already called")
-        self._supervisor = asyncio.create_task(self._supervise(), name="firmware_bridge.supervisor")
-        connected = asyncio.create_task(self._connected.wait())
-        done, _ = await asyncio.wait(
-            {connected, self._supervisor},
-            timeout=self._timing.connect_timeout_s,
-            return_when=asyncio.FIRST_COMPLETED,
-        )
-        if connected in done:
-            return
+        loop = asyncio.get_running_loop()
+        closed = self._closed = loop.create_future()
+        # The error is also logged and raised to every consumer: retrieving it here keeps
+        # asyncio from reporting it a second time when nobody awaits `closed`.
+        closed.add_done_callback(lambda f: f.cancelled() or f.exception())
+        root = self._root = loop.create_task(self._run(), name="firmware_bridge.client")
+        connected = loop.create_task(self._connected.wait(), name="firmware_bridge.start")
+        try:
+            done, _ = await asyncio.wait(
+                {connected, root},
+                timeout=self._timing.connect_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        except BaseException:  # the caller was cancelled: leave nothing running
+            connected.cancel()
+            await self.close()
+            raise
         connected.cancel()
-        error = self._last_error
+        await asyncio.wait({connected})
+        if connected in done and self.connected:
+            self._started = True
+            return
+        failure, error = self._failure, self._last_error
         await self.close()
+        if failure is not None:
+            raise failure
         if isinstance(error, BridgeError):
             raise error
         raise HelloTimeoutError(
@@ -243,14 +278,83 @@ class BridgeClient:
         ) from error
 
     async def close(self) -> None:
-        """Stop background work, close the port and end every sample iterator."""
+        """Stop the background tasks, close the port and end every sample iterator.
+
+        Safe to call twice. Does not raise a background task's failure (that is in
+        :attr:`closed`), but does re-raise the caller's own cancellation: the client
+        is shut down all the same.
+        """
         self._closing = True
-        tasks = [t for t in (self._supervisor, *self._background) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        root = self._root
+        try:
+            if root is not None and not root.done():
+                root.cancel()
+                # asyncio.wait does not raise root's outcome, only our own CancelledError.
+                await asyncio.wait({root})
+        finally:
+            self._shut_down()
+
+    @property
+    def closed(self) -> asyncio.Future[None]:
+        """Done once the client has stopped: None after :meth:`close` (or after the one
+        session of a client without ``reconnect``), the error when a background task
+        failed. Await it to learn that a client died."""
+        if self._closed is None:
+            raise BridgeConfigError("BridgeClient.start() was not called")
+        return self._closed
+
+    async def _run(self) -> None:
+        """The root task: the task group of every background task, and its outcome."""
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                self._tasks = tasks
+                self._spawn(self._supervise(), "firmware_bridge.supervisor")
+        except asyncio.CancelledError:
+            pass  # close(): a clean stop
+        except BaseExceptionGroup as group:
+            failure = _first_failure(group)
+            self._failure = failure
+            if self._started:  # start() raises it to its caller instead
+                _log.error(
+                    "firmware bridge %s stopped: %s", self._target(), failure, exc_info=failure
+                )
+        finally:
+            self._tasks = None
+            self._shut_down()
+            closed = self._closed
+            if closed is not None and not closed.done():
+                if self._failure is not None:
+                    closed.set_exception(self._failure)
+                else:
+                    closed.set_result(None)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``coro`` as a named task of the group (dropped once the client stops)."""
+        tasks = self._tasks
+        if tasks is None or self._closing:
+            coro.close()
+            return
+        try:
+            tasks.create_task(self._guard(coro, name), name=name)
+        except RuntimeError:  # the group is shutting down: the client is stopping
+            coro.close()
+
+    async def _guard(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """Name the task in an unexpected error, keeping the error as its cause."""
+        try:
+            await coro
+        except BridgeError:
+            raise
+        except Exception as exc:
+            raise BackgroundTaskError(
+                f"firmware bridge {self._target()}: task {name} failed: "
+                f"{type(exc).__name__}: {exc}",
+                task=name,
+            ) from exc
+
+    def _shut_down(self) -> None:
+        """Synchronous end of the client: port closed, consumers woken (idempotent)."""
+        self._closing = True
         self._drop_transport()
         for sub in self._subscribers:
             self._offer(sub, None)
@@ -394,6 +498,8 @@ class BridgeClient:
         timing = self._timing
         for attempt in range(timing.command_retries + 1):
             transport = self._transport
+            if self._failure is not None:
+                raise self._failure
             if transport is None or not self.connected:
                 raise DeviceDisconnectedError(f"{self._target()} is not connected")
             seq = self._next_seq()
@@ -421,7 +527,8 @@ class BridgeClient:
 
         With ``channel`` (id or name) only that channel's. If the consumer falls
         ``queue_batches`` frames behind, the oldest are dropped and counted in
-        ``stats.channel(ch).samples_dropped_host``.
+        ``stats.channel(ch).samples_dropped_host``. Raises the client's failure if a
+        background task took it down (see the module docstring).
         """
         channel_id = None if channel is None else self._channel(channel).channel
         sub = _Subscriber(channel_id, self._queue_batches)
@@ -430,6 +537,8 @@ class BridgeClient:
             while True:
                 batch = await sub.queue.get()
                 if batch is None:
+                    if self._failure is not None:
+                        raise self._failure
                     return
                 yield batch
         finally:
@@ -448,16 +557,18 @@ class BridgeClient:
         timing = self._timing
         delay_s = timing.backoff_initial_s
         while not self._closing:
+            # Only link errors are worth another try; anything else (a bad argument, a
+            # bug) ends this task and so the client (see _run).
             try:
                 path = await loop.run_in_executor(None, self._locate)
                 transport = await SerialTransport.open(path, self._on_data, baudrate=self._baudrate)
-            except BridgeError as exc:
+            except LinkError as exc:
                 self._note_error(exc)
             else:
                 try:
                     await self._session(transport)
                     delay_s = timing.backoff_initial_s
-                except BridgeError as exc:
+                except LinkError as exc:
                     self._note_error(exc)
                 finally:
                     self._drop_transport()
@@ -625,11 +736,7 @@ class BridgeClient:
         for stats in self.stats.channels.values():
             stats.next_index = None
         self._install_hello(hello)
-        task = asyncio.get_running_loop().create_task(
-            self._apply_desired(), name="firmware_bridge.reapply_settings"
-        )
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._spawn(self._apply_desired(), "firmware_bridge.reapply_settings")
 
     def _on_samples(self, msg: SampleBatch | EnvelopeBatch, now_s: float) -> None:
         stats = self.stats.channel(msg.channel)
@@ -698,6 +805,21 @@ class BridgeClient:
             names = ", ".join(f"{c.channel}:{c.name}" for c in self.hello.channels)
             raise UnknownChannelError(f"device has no channel {key!r} (it has {names})")
         return info
+
+
+def _first_failure(group: BaseExceptionGroup[BaseException]) -> BridgeError:
+    """The error a task group failed with, as a bridge error (its first leaf)."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    if isinstance(exc, BridgeError):
+        return exc
+    # Not from a task (_guard wraps those): the group itself failed.
+    error = BackgroundTaskError(
+        f"firmware bridge client failed: {type(exc).__name__}: {exc}", task="firmware_bridge.client"
+    )
+    error.__cause__ = exc
+    return error
 
 
 def _rejection(msg: Nack) -> CommandRejectedError:

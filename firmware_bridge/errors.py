@@ -12,6 +12,8 @@ Families:
   raises them for callers that decode single frames.
 - :class:`LinkError`: the serial link (port missing, device gone, no answer).
 - :class:`CommandError`: a command (SET_RATE, GPIO_WRITE) was not carried out.
+- :class:`BackgroundTaskError`: a background task of the client failed with an error
+  that is not a bridge error (a bug, an unexpected OS error); the client has stopped.
 """
 
 from __future__ import annotations
@@ -138,3 +140,20 @@ class CommandRejectedError(CommandError, RuntimeError):
         super().__init__(message, hint=hint)
         #: The NACK reason code (:class:`~firmware_bridge.protocol.NackReason` value).
         self.reason = reason
+
+
+# --- client --------------------------------------------------------------------------
+
+
+class BackgroundTaskError(BridgeError, RuntimeError):
+    """A background task of a client failed with an unexpected error; the client stopped.
+
+    The original error is the ``__cause__``; :attr:`task` names the task that failed.
+    """
+
+    hint = "the client has stopped; the cause's traceback says why (report it), then reconnect"
+
+    def __init__(self, message: str, *, task: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        #: Name of the task that failed (``firmware_bridge.supervisor``, ...).
+        self.task = task

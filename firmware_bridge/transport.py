@@ -232,6 +232,10 @@ def _open_serial(path: str, baudrate: int) -> Any:
         raise PortOpenError(f"cannot open serial port {path}: {exc}") from exc
     except OSError as exc:  # termios errors on odd devices
         raise PortOpenError(f"cannot configure serial port {path}: {exc}") from exc
+    except ValueError as exc:  # pyserial refuses a setting (baudrate=-5): not worth a retry
+        raise BridgeConfigError(
+            f"cannot open serial port {path}: {exc}", hint="fix the baudrate"
+        ) from exc
 
 
 __all__ = ["MAX_PENDING_WRITE", "PortInfo", "SerialTransport", "UsbId", "locate_port"]
