@@ -5,12 +5,12 @@ it reports the model's tensors and runs already-validated inputs. Everything tha
 the same across formats (input checking, quantization, statistics, warm-up) lives
 in :class:`edge_runtime.models.model.Model`.
 
-Implementers **must** set ``_inputs``, ``_outputs`` and :attr:`name` and provide
-:meth:`run`, and make :meth:`run` safe to call from several threads (lock inside
-if the engine is not); they **may** override :meth:`close`.
-Implementations sit side by side: ``onnx_backend.py`` (onnxruntime),
-``tflite_backend.py`` (LiteRT, falling back to tflite-runtime). A peer backend
-(``remote``) will join them for offloading.
+This module imports no implementation: :mod:`edge_runtime.models.backends` names them
+(``"module:Class"``, imported when a model of that format is loaded). They sit side by
+side: ``onnx_backend.py`` (onnxruntime), ``tflite_backend.py`` (LiteRT, falling back
+to tflite-runtime); a peer backend (``remote``) will be one more file and one registry
+line. What an implementation must and may override, and where each method runs, is in
+:class:`Backend`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,29 @@ FORMATS: dict[str, str] = {".onnx": "onnx", ".tflite": "tflite"}
 
 
 class Backend(ABC):
-    """One loaded model, run by one inference engine."""
+    """One loaded model, run by one inference engine.
+
+    Implementers **must**:
+
+    - take ``(path, *, num_threads)`` in ``__init__`` (``num_threads``: the engine's
+      intra-op threads, None for its default), load the file there, and set
+      :attr:`name`, ``_inputs`` and ``_outputs``; refuse a bad file with a
+      :class:`~edge_runtime.errors.ModelError` subclass and a missing engine with
+      :class:`~edge_runtime.errors.BackendUnavailableError`. Import the engine only
+      here (or in :meth:`engine_version`), never at module import;
+    - provide :meth:`run`, safe to call from several threads at once (lock inside if the
+      engine is not);
+    - provide the classmethod :meth:`engine_version` (the probe's cache key).
+
+    They **may** override :meth:`close`.
+
+    Threads: ``__init__`` and :meth:`engine_version` run wherever
+    :func:`~edge_runtime.models.load_model` is called: in an executor when the daemon
+    builds a config, and in the probe's child process for a file not yet known to be
+    good. :meth:`run` runs in the worker thread of each pipeline that uses the model (and
+    in the caller's thread for ``edge-runtime infer``/``bench``); never on the event
+    loop. :meth:`close` runs once, after the workers have stopped, in an executor.
+    """
 
     #: Engine name reported to users, e.g. ``"onnxruntime 1.20.1"``.
     name: str = ""
@@ -37,6 +59,10 @@ class Backend(ABC):
     #: :meth:`run` takes them, and its outputs, in the order :meth:`run` returns them.
     _inputs: list[TensorSpec]
     _outputs: list[TensorSpec]
+
+    @abstractmethod
+    def __init__(self, path: Path, *, num_threads: int | None = None) -> None:
+        """Load the model file at ``path`` (see the class docstring)."""
 
     @property
     def inputs(self) -> list[TensorSpec]:
@@ -55,6 +81,12 @@ class Backend(ABC):
         Shapes are checked against :attr:`inputs` by the caller; dynamic dimensions
         may differ from call to call. Returns new arrays the caller may keep.
         """
+
+    @classmethod
+    @abstractmethod
+    def engine_version(cls) -> str:
+        """``<engine> <version>`` that this backend would use, e.g. ``onnxruntime 1.20.1``
+        (imports the engine; BackendUnavailableError when it is missing)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends need nothing
         """Release the engine's resources."""
@@ -81,32 +113,6 @@ def detect_format(path: Path) -> str:
     raise UnknownModelFormatError(
         f"{path.name}: unknown model format (suffix {path.suffix or 'none'!r})"
     )
-
-
-def open_backend(fmt: str, path: Path, num_threads: int | None) -> Backend:
-    """Load ``path`` with the backend for ``fmt``; imports the engine only now."""
-    if fmt == "onnx":
-        from edge_runtime.models.onnx_backend import OnnxBackend
-
-        return OnnxBackend(path, num_threads=num_threads)
-    if fmt == "tflite":
-        from edge_runtime.models.tflite_backend import TFLiteBackend
-
-        return TFLiteBackend(path, num_threads=num_threads)
-    from edge_runtime.errors import UnknownModelFormatError
-
-    raise UnknownModelFormatError(f"no backend for format {fmt!r}")
-
-
-def engine_id(fmt: str) -> str:
-    """Name and version of the engine that would run ``fmt`` (for the probe cache key)."""
-    if fmt == "onnx":
-        from edge_runtime.models.onnx_backend import engine_version
-
-        return engine_version()
-    from edge_runtime.models.tflite_backend import engine_version as tfl_version
-
-    return tfl_version()
 
 
 def zeros_for(specs: Sequence[TensorSpec]) -> list[np.ndarray]:

@@ -26,14 +26,8 @@ from edge_runtime.errors import (
     ModelNotFoundError,
 )
 from edge_runtime.models import registry
-from edge_runtime.models.backend import (
-    FORMATS,
-    Backend,
-    detect_format,
-    engine_id,
-    open_backend,
-    zeros_for,
-)
+from edge_runtime.models.backend import FORMATS, Backend, detect_format, zeros_for
+from edge_runtime.models.backends import engine_id, open_backend
 from edge_runtime.models.manifest import Manifest, load_manifest, sha256_file
 from edge_runtime.models.probe import changed_while_loading, check_model_file
 from edge_runtime.models.stats import LatencyStats

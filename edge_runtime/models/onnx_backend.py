@@ -98,6 +98,10 @@ def _translate_load_error(path: Path, exc: Exception) -> Exception:
 class OnnxBackend(Backend):
     """An ONNX model in an onnxruntime ``InferenceSession`` on the CPU (thread-safe)."""
 
+    @classmethod
+    def engine_version(cls) -> str:
+        return engine_version()
+
     def __init__(self, path: Path, *, num_threads: int | None = None) -> None:
         try:
             self._session = new_session(path, num_threads)

@@ -187,7 +187,8 @@ def _child(path: Path, fmt: str, expected_sha256: str) -> dict[str, Any]:
 
 
 def _probe(path: Path, fmt: str) -> dict[str, Any]:
-    from edge_runtime.models.backend import open_backend, zeros_for
+    from edge_runtime.models.backend import zeros_for
+    from edge_runtime.models.backends import open_backend
 
     if fmt == "tflite":
         _invoke_bare_tflite(path)

@@ -157,6 +157,10 @@ def _spec(detail: dict[str, Any]) -> TensorSpec:
 class TFLiteBackend(Backend):
     """A TFLite flatbuffer in a LiteRT (or tflite-runtime) ``Interpreter``."""
 
+    @classmethod
+    def engine_version(cls) -> str:
+        return engine_version()
+
     def __init__(self, path: Path, *, num_threads: int | None = None) -> None:
         try:
             interpreter = new_interpreter(path, num_threads)
