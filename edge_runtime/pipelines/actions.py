@@ -16,7 +16,10 @@ power cut loses at most the batch being written.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
+import math
 import os
 import queue
 import threading
@@ -106,7 +109,19 @@ class GpioOutputAction(Action):
 
 
 class EventLog:
-    """Append-only JSONL event file with fsync and a size bound (rotation)."""
+    """Append-only JSONL event file with fsync and a size bound (rotation).
+
+    The file is created mode 0600 (events may say where things are). At open a torn
+    last line (a power cut mid-write) is cut off, so the next append starts on a line
+    of its own. A write that fails leaves no partial line behind. When the disk is
+    full, the oldest rotated files are deleted, then the current file rotated away, to
+    make room for the newest event (deleting and renaming need no free space); an
+    event that still cannot be written is counted in ``dropped``. Repeated errors are
+    logged at most once a minute, with their count.
+    """
+
+    #: Longest gap between two log lines about the same repeated error (seconds).
+    ERROR_LOG_INTERVAL_S = 60.0
 
     def __init__(self, path: str | Path, *, max_bytes: int = 10_000_000, keep: int = 3) -> None:
         self.path = Path(path)
@@ -114,22 +129,53 @@ class EventLog:
         self.keep = keep
         self.written = 0
         self.rotations = 0
+        #: Events lost: the queue was full, or the disk stayed full after freeing space.
+        self.dropped = 0
+        self.last_error: str | None = None
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=10_000)
         self._encoder = msgspec.json.Encoder()
+        self._error_log: dict[str, tuple[float, int]] = {}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = self.path.open("ab")
+            self._fh = self._open_file()
         except OSError as exc:
-            raise ActionError(f"cannot open event log {self.path}: {exc.strerror}") from exc
+            raise ActionError(f"cannot open event log {self.path}: {exc.strerror}",
+                              hint="check that the state folder is writable") from exc
         self._thread = threading.Thread(target=self._run, name="event-log", daemon=True)
         self._thread.start()
+
+    def _open_file(self) -> Any:
+        """Open for appending (0600), after cutting off a torn last line."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        fh = os.fdopen(fd, "ab")
+        size = os.fstat(fd).st_size
+        good = _last_line_end(fd, size)
+        if good < size:
+            os.ftruncate(fd, good)
+            log.warning("event log %s: cut off a torn last line (%d bytes, a power cut "
+                        "mid-write)", self.path, size - good)
+        self._size = good
+        return fh
 
     def append(self, event: dict[str, Any]) -> None:
         """Queue one event for writing; never blocks the caller for disk I/O."""
         try:
             self._queue.put_nowait(self._encoder.encode(event) + b"\n")
         except queue.Full:
-            log.error("event log queue full; event dropped: %s", event.get("rule"))
+            self.dropped += 1
+            self._error("queue", "event log queue full (the disk is too slow); events "
+                        "dropped, the last for rule %r", event.get("rule"))
+
+    def _error(self, key: str, msg: str, *args: object) -> None:
+        """Log ``msg`` now if it was not logged in the last minute; count it otherwise."""
+        now = time.monotonic()
+        last, count = self._error_log.get(key, (-math.inf, 0))
+        if now - last >= self.ERROR_LOG_INTERVAL_S:
+            suffix = f" ({count} more since the last report)" if count else ""
+            log.error(msg + suffix, *args)
+            self._error_log[key] = (now, 0)
+        else:
+            self._error_log[key] = (last, count + 1)
 
     def _run(self) -> None:
         while True:
@@ -148,20 +194,71 @@ class EventLog:
                 self._fh.flush()
                 os.fsync(self._fh.fileno())
             except OSError as exc:
-                log.error("event log %s: fsync failed: %s", self.path, exc)
+                self._error("fsync", "event log %s: fsync failed: %s", self.path, exc)
             for _ in batch:
                 self._queue.task_done()
             if stop:
                 return
 
     def _write(self, line: bytes) -> None:
-        try:
-            if self._fh.tell() + len(line) > self.max_bytes and self._fh.tell() > 0:
+        if self._size + len(line) > self.max_bytes and self._size > 0:
+            try:
                 self._rotate()
-            self._fh.write(line)
+            except OSError as exc:
+                self._error("rotate", "event log %s: rotation failed: %s", self.path, exc)
+        freed = self._rotated_oldest_first()
+        while True:
+            try:
+                self._fh.write(line)
+                self._fh.flush()
+            except OSError as exc:
+                self._undo_partial_write()
+                if exc.errno == errno.ENOSPC and self._free_space(freed):
+                    continue  # retry with the space just freed
+                self.dropped += 1
+                self.last_error = f"{exc.strerror or exc}"
+                self._error(f"write-{exc.errno}", "event log %s: write failed (%s); the "
+                            "event is dropped and counted", self.path, self.last_error)
+                return
+            self._size += len(line)
             self.written += 1
+            return
+
+    def _undo_partial_write(self) -> None:
+        """Cut the file back to its last whole line after a failed write."""
+        with contextlib.suppress(OSError):
+            # Drop what the buffered writer still holds: it must not land later.
+            self._fh.close()
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+            os.ftruncate(fd, self._size)
+            self._fh = os.fdopen(fd, "ab")
         except OSError as exc:
-            log.error("event log %s: write failed: %s", self.path, exc)
+            self._error("reopen", "event log %s: cannot reopen: %s", self.path, exc)
+            self._fh = open(os.devnull, "ab")  # noqa: SIM115 - replaced on next rotation
+
+    def _rotated_oldest_first(self) -> list[Path]:
+        names = [self.path.with_name(f"{self.path.name}.{i}") for i in range(self.keep, 0, -1)]
+        return [p for p in names if p.exists()]
+
+    def _free_space(self, candidates: list[Path]) -> bool:
+        """Delete the oldest rotated file, else rotate the current one away; False when
+        nothing is left to free. Neither needs free space on the disk."""
+        if candidates:
+            victim = candidates.pop(0)
+            with contextlib.suppress(OSError):
+                victim.unlink()
+            self._error("full", "event log %s: the disk is full; deleted the oldest events "
+                        "(%s) to keep the newest", self.path, victim.name)
+            return True
+        if self._size > 0:
+            self._error("full", "event log %s: the disk is full; dropped the older events "
+                        "of the current file to keep the newest", self.path)
+            self._fh.close()
+            self.path.unlink()
+            self._fh = self._open_file()
+            return True
+        return False
 
     def _rotate(self) -> None:
         self._fh.flush()
@@ -175,7 +272,7 @@ class EventLog:
             self.path.replace(self.path.with_name(f"{self.path.name}.1"))
         else:
             self.path.unlink()
-        self._fh = self.path.open("ab")
+        self._fh = self._open_file()
         self.rotations += 1
 
     def flush(self, timeout_s: float = 2.0) -> bool:
@@ -193,6 +290,19 @@ class EventLog:
         self._thread.join(timeout=timeout_s)
         if not self._thread.is_alive():
             self._fh.close()
+
+
+def _last_line_end(fd: int, size: int, chunk_bytes: int = 4096) -> int:
+    """Offset just past the last newline of the file (0 when it has none)."""
+    end = size
+    while end > 0:
+        start = max(0, end - chunk_bytes)
+        data = os.pread(fd, end - start, start)
+        cut = data.rfind(b"\n")
+        if cut >= 0:
+            return start + cut + 1
+        end = start
+    return 0
 
 
 class EventAction(Action):
