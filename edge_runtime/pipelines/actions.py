@@ -38,7 +38,23 @@ OutputKind = Literal["led", "buzzer", "relay"]
 
 
 class Action:
-    """Base class: something that happens when a rule changes state."""
+    """Base class: something that happens when a rule changes state.
+
+    Implementers **must** override :meth:`_handle` (one edge of a rule, see
+    :meth:`handle`) and call ``super().__init__(action_id)``; they **may** override
+    :meth:`close` (switch outputs off, release pins and files). :meth:`handle` itself is
+    not overridden: it counts :attr:`fired`. A new kind is also a config struct in
+    ``config.py`` and a line in ``build.py``'s ``build_runtime``.
+
+    Threads: the constructor runs when the daemon builds a config (in an executor, so it
+    may open pins and files). :meth:`handle` runs **on the event loop**, in rule order,
+    from ``Pipeline.decide`` and from the daemon's health task: it must not block.
+    Anything slow goes to a thread of the action's own (:class:`EventLog` queues lines
+    for its writer thread; a GPIO pulse is switched off from another thread). An
+    exception it raises is logged and the pipeline goes on. :meth:`close` runs once, in
+    an executor, after the pipelines have stopped; it may block briefly (join its own
+    threads).
+    """
 
     def __init__(self, action_id: str) -> None:
         self.action_id = action_id
@@ -50,10 +66,12 @@ class Action:
         self._handle(transition, context)
 
     def _handle(self, transition: Transition, context: dict[str, Any]) -> None:
+        """What the action does on one edge (``transition.active`` True, then False);
+        on the event loop."""
         raise NotImplementedError
 
     def close(self) -> None:
-        """Release hardware or files; outputs are switched off."""
+        """Release hardware or files; outputs are switched off (in an executor)."""
 
 
 class GpioOutputAction(Action):
