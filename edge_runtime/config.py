@@ -276,6 +276,95 @@ class HealthConfig(msgspec.Struct, forbid_unknown_fields=True):
     rules: list[RuleConfig] = msgspec.field(default_factory=list)
 
 
+# --- upstream reporting ([upstream]; docs/reporting.md) ----------------------------------
+
+
+class OutboxConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """The durable SQLite outbox every message is written to before it is sent."""
+
+    path: str = "outbox.db"  # relative to node.state_dir
+    #: Disk cap of the stored messages (bytes); old summaries are merged first, events last.
+    max_bytes: int = 50_000_000
+    #: At most one commit (one fsync) per this many seconds, however many messages flow.
+    commit_interval_s: float = 0.1
+    #: At most one ``outbox_loss`` event per this many seconds while the cap forces loss.
+    loss_report_interval_s: float = 60.0
+
+
+class SnapshotsConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """JPEGs of frames that fired a rule, referenced by their events."""
+
+    path: str = "snapshots"  # relative to node.state_dir
+    max_bytes: int = 20_000_000
+    jpeg_quality: int = 80
+
+
+class FileSinkConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """The JSONL file sink (on by default: needs no server)."""
+
+    enabled: bool = True
+    path: str = "upstream.jsonl"  # relative to node.state_dir
+    max_bytes: int = 10_000_000
+    keep: int = 3
+    fsync: bool = True
+
+
+class HomeAssistantConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """Home Assistant MQTT discovery (device, sensors, binary sensors)."""
+
+    enabled: bool = False
+    prefix: str = "homeassistant"
+
+
+class MqttSinkConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """An MQTT broker (MQTT v5, QoS 1): ``url`` is ``mqtt://host[:1883]`` or
+    ``mqtts://host[:8883]`` (TLS)."""
+
+    url: str
+    username: str | None = None
+    password: str | None = None
+    #: A file holding the password (first line), instead of ``password``.
+    password_file: str | None = None
+    #: TLS: the CA that signed the broker's certificate (default: the system's CAs);
+    #: ``cert_file`` + ``key_file``: this node's client certificate (mutual TLS).
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    client_id: str | None = None  # default: edge-runtime-<node.name>
+    topic_prefix: str = "edge"
+    keepalive_s: int = 30
+    connect_timeout_s: float = 5.0
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 60.0
+    max_in_flight: int = 100
+    home_assistant: HomeAssistantConfig = msgspec.field(default_factory=HomeAssistantConfig)
+
+
+class HttpSinkConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """An HTTP(S) webhook: POSTs batches of messages as JSON; done on 2xx only."""
+
+    url: str
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    timeout_s: float = 10.0
+    max_batch: int = 100
+    ca_file: str | None = None
+    retry_min_s: float = 1.0
+    retry_max_s: float = 60.0
+
+
+class UpstreamConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """Reporting upstream: summaries, events and snapshots through the outbox to sinks."""
+
+    enabled: bool = True
+    #: Length of a pipeline's summary window (s).
+    summary_interval_s: float = 60.0
+    outbox: OutboxConfig = msgspec.field(default_factory=OutboxConfig)
+    snapshots: SnapshotsConfig = msgspec.field(default_factory=SnapshotsConfig)
+    file: FileSinkConfig = msgspec.field(default_factory=FileSinkConfig)
+    mqtt: MqttSinkConfig | None = None
+    http: HttpSinkConfig | None = None
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True):
     """The whole file."""
 
@@ -286,6 +375,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     events: EventsConfig = msgspec.field(default_factory=EventsConfig)
     budget: BudgetConfig = msgspec.field(default_factory=BudgetConfig)
     health: HealthConfig = msgspec.field(default_factory=HealthConfig)
+    upstream: UpstreamConfig = msgspec.field(default_factory=UpstreamConfig)
 
     # Filled in by load_config: the folder relative paths are resolved against.
     base_dir: Path = Path()
@@ -550,6 +640,7 @@ def check_config(config: Config) -> None:
     _check_rules(config.health.rules, "health.rules", action_ids)
     if config.health.interval_s <= 0:
         raise ConfigError("health.interval_s: must be > 0")
+    _check_upstream(config)
 
 
 def _check_cleaning(params: dict[str, Any], where: str) -> None:
@@ -599,3 +690,75 @@ def _check_rules(rules: list[RuleConfig], where: str, action_ids: set[str]) -> N
             if action not in action_ids:
                 raise ConfigError(f"{where}[{j}].actions[{k}]: unknown action {action!r} "
                                   f"(known: {', '.join(sorted(action_ids)) or 'none'})")
+
+
+def _check_upstream(config: Config) -> None:
+    """Checks of ``[upstream]``: broker URL, topic prefixes, files, positive numbers."""
+    from edge_runtime.upstream.topics import level_problem, parse_broker_url, topic_problem
+
+    up = config.upstream
+    for key in ("summary_interval_s",):
+        if not getattr(up, key) > 0:
+            raise ConfigError(f"upstream.{key}: must be > 0")
+    for where, section, keys in (
+            ("upstream.outbox", up.outbox, ("max_bytes", "commit_interval_s",
+                                            "loss_report_interval_s")),
+            ("upstream.snapshots", up.snapshots, ("max_bytes",)),
+            ("upstream.file", up.file, ("max_bytes",))):
+        for key in keys:
+            if not getattr(section, key) > 0:
+                raise ConfigError(f"{where}.{key}: must be > 0")
+    if not 1 <= up.snapshots.jpeg_quality <= 100:
+        raise ConfigError("upstream.snapshots.jpeg_quality: must be 1..100")
+    if up.file.keep < 0:
+        raise ConfigError("upstream.file.keep: must be >= 0")
+    mqtt = up.mqtt
+    if mqtt is not None:
+        where = "upstream.mqtt"
+        try:
+            tls, _, _ = parse_broker_url(mqtt.url)
+        except ValueError as exc:
+            raise ConfigError(f"{where}.url: {exc}",
+                              hint="write it as mqtt://host:1883 or mqtts://host:8883") from exc
+        for key, what in (("topic_prefix", "topic prefix"),):
+            problem = topic_problem(getattr(mqtt, key), what=what)
+            if problem:
+                raise ConfigError(f"{where}.{key}: {problem}")
+        problem = level_problem(config.node.name, what="node name")
+        if problem:
+            raise ConfigError(f"node.name: {problem} (it is a level of every MQTT topic)")
+        problem = topic_problem(mqtt.home_assistant.prefix, what="discovery prefix")
+        if problem:
+            raise ConfigError(f"{where}.home_assistant.prefix: {problem}")
+        if mqtt.password is not None and mqtt.password_file is not None:
+            raise ConfigError(f"{where}: give password or password_file, not both")
+        for key in ("password_file", "ca_file", "cert_file", "key_file"):
+            value = getattr(mqtt, key)
+            if value is not None and not config.resolve(value).is_file():
+                raise ConfigError(f"{where}.{key}: no file at {config.resolve(value)}")
+        if not tls and (mqtt.ca_file or mqtt.cert_file):
+            raise ConfigError(f"{where}.url: ca_file/cert_file need TLS: use mqtts://")
+        if mqtt.key_file and not mqtt.cert_file:
+            raise ConfigError(f"{where}.key_file: needs cert_file (mutual TLS)")
+        if (mqtt.username is None) and (mqtt.password or mqtt.password_file):
+            raise ConfigError(f"{where}.username: a password needs a username")
+        for key in ("keepalive_s", "connect_timeout_s", "reconnect_min_s", "max_in_flight"):
+            if not getattr(mqtt, key) > 0:
+                raise ConfigError(f"{where}.{key}: must be > 0")
+        if mqtt.reconnect_max_s < mqtt.reconnect_min_s:
+            raise ConfigError(f"{where}.reconnect_max_s: must be >= reconnect_min_s")
+    http = up.http
+    if http is not None:
+        where = "upstream.http"
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(http.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"{where}.url: {http.url!r} is not an http:// or https:// URL")
+        for key in ("timeout_s", "max_batch", "retry_min_s"):
+            if not getattr(http, key) > 0:
+                raise ConfigError(f"{where}.{key}: must be > 0")
+        if http.retry_max_s < http.retry_min_s:
+            raise ConfigError(f"{where}.retry_max_s: must be >= retry_min_s")
+        if http.ca_file is not None and not config.resolve(http.ca_file).is_file():
+            raise ConfigError(f"{where}.ca_file: no file at {config.resolve(http.ca_file)}")

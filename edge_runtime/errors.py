@@ -11,6 +11,7 @@ Families:
   bad input, integrity).
 - :class:`ConfigError`: a configuration file or value that is not acceptable.
 - :class:`CliUsageError`: a command-line argument that cannot be used.
+- :class:`UpstreamError`: reporting upstream (outbox, MQTT, HTTP, file sinks, snapshots).
 
 Later subsystems (sources, bridge, mesh, upstream) add their own family bases here.
 """
@@ -217,3 +218,46 @@ class BridgeCommandError(SourceError, RuntimeError):
     """The device refused a command (rate above its maximum, unknown channel or pin)."""
 
     hint = "check the value against what 'edge-runtime bridge probe' reports for the port"
+
+
+# --- upstream reporting (outbox and sinks) -----------------------------------------------
+
+
+class UpstreamError(EdgeRuntimeError):
+    """Base of every error about reporting upstream (the outbox, MQTT, HTTP, file sinks)."""
+
+
+class OutboxError(UpstreamError, OSError):
+    """The SQLite outbox cannot be opened or written (folder missing, disk full, read-only)."""
+
+    hint = "check that upstream.outbox.path is on a writable, not full file system"
+
+
+class OutboxClosedError(UpstreamError, RuntimeError):
+    """A message was published after :meth:`Upstream.close` (or before ``start``)."""
+
+    hint = "publish between 'await upstream.start()' and 'await upstream.close()'"
+
+
+class SinkError(UpstreamError, ConnectionError):
+    """A sink cannot deliver right now (broker or server unreachable, TLS failure)."""
+
+    hint = "check the URL, the network and the certificates; delivery is retried with backoff"
+
+
+class SinkAuthError(SinkError, PermissionError):
+    """The broker or server refused our credentials or refused a topic (not authorized)."""
+
+    hint = "check upstream.mqtt username/password (or the broker's ACL for this node's topics)"
+
+
+class SinkRefusedError(SinkError):
+    """The sink refused one message (MQTT PUBACK failure reason code, HTTP non-2xx)."""
+
+    hint = "see the sink's last error in 'edge-runtime status'; the message stays in the outbox"
+
+
+class SnapshotError(UpstreamError, OSError):
+    """A snapshot could not be encoded or written to the snapshot folder."""
+
+    hint = "check upstream.snapshots.path is writable and the frame is an image array"

@@ -8,11 +8,13 @@
 #   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-{base,good,bad}
 #                          GStreamer's RTSP server (run by the system python3), the IP
 #                          camera of the RTSP tests; plugins-bad brings the H.264 encoder
+#   mosquitto mosquitto-clients  the real MQTT broker (and mosquitto_passwd) the upstream tests publish to
 set -eu
 
 PACKAGES="gcc g++ libc6-dev
 python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
-gstreamer1.0-plugins-bad"
+gstreamer1.0-plugins-bad
+mosquitto mosquitto-clients"
 
 if ! command -v dpkg >/dev/null 2>&1; then
     echo "tests/system-packages.sh: this is not a Debian-based system (no dpkg)." >&2
