@@ -5,6 +5,11 @@ The pipeline polls these at the rate the sampling controller chooses. Binary inp
 latch activations between polls, so a button press shorter than the poll period is
 still seen (the sample reads 1.0 once). gpiozero is imported only when a device opens.
 
+``open`` blocks (an executor's job); ``read`` returns at once and the daemon calls it on
+the event loop. A binary input's state therefore comes from gpiozero's callbacks (on
+gpiozero's own threads) into plain attributes: reading a smoothed device such as the PIR
+would wait on its queue's lock until the queue fills.
+
 Pin factory choice, in this order: the ``pin_factory`` argument (``"mock"`` gives
 gpiozero's :class:`~gpiozero.pins.mock.MockFactory`, used by tests and ``demo``), then
 gpiozero's own order (``GPIOZERO_PIN_FACTORY``, then lgpio, rpigpio, ...).
@@ -108,7 +113,11 @@ class GpioSource(Source):
         self.offset = offset
         self.factory = factory
         self._device: Any = None
-        self._latched = False
+        #: Binary inputs: the state and a count of activations, written only by
+        #: gpiozero's callbacks; ``_seen`` is the count at the previous read.
+        self._active = False
+        self._activations = 0
+        self._seen = 0
 
     @property
     def device(self) -> Any:
@@ -155,21 +164,38 @@ class GpioSource(Source):
                 f"sensor {self.source_id!r}: cannot set up {self.device_kind} on "
                 f"pin {self.pin if self.pin is not None else self.echo}: {exc}"
             ) from exc
-        if self.device_kind in BINARY_KINDS:
-            device.when_activated = self._on_activated
+        try:
+            if self.device_kind in BINARY_KINDS:
+                # Callbacks first, then the state now: no edge falls between the two.
+                device.when_activated = self._on_activated
+                device.when_deactivated = self._on_deactivated
+                self._active = bool(device.is_active)
+                self._seen = self._activations
+            elif self.device_kind == "distance_sensor":
+                # Waits until gpiozero's queue has filled (up to ~0.5 s); from then on
+                # reading the distance never waits.
+                device.distance  # noqa: B018 (read for its wait)
+        except BaseException:
+            device.close()
+            raise
         self._device = device
         self.stats.connected = True
 
     def _on_activated(self, *_args: object) -> None:
-        self._latched = True
+        self._active = True
+        self._activations += 1
+
+    def _on_deactivated(self, *_args: object) -> None:
+        self._active = False
 
     def _read(self, timeout_s: float) -> Sample | None:
         device = self._device
         if device is None:
             return None
         if self.device_kind in BINARY_KINDS:
-            active = bool(device.is_active) or self._latched
-            self._latched = False
+            activations = self._activations
+            active = self._active or activations != self._seen
+            self._seen = activations
             value = 1.0 if active else 0.0
         elif self.device_kind == "distance_sensor":
             value = float(device.distance)
