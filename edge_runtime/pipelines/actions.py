@@ -91,6 +91,10 @@ class GpioOutputAction(Action):
         super().__init__(action_id)
         self.mode = mode
         self.pulse_s = pulse_s
+        #: Counts pulses; a pulse's timer switches the output off only if no newer
+        #: pulse has started since (a re-trigger restarts the pulse).
+        self._pulses = 0
+        self._timer: threading.Timer | None = None
         import gpiozero
 
         from edge_runtime.sources.gpio import pin_factory
@@ -116,10 +120,31 @@ class GpioOutputAction(Action):
             else:
                 self.device.off()
         elif transition.active:
-            # gpiozero times the pulse in its own thread; the loop is not held.
-            self.device.blink(on_time=self.pulse_s, off_time=0.0, n=1, background=True)
+            self._start_pulse()
+
+    def _start_pulse(self) -> None:
+        # Rules run on the event loop: a timer thread ends the pulse. gpiozero's own
+        # blink(background=True) would join the previous pulse's thread here.
+        self._pulses += 1
+        if self._timer is not None:
+            self._timer.cancel()  # never waits
+        self.device.on()
+        timer = threading.Timer(self.pulse_s, self._end_pulse, args=(self._pulses,))
+        timer.name = f"pulse-{self.action_id}"
+        timer.daemon = True
+        self._timer = timer
+        timer.start()
+
+    def _end_pulse(self, pulse: int) -> None:
+        if pulse == self._pulses:
+            self.device.off()
 
     def close(self) -> None:
+        """Switch off and release the pin (blocking: joins a pulse's timer)."""
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+            timer.join()
         try:
             self.device.off()
         finally:
