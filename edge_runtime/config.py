@@ -125,8 +125,24 @@ class BridgeSourceConfig(RateLimits, tag="bridge"):
     envelope: bool = True
 
 
+class SystemSourceConfig(RateLimits, tag="system"):
+    """One of the host's own readings (the node watching itself), read from ``/proc``
+    and ``/sys`` (or the roots given): see :data:`edge_runtime.sources.system.CHANNELS`.
+
+    ``interface`` picks a network interface (default: all but ``lo``), ``device`` a
+    block device (default: all disks), ``disk_path`` the filesystem of ``disk_percent``.
+    """
+
+    channel: str = "cpu_temperature_c"
+    proc_root: str = "/proc"
+    sys_root: str = "/sys"
+    disk_path: str = "/"
+    interface: str | None = None
+    device: str | None = None
+
+
 SourceConfig = (CameraSourceConfig | Picamera2SourceConfig | GpioSourceConfig
-                | ReplaySourceConfig | BridgeSourceConfig)
+                | ReplaySourceConfig | BridgeSourceConfig | SystemSourceConfig)
 FRAME_SOURCES = (CameraSourceConfig, Picamera2SourceConfig)
 
 
@@ -560,6 +576,12 @@ def check_config(config: Config) -> None:
                     raise ConfigError(f"{where}: distance_sensor needs echo and trigger pins")
             elif src.device != "adc" and src.pin is None:
                 raise ConfigError(f"{where}.pin: {src.device} needs a pin")
+        elif isinstance(src, SystemSourceConfig):
+            from edge_runtime.sources.system import CHANNELS
+
+            if src.channel not in CHANNELS:
+                raise ConfigError(f"{where}.channel: unknown system channel {src.channel!r}",
+                                  hint=f"use one of {', '.join(CHANNELS)}")
 
     source_ids = {s.id: s for s in config.sources}
     action_ids = {a.id for a in config.actions}

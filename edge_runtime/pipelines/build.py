@@ -26,6 +26,7 @@ from edge_runtime.config import (
     ReplaySourceConfig,
     RuleConfig,
     SourceConfig,
+    SystemSourceConfig,
     make_detector,
     make_forecaster,
 )
@@ -114,6 +115,13 @@ def make_source(cfg: SourceConfig, config: Config) -> Source:
         return BridgeSource(cfg.id, channel=cfg.channel, port=cfg.port, usb_id=cfg.usb_id,
                             value_index=cfg.value_index, baudrate=cfg.baudrate,
                             envelope=cfg.envelope)
+    if isinstance(cfg, SystemSourceConfig):
+        from edge_runtime.sources.system import SystemSource
+
+        return SystemSource(cfg.id, channel=cfg.channel, proc_root=config.resolve(cfg.proc_root),
+                            sys_root=config.resolve(cfg.sys_root),
+                            disk_path=config.resolve(cfg.disk_path),
+                            interface=cfg.interface, device=cfg.device)
     assert isinstance(cfg, ReplaySourceConfig)
     from edge_runtime.sources.replay import ReplaySource
 
