@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +22,9 @@ from edge_runtime.models.preprocess import (
     image_preprocessor,
     window_tensor,
 )
+
+if TYPE_CHECKING:
+    from edge_runtime.models.model import Model
 
 FrameFn = Callable[[npt.NDArray[np.uint8]], np.ndarray[Any, Any]]
 
@@ -77,7 +80,7 @@ class SlidingWindow:
         return np.asarray(values, dtype=np.float32)
 
 
-def frame_preprocessor(model: Any) -> FrameFn:
+def frame_preprocessor(model: Model) -> FrameFn:
     """A frame -> input tensor function for an image model (manifest recipe or default)."""
     spec = model.inputs[0]
     manifest = model.manifest
@@ -85,12 +88,12 @@ def frame_preprocessor(model: Any) -> FrameFn:
     if recipe is None:
         recipe = default_image_preprocessing(spec)
     if not isinstance(recipe, ImagePreprocessing):
-        raise ConfigError(f"model {getattr(manifest, 'name', '?')} takes a sensor window, "
+        raise ConfigError(f"model {model.name} takes a sensor window, "
                           "not camera frames", hint="feed it from a scalar source")
     return image_preprocessor(recipe, spec)
 
 
-def window_recipe(model: Any) -> WindowPreprocessing:
+def window_recipe(model: Model) -> WindowPreprocessing:
     """The sliding-window recipe of a sensor model (manifest, or the input's length)."""
     manifest = model.manifest
     recipe = manifest.preprocessing if manifest is not None else None
@@ -98,13 +101,13 @@ def window_recipe(model: Any) -> WindowPreprocessing:
         length = next((d for d in reversed(model.inputs[0].shape) if d and d > 1), 1)
         return WindowPreprocessing(length=int(length))
     if not isinstance(recipe, WindowPreprocessing):
-        raise ConfigError(f"model {manifest.name} takes images, not a sensor stream",
+        raise ConfigError(f"model {model.name} takes images, not a sensor stream",
                           hint="feed it from a camera source")
     return recipe
 
 
-def window_input(window: SlidingWindow, t_s: float, recipe: WindowPreprocessing, model: Any
-                 ) -> np.ndarray[Any, Any]:
+def window_input(window: SlidingWindow, t_s: float, recipe: WindowPreprocessing,
+                 model: Model) -> np.ndarray[Any, Any]:
     """The window before a sample at ``t_s``, shaped and normalised for the model's first
     input."""
     return window_tensor(window.array(t_s), recipe, model.inputs[0])
