@@ -5,6 +5,10 @@ Protocol: the client connects to a Unix socket, sends one JSON line
 ``{"error": "..."}``). JSON is encoded with msgspec. The socket file is created with
 mode 0600 (only the daemon's user may ask), and a stale file from a crashed daemon
 is replaced; a live daemon on the same path is an error.
+
+:func:`start_server` runs on the loop; everything it does to the filesystem (the folder,
+the stale-file check, bind and chmod) runs in an executor. :func:`request` is the
+blocking client (the CLI's; from a loop, call it in an executor).
 """
 
 from __future__ import annotations
@@ -42,14 +46,42 @@ def _socket_alive(path: Path) -> bool:
         return True
 
 
-async def start_server(path: Path, handler: Handler) -> asyncio.Server:
-    """Serve ``handler`` on the Unix socket ``path``; close the returned server to stop."""
+def _bind(path: Path) -> socket.socket:
+    """Blocking (executor): a Unix socket bound to ``path`` with mode 0600, not listening.
+
+    Makes the folder and replaces a stale file. The mode is set before ``listen``, and a
+    socket that does not listen refuses every connection, so there is no moment when
+    another user could talk to it (and no process-wide umask to change under threads).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() or path.is_symlink():
         if _socket_alive(path):
             raise DaemonError(f"another daemon is already listening on {path}",
                               hint="stop it first, or give this one another node.control_socket")
         path.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(path))
+        os.chmod(path, 0o600)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def remove_socket_file(path: Path) -> None:
+    """Blocking (executor): remove the socket file a stopped server leaves behind."""
+    with contextlib.suppress(OSError):
+        path.unlink()
+
+
+async def start_server(path: Path, handler: Handler) -> asyncio.Server:
+    """Serve ``handler`` on the Unix socket ``path``; close the returned server to stop.
+
+    The socket file stays after the server closes (remove it with
+    :func:`remove_socket_file`); a later server replaces it.
+    """
+    sock = await asyncio.get_running_loop().run_in_executor(None, _bind, path)
     encoder = msgspec.json.Encoder()
 
     async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -74,13 +106,11 @@ async def start_server(path: Path, handler: Handler) -> asyncio.Server:
             with contextlib.suppress(ConnectionError, TimeoutError):
                 await asyncio.wait_for(writer.wait_closed(), REQUEST_TIMEOUT_S)
 
-    old_umask = os.umask(0o177)
     try:
-        server = await asyncio.start_unix_server(on_client, path=str(path),
-                                                 limit=MAX_REQUEST_BYTES * 2)
-    finally:
-        os.umask(old_umask)
-    return server
+        return await asyncio.start_unix_server(on_client, sock=sock, limit=MAX_REQUEST_BYTES * 2)
+    except BaseException:
+        sock.close()
+        raise
 
 
 def request(path: str | Path, cmd: str = "status", *, timeout_s: float = 3.0,

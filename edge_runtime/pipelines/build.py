@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -66,8 +67,14 @@ class Runtime:
     #: Sources that several pipelines read, by source id (the others feed one pipeline).
     shared: dict[str, SharedSource] = field(default_factory=dict)
 
-    def close(self) -> None:
-        """Close sources, switch outputs off, flush the event log (safe twice)."""
+    def close(self, *, busy: Collection[str] = ()) -> None:
+        """Close sources, switch outputs off, flush the event log (safe twice).
+
+        Blocking: the daemon calls it in an executor, under a timeout, after joining the
+        worker threads. ``busy`` names pipelines whose worker is still running (stuck in
+        a read or an inference): their models stay open, because closing an engine under
+        a running inference can take the whole process down.
+        """
         for src in self.sources.values():
             try:
                 src.close()
@@ -75,7 +82,14 @@ class Runtime:
                 log.warning("closing source %r: %s", src.source_id, exc)
         for pipe in self.pipelines:
             if pipe.model is not None and hasattr(pipe.model, "close"):
-                pipe.model.close()
+                if pipe.pipeline_id in busy:
+                    log.warning("pipeline %r: its worker is still running; model left open",
+                                pipe.pipeline_id)
+                    continue
+                try:
+                    pipe.model.close()
+                except Exception as exc:
+                    log.warning("closing the model of pipeline %r: %s", pipe.pipeline_id, exc)
         for action in self.actions.values():
             try:
                 action.close()

@@ -13,13 +13,19 @@ task, a stopper and a reload watcher. Work that may block never runs on the loop
   loop) at the highest rate its pipelines want; each sample goes to every pipeline's
   tap, and each pipeline's worker takes from its tap the newest sample due at its own
   rate, so a slow pipeline drops samples without slowing the others;
-- source open/close and health snapshots run in a small executor.
+- source open/close, health snapshots and the CPU/thermal budget's readings run in a
+  small executor (the read pool); so do the control socket's filesystem work and the
+  summary. The budget's factor, used on the loop, only takes those readings.
 
 Signals:
 
 - SIGTERM / SIGINT: stop taking samples, let work in flight finish (its result still
   goes through rules and actions), close sources, switch outputs off, flush the event
-  log, write ``<state_dir>/summary.json``. Bounded by ``node.shutdown_timeout_s``.
+  log, write ``<state_dir>/summary.json``. Bounded end to end: work in flight (and the
+  worker threads' end), closing the runtime, and the read pool's last threads each get
+  at most ``node.shutdown_timeout_s``; what is stuck past that is logged and abandoned.
+  Worker threads are joined before the models are closed, and a model whose worker is
+  still running is left open rather than closed under it.
 - SIGHUP: reload the config file. A config that does not validate is refused and the
   old one keeps running untouched; one that validates replaces the old generation. If
   the new one then fails to build (a pin in use, a model that will not load), the old
@@ -30,11 +36,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
 import threading
 import time
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -42,19 +50,22 @@ from typing import Any
 import msgspec
 
 from edge_runtime.config import Config, load_config
-from edge_runtime.control import start_server
+from edge_runtime.control import remove_socket_file, start_server
 from edge_runtime.errors import EdgeRuntimeError
 from edge_runtime.health import HealthMonitor
 from edge_runtime.pipelines.build import Runtime, build_runtime
 from edge_runtime.pipelines.pipeline import Pipeline
 from edge_runtime.pipelines.shared import SharedSource
 from edge_runtime.pipelines.workers import READ_TIMEOUT_S, RateLimitedLog, SharedReader, Worker
+from edge_runtime.sampling.controller import Budget
 
 log = logging.getLogger(__name__)
 
 #: First and longest pause between attempts to open a source that failed to open.
 OPEN_RETRY_MIN_S = 0.5
 OPEN_RETRY_MAX_S = 10.0
+#: Shortest pause between two budget readings (``budget.interval_s = 0`` must not spin).
+BUDGET_MIN_INTERVAL_S = 0.1
 
 
 class Daemon:
@@ -85,6 +96,10 @@ class Daemon:
         self._errors = RateLimitedLog()
         workers = max(2, len(self.config.pipelines) + 2)
         self._read_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="read")
+        #: This generation's worker threads, joined before its models are closed.
+        self._workers: list[Worker] = []
+        #: When the current stop began (monotonic s); the shutdown steps count from it.
+        self._stop_started_s: float | None = None
 
     # -- public ------------------------------------------------------------------------
 
@@ -106,16 +121,20 @@ class Daemon:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, handler)
         self.runtime = await loop.run_in_executor(None, build_runtime, self.config)
+        config = self.config
         try:
-            server = await start_server(self.config.control_socket, self._handle_request)
+            # Resolving the path reads the filesystem (symlinks): not on the loop.
+            socket_path = await loop.run_in_executor(None, lambda: config.control_socket)
+            server = await start_server(socket_path, self._handle_request)
         except BaseException:
-            await loop.run_in_executor(None, self.runtime.close)
+            await self._close_runtime(self.runtime)
+            self._read_pool.shutdown(wait=False)
             raise
         deadline_task = None
         if self.duration_s is not None:
             deadline_task = loop.call_later(self.duration_s, self.request_stop)
         log.info("daemon %r running %d pipeline(s); control socket %s", self.config.node.name,
-                 len(self.runtime.pipelines), self.config.control_socket)
+                 len(self.runtime.pipelines), socket_path)
         try:
             while True:
                 self.generation += 1
@@ -129,8 +148,7 @@ class Daemon:
             if deadline_task is not None:
                 deadline_task.cancel()
             server.close()
-            with contextlib.suppress(OSError):
-                self.config.control_socket.unlink()
+            await loop.run_in_executor(None, remove_socket_file, socket_path)
             await self._finish()
         return 0
 
@@ -140,6 +158,8 @@ class Daemon:
         """Run every pipeline and the health task until a stop or an accepted reload."""
         self._gen_stop.clear()
         self._thread_stop = threading.Event()
+        self._workers = []
+        self._stop_started_s = None
         if self._stop.is_set():
             self._gen_stop.set()
         try:
@@ -150,28 +170,74 @@ class Daemon:
                 tasks += [tg.create_task(self._run_shared(shared), name=f"source-{source_id}")
                           for source_id, shared in runtime.shared.items()]
                 tg.create_task(self._run_health(runtime), name="health")
+                if runtime.budget.enabled:
+                    tg.create_task(self._run_budget(runtime.budget), name="budget")
                 tg.create_task(self._stopper(runtime, tasks), name="stopper")
                 tg.create_task(self._watch_reload(), name="reload-watcher")
         finally:
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, runtime.close)
+            busy = await self._join_workers(runtime)
+            await self._close_runtime(runtime, busy)
+
+    async def _join_workers(self, runtime: Runtime) -> set[str]:
+        """Wait for this generation's worker threads, until the stop's deadline (or one
+        read timeout at least); returns the ids of pipelines whose worker still runs."""
+        workers = list(self._workers)
+        started_s = self._stop_started_s if self._stop_started_s is not None \
+            else time.monotonic()
+        deadline_s = max(started_s + runtime.config.node.shutdown_timeout_s,
+                         time.monotonic() + READ_TIMEOUT_S)
+
+        def join_all() -> None:
+            for worker in workers:
+                worker.join(max(0.0, deadline_s - time.monotonic()))
+
+        if workers:
+            # Bounded by the deadline, so it may take a read-pool thread.
+            await asyncio.get_running_loop().run_in_executor(self._read_pool, join_all)
+        busy = {w.pipe.pipeline_id for w in workers if w.alive}
+        for pipeline_id in sorted(busy):
+            log.warning("pipeline %r: worker still busy in a read or the model; abandoned",
+                        pipeline_id)
+        return busy
+
+    async def _close_runtime(self, runtime: Runtime, busy: Collection[str] = ()) -> None:
+        """``runtime.close`` in the read pool, for at most ``node.shutdown_timeout_s``
+        (a source or an output stuck in close is logged and abandoned)."""
+        timeout_s = runtime.config.node.shutdown_timeout_s
+        close = functools.partial(runtime.close, busy=busy)
+        try:
+            await asyncio.wait_for(
+                asyncio.get_running_loop().run_in_executor(self._read_pool, close), timeout_s)
+        except TimeoutError:
+            log.warning("closing sources, outputs and models did not finish in %.1f s; "
+                        "abandoned", timeout_s)
 
     async def _stopper(self, runtime: Runtime, tasks: list[asyncio.Task[None]]) -> None:
         """On stop: wake blocked readers, give work in flight a bounded time to finish."""
         await self._gen_stop.wait()
+        self._stop_started_s = time.monotonic()
         self._thread_stop.set()
         loop = asyncio.get_running_loop()
+        timeout_s = runtime.config.node.shutdown_timeout_s
         # Closing sources wakes readers blocked in executors (camera slots, replay waits).
-        await asyncio.gather(*(loop.run_in_executor(self._read_pool, src.close)
-                               for src in runtime.sources.values()))
+        closing = {loop.run_in_executor(self._read_pool, src.close): src.source_id
+                   for src in runtime.sources.values()}
+        if closing:
+            done, stuck = await asyncio.wait(closing, timeout=timeout_s)
+            for future in done:
+                if (exc := future.exception()) is not None:
+                    log.warning("closing source %r: %s", closing[future], exc)
+            for future in stuck:
+                log.warning("source %r: close did not return in %.1f s; abandoned",
+                            closing[future], timeout_s)
         for shared in runtime.shared.values():
             shared.close()  # wakes the pipelines waiting on their taps
         pending = [t for t in tasks if not t.done()]
         if pending:
-            _, still = await asyncio.wait(pending, timeout=runtime.config.node.shutdown_timeout_s)
+            _, still = await asyncio.wait(pending, timeout=timeout_s)
             for task in still:
                 log.warning("%s: work in flight did not finish in %.1f s; abandoned",
-                            task.get_name(), runtime.config.node.shutdown_timeout_s)
+                            task.get_name(), timeout_s)
                 task.cancel()
 
     async def _watch_reload(self) -> None:
@@ -319,6 +385,7 @@ class Daemon:
         A pipeline on a shared source reads from its tap instead of the source.
         """
         worker = Worker(pipe, asyncio.get_running_loop(), self._thread_stop, tap=pipe.tap)
+        self._workers.append(worker)
         worker.start()
         while True:
             for kind, sample, step, exc in await worker.next_batch():
@@ -357,6 +424,21 @@ class Daemon:
                     except Exception as exc:
                         log.error("health action %r failed: %s", action_id, exc)
             log.debug("health: %s", snapshot)
+            if await self._sleep_unless_stopped(interval_s):
+                return
+
+    async def _run_budget(self, budget: Budget) -> None:
+        """Read temperature and CPU use for the budget every ``interval_s``, in the read
+        pool; the rate controllers use the factor on the loop without reading a file."""
+        loop = asyncio.get_running_loop()
+        interval_s = max(budget.interval_s, BUDGET_MIN_INTERVAL_S)
+        while True:
+            temperature_c, cpu_percent = await loop.run_in_executor(self._read_pool,
+                                                                    budget.measure)
+            factor = budget.observe(temperature_c, cpu_percent)
+            if factor < 1.0:
+                log.debug("budget: %.2f of the rate range (%s C, %s %% CPU)", factor,
+                          temperature_c, cpu_percent)
             if await self._sleep_unless_stopped(interval_s):
                 return
 
@@ -429,22 +511,42 @@ class Daemon:
         return {"error": f"unknown command {cmd!r} (known: status, reload)"}
 
     async def _finish(self) -> None:
+        """Write summary.json, log the summary lines, stop the read pool (bounded)."""
+        loop = asyncio.get_running_loop()
         summary = self.status()
         summary["stopped"] = True
-        path = self.config.state_dir / "summary.json"
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".json.tmp")
-            tmp.write_bytes(msgspec.json.format(msgspec.json.encode(summary)))
-            tmp.replace(path)
-        except OSError as exc:
-            log.warning("cannot write %s: %s", path, exc)
+        await loop.run_in_executor(self._read_pool, _write_summary, self.config, summary)
         for name, pipe in summary["pipelines"].items():
             log.info("summary %s: %d samples, %d inferences, %d gated, %d dropped, "
                      "%d rate changes, latency p99 %s ms", name, pipe["samples"],
                      pipe["inferences"], pipe["gated"], pipe["source_stats"]["dropped"],
                      pipe["sampling"]["rate_changes"], pipe["latency_ms"]["p99"])
-        self._read_pool.shutdown(wait=False, cancel_futures=True)
+        timeout_s = self.config.node.shutdown_timeout_s
+        if not await loop.run_in_executor(None, _shutdown_pool, self._read_pool, timeout_s):
+            log.warning("a read-pool thread is still blocked after %.1f s; abandoned",
+                        timeout_s)
+
+
+def _write_summary(config: Config, summary: dict[str, Any]) -> None:
+    """Blocking (executor): write ``<state_dir>/summary.json`` atomically."""
+    path = config.state_dir / "summary.json"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_bytes(msgspec.json.format(msgspec.json.encode(summary)))
+        tmp.replace(path)
+    except OSError as exc:
+        log.warning("cannot write %s: %s", path, exc)
+
+
+def _shutdown_pool(pool: ThreadPoolExecutor, timeout_s: float) -> bool:
+    """Blocking, for at most ``timeout_s``: shut ``pool`` down and join its threads;
+    False if one is still stuck (its joiner, a daemon thread, is then abandoned too)."""
+    joiner = threading.Thread(target=pool.shutdown, kwargs={"cancel_futures": True},
+                              name="read-pool-join", daemon=True)
+    joiner.start()
+    joiner.join(timeout_s)
+    return not joiner.is_alive()
 
 
 def run_daemon(config_path: str | Path, *, duration_s: float | None = None) -> int:

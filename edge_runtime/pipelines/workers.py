@@ -74,6 +74,15 @@ class Worker:
         """Start the thread."""
         self._thread.start()
 
+    def join(self, timeout_s: float) -> None:
+        """Wait up to ``timeout_s`` for the thread to end (blocking: not on the loop)."""
+        self._thread.join(timeout_s)
+
+    @property
+    def alive(self) -> bool:
+        """True while the thread runs (after a join: it is stuck in a read or the model)."""
+        return self._thread.is_alive()
+
     def _post(self, item: _Item) -> None:
         with self._lock:
             self._items.append(item)

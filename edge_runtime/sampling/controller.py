@@ -6,9 +6,13 @@ sampling rate between ``min_rate_hz`` and ``max_rate_hz``: activity jumps the ra
 minimum with half-life ``decay_half_life_s``. Time is passed in, never read, so the
 controller runs as well over a recording as live.
 
-:class:`Budget` reads the hottest thermal zone and whole-machine CPU use (at most every
-``interval_s``) and gives a factor in [0, 1] that shrinks the maximum: 1 when cool and
-idle, 0 (minimum rate only) at ``temp_hard_c`` or a saturated CPU.
+:class:`Budget` turns the hottest thermal zone and whole-machine CPU use into a factor in
+[0, 1] that shrinks the maximum: 1 when cool and idle, 0 (minimum rate only) at
+``temp_hard_c`` or a saturated CPU. Reading the machine and using the factor are split
+by thread: :meth:`Budget.measure` reads ``/sys`` and ``/proc`` (blocking: the daemon
+calls it in an executor every ``interval_s``) and :meth:`Budget.observe` takes those
+readings; :meth:`Budget.factor`, which the controller calls on the event loop, never
+reads a file.
 """
 
 from __future__ import annotations
@@ -26,30 +30,39 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Budget:
-    """CPU and thermal budget; :meth:`factor` is in [0, 1]."""
+    """CPU and thermal budget; :meth:`factor` is in [0, 1] (see the module docstring)."""
 
     temp_soft_c: float = constants.TEMP_SOFT_C
     temp_hard_c: float = constants.TEMP_HARD_C
     cpu_high_percent: float = constants.CPU_HIGH_PERCENT
+    #: How often the owner should :meth:`measure` (seconds).
     interval_s: float = constants.BUDGET_INTERVAL_S
     thermal_root: Path = health.THERMAL_ROOT
     enabled: bool = True
+    #: The latest readings given to :meth:`observe` (None: unknown on this machine).
     temperature_c: float | None = None
     cpu_percent: float | None = None
     _cpu: health.CpuMeter = field(default_factory=health.CpuMeter)
-    _last_read_t: float | None = None
     _factor: float = 1.0
 
-    def factor(self, t_s: float) -> float:
-        """Fraction of the rate range allowed now (re-reads the machine every interval)."""
-        if not self.enabled:
-            return 1.0
-        if self._last_read_t is None or t_s - self._last_read_t >= self.interval_s:
-            self._last_read_t = t_s
-            self.temperature_c = health.read_temperature_c(self.thermal_root)
-            self.cpu_percent = self._cpu.read()
-            self._factor = self.compute(self.temperature_c, self.cpu_percent)
+    def measure(self) -> tuple[float | None, float | None]:
+        """Read (temperature_c, cpu_percent) from the machine: blocking, executor only.
+
+        CPU use is over the time since the previous call (None on the first one).
+        """
+        return health.read_temperature_c(self.thermal_root), self._cpu.read()
+
+    def observe(self, temperature_c: float | None, cpu_percent: float | None) -> float:
+        """Take new readings (from :meth:`measure`); returns the new factor. Cheap."""
+        self.temperature_c = temperature_c
+        self.cpu_percent = cpu_percent
+        self._factor = self.compute(temperature_c, cpu_percent)
         return self._factor
+
+    def factor(self, t_s: float) -> float:
+        """Fraction of the rate range allowed now, from the latest readings (1.0 before
+        the first, or when disabled). Never reads the machine: safe on the event loop."""
+        return self._factor if self.enabled else 1.0
 
     def compute(self, temperature_c: float | None, cpu_percent: float | None) -> float:
         """Pure budget rule, for tests: the smaller of the thermal and CPU factors."""

@@ -104,12 +104,16 @@ def test_budget_caps_rate_when_hot(tmp_path: Path) -> None:
     zone = tmp_path / "thermal_zone0"
     zone.mkdir()
     (zone / "temp").write_text("75000\n")
-    budget = Budget(thermal_root=tmp_path, temp_soft_c=70.0, temp_hard_c=80.0, interval_s=0.0)
+    budget = Budget(thermal_root=tmp_path, temp_soft_c=70.0, temp_hard_c=80.0)
     ctl = RateController(1.0, 11.0, budget=budget)
-    assert ctl.update(0.0, 5.0) == pytest.approx(6.0)  # half the range at 75 C
+    assert ctl.update(0.0, 5.0) == 11.0  # nothing measured yet: no cap
+    budget.observe(*budget.measure())
+    assert ctl.update(0.5, 5.0) == pytest.approx(6.0)  # half the range at 75 C
     assert budget.temperature_c == 75.0
     (zone / "temp").write_text("85000\n")
-    assert ctl.update(1.0, 5.0) == 1.0
+    assert ctl.update(1.0, 5.0) == pytest.approx(6.0)  # the factor changes only on observe
+    budget.observe(*budget.measure())
+    assert ctl.update(1.5, 5.0) == 1.0
     assert budget.compute(None, 95.0) == pytest.approx(1 - 10 / 15)
     assert Budget(enabled=False).factor(0.0) == 1.0
 
