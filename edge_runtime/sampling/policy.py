@@ -36,8 +36,9 @@ class ActivityPolicy:
     Threads: one policy object belongs to one pipeline. :meth:`observe` and
     :meth:`wants_inference` run in :meth:`Pipeline.infer
     <edge_runtime.pipelines.pipeline.Pipeline.infer>`, in the pipeline's worker thread
-    (on the event loop for the plain-arithmetic policies ``fixed``, ``change`` and
-    ``novelty`` on a GPIO poll); :meth:`observe_result` runs in ``Pipeline.decide`` and
+    (on the event loop when the pipeline is plain arithmetic: a GPIO poll with policy
+    ``fixed``, ``change`` or ``novelty`` and no model, detector or cleaner, see
+    ``Pipeline.cheap``); :meth:`observe_result` runs in ``Pipeline.decide`` and
     :meth:`state` in ``status``, both on the event loop. ``observe`` for the next sample
     may run while ``observe_result`` handles the previous one: a policy that uses both
     keeps their state apart. Nothing here may block.
