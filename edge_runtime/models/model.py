@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -24,6 +25,7 @@ from edge_runtime.errors import (
     IntegrityError,
     ModelError,
     ModelNotFoundError,
+    WarmUpError,
 )
 from edge_runtime.models import registry
 from edge_runtime.models.backend import FORMATS, Backend, detect_format, zeros_for
@@ -92,15 +94,24 @@ def _converter(spec: TensorSpec) -> Converter:
     # Non-contiguous arrays are fine: both engines copy them as needed.
     def convert(value: Any) -> np.ndarray:
         arr = value if value.__class__ is ndarray else np.asarray(value)
-        dtype = arr.dtype
-        if dtype is not want and dtype != want:
-            arr = _cast(arr)
         got = arr.shape
+        # The shape first: quantizing or casting an array of the wrong rank (a 0-d
+        # value for a per-channel quantized input) would fail with a raw error.
         if got != static_shape and got[1:] != tail and not _shape_fits(got):
             raise InputError(
                 f"input {name!r} expects shape {format_shape(shape)} (? = any size) "
                 f"but got {format_shape(got)}"
             )
+        dtype = arr.dtype
+        if dtype.kind == "f" and not np.isfinite(arr).all():
+            # A NaN or inf would run and come back as a confident-looking answer.
+            bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+            raise InputError(
+                f"input {name!r} holds {bad} NaN or infinite value(s) of {arr.size}",
+                hint="clean the input first (a sensor pipeline's [pipelines.cleaning] "
+                "fills gaps); a model has no answer for a missing value")
+        if dtype is not want and dtype != want:
+            arr = _cast(arr)
         return arr
 
     def _shape_fits(got: tuple[int, ...]) -> bool:
@@ -232,8 +243,28 @@ class Model:
         return result
 
     def warm_up(self, runs: int = 1) -> None:
-        """Run ``runs`` inferences on zeros so first real calls are not slow; not counted."""
-        arrays = zeros_for(self.inputs)
+        """Run ``runs`` inferences on zeros so first real calls are not slow; not counted.
+
+        A model whose inputs alone (dynamic dimensions at 1) need more memory than the
+        machine has free is refused here with a :class:`WarmUpError`, before anything
+        is allocated: on Linux a huge allocation may succeed and only fail (the OOM
+        killer) when the engine touches it.
+        """
+        need_bytes = sum(math.prod(1 if d is None else d for d in spec.shape)
+                         * spec.dtype.itemsize for spec in self.inputs)
+        free_bytes = _available_memory_bytes()
+        if free_bytes is not None and need_bytes > free_bytes // 2:
+            raise WarmUpError(
+                f"{self.name}: its inputs {', '.join(format_shape(s.shape) for s in self.inputs)}"
+                f" need {need_bytes / 1e6:,.0f} MB, more than half the "
+                f"{free_bytes / 1e6:,.0f} MB this machine has free",
+                hint="use a model with smaller inputs, or set its dynamic dimensions")
+        try:
+            arrays = zeros_for(self.inputs)
+        except MemoryError as exc:
+            raise WarmUpError(f"{self.name}: out of memory allocating its inputs "
+                              f"({need_bytes / 1e6:,.0f} MB)",
+                              hint="use a model with smaller inputs") from exc
         for _ in range(runs):
             try:
                 self._backend.run(arrays)
@@ -259,6 +290,18 @@ class Model:
 
 _dequantize = dequantize
 _clock = time.perf_counter
+
+
+def _available_memory_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (None where it cannot be read)."""
+    try:
+        with open("/proc/meminfo", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def _resolve(path_or_name: str | os.PathLike[str]) -> tuple[Path, Manifest | None]:
@@ -300,6 +343,12 @@ def load_model(
     """
     if num_threads is not None and num_threads < 1:
         raise InputError(f"num_threads must be at least 1, got {num_threads}")
+    cores = os.cpu_count() or 1
+    if num_threads is not None and num_threads > cores:
+        # More engine threads than cores only adds contention (and each thread's stack).
+        log.warning("num_threads=%d is more than the %d core(s) here; using %d",
+                    num_threads, cores, cores)
+        num_threads = cores
     path, manifest = _resolve(path_or_name)
     try:
         size_bytes = path.stat().st_size
