@@ -113,8 +113,8 @@ class InferenceError(ModelError, RuntimeError):
 class ManifestMismatchError(ManifestError):
     """A manifest's postprocessing does not fit the model's outputs (names, ranks, sizes)."""
 
-    hint = ("compare the manifest with 'edge-runtime models info MODEL' (tensors and what the "
-            "decoder expects); docs/models.md lists each decoder's outputs")
+    hint = ("compare the manifest with the model's outputs ('edge-runtime models info' with "
+            "the model's name or path); docs/models.md lists each decoder's outputs")
 
 
 class PluginError(ManifestError, ImportError):
