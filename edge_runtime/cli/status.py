@@ -100,6 +100,20 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+_STATE_WORDS = {"up": "source up", "disconnected": "source DISCONNECTED",
+                "silent": "source SILENT", "ended": "source ended"}
+
+
+def _liveness(p: dict[str, Any]) -> str:
+    """``, source up, last sample 0.05 s ago`` (empty for replies that predate it)."""
+    state = p.get("source_state")
+    if state is None:
+        return ""
+    age = p.get("last_sample_age_s")
+    last = "no sample yet" if age is None else f"last sample {_fmt(age, ' s', 2)} ago"
+    return f", {_STATE_WORDS.get(state, state)}, {last}"
+
+
 def print_status(reply: dict[str, Any]) -> None:
     """Print a daemon status reply (or a summary.json) for people."""
     h = reply.get("health", {})
@@ -117,12 +131,18 @@ def print_status(reply: dict[str, Any]) -> None:
         s = p["sampling"]
         lat = p["latency_ms"]
         src = p["source_stats"]
-        print(f"  pipeline {name} <- {p['source']} ({p['model'] or 'no model'}): "
+        print(f"  pipeline {name} <- {p['source']} ({p['model'] or 'no model'}){_liveness(p)}: "
               f"rate {_fmt(s['rate_hz'], ' Hz', 2)} [{s['min_rate_hz']}-{s['max_rate_hz']}], "
               f"{p['samples']} samples, {p['inferences']} inferences, {p['gated']} gated, "
               f"{src['dropped']} dropped, {src['reconnects']} reconnects, "
               f"latency p50/p99 {_fmt(lat['p50'], '', 2)}/{_fmt(lat['p99'], ' ms', 2)}, "
               f"{p['errors']} errors")
+        if p.get("stale"):
+            error = src.get("last_error") or p.get("last_error")
+            print(f"    STALE: its source has stopped delivering (stale after "
+                  f"{_fmt(p.get('stale_after_s'), ' s')} without a sample); its rules hold "
+                  f"what they last saw; source errors {src.get('errors', 'n/a')}"
+                  + (f", last: {error}" if error else ""))
         if src.get("shared"):
             print(f"    shares its source: {src.get('delivered', 0)} taken, "
                   f"{src.get('skipped', 0)} skipped at its own rate")
@@ -130,8 +150,9 @@ def print_status(reply: dict[str, Any]) -> None:
             print(f"    device health {_fmt(p['health'], '/100', 0)}")
         active = [r for r, st in p["rules"].items() if st["active"]]
         if active:
-            print(f"    active rules: {', '.join(active)}")
+            print(f"    active rules{' (stale)' if p.get('stale') else ''}: {', '.join(active)}")
     for sid, shared in reply.get("sources", {}).items():
         print(f"  source {sid} (shared by {', '.join(shared['pipelines'])}): read at "
               f"{_fmt(shared['read_rate_hz'], ' Hz', 2)}, {shared['read']} samples read, "
-              f"{shared.get('dropped', 0)} dropped, {shared.get('reconnects', 0)} reconnects")
+              f"{shared.get('dropped', 0)} dropped, {shared.get('reconnects', 0)} reconnects"
+              f"{_liveness(shared)}")

@@ -493,7 +493,8 @@ class Daemon:
             "pipelines": {p.pipeline_id: p.status() for p in runtime.pipelines}
             if runtime else {},
             # A source several pipelines read, once (the others: under their pipeline).
-            "sources": {sid: shared.status() for sid, shared in runtime.shared.items()}
+            "sources": {sid: {**shared.status(), **source_liveness(shared.pipelines)}
+                        for sid, shared in runtime.shared.items()}
             if runtime else {},
             "actions": {a.action_id: a.fired for a in runtime.actions.values()}
             if runtime else {},
@@ -547,6 +548,19 @@ def _shutdown_pool(pool: ThreadPoolExecutor, timeout_s: float) -> bool:
     joiner.start()
     joiner.join(timeout_s)
     return not joiner.is_alive()
+
+
+def source_liveness(pipes: list[Pipeline], now_s: float | None = None) -> dict[str, Any]:
+    """:meth:`Pipeline.liveness` of a source read by ``pipes``: up while any of them gets
+    samples; the age of the freshest sample; the most patient pipeline's ``stale_after_s``."""
+    now = time.monotonic() if now_s is None else now_s
+    lives = [p.liveness(now) for p in pipes]
+    up = [live for live in lives if live["source_state"] == "up"]
+    ages = [live["last_sample_age_s"] for live in lives if live["last_sample_age_s"] is not None]
+    state = "up" if up else lives[0]["source_state"]
+    return {"source_state": state, "stale": state != "up",
+            "last_sample_age_s": min(ages) if ages else None,
+            "stale_after_s": max(live["stale_after_s"] for live in lives)}
 
 
 def run_daemon(config_path: str | Path, *, duration_s: float | None = None) -> int:

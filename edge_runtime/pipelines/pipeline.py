@@ -67,6 +67,11 @@ log = logging.getLogger(__name__)
 
 #: How many recent frame-to-result latencies are kept for percentiles.
 LATENCY_WINDOW = 2000
+#: A pipeline's rules are *stale* (fed by a source that stopped delivering) when its
+#: source is disconnected or has ended, or when its last sample is older than
+#: ``max(STALE_PERIODS sampling periods at the current rate, STALE_MIN_S)``.
+STALE_PERIODS = 3.0
+STALE_MIN_S = 5.0
 
 
 @dataclass
@@ -162,6 +167,10 @@ class Pipeline:
         self._time_scale = time_scale
         self._alarm_level = float(detector.alarm_level) if detector is not None else 0.5
         self.stats = PipelineStats()
+        #: Monotonic time of the last sample decided on (None before the first) and of
+        #: the build: how long the source has been silent, for status and notices.
+        self.last_sample_mono_s: float | None = None
+        self.started_mono_s = time.monotonic()
         self.last_result: dict[str, Any] | None = None
         self._frame_fn: FrameFn | None = None
         self._window: SlidingWindow | None = None
@@ -345,6 +354,7 @@ class Pipeline:
         """Update the rate, run rules and actions for one processed sample (cheap)."""
         now = time.monotonic() if now_s is None else now_s
         self.stats.samples += 1
+        self.last_sample_mono_s = time.monotonic()  # the real clock, even for replays
         activity = step.activity
         if step.result is None:
             if sample.frame is not None:
@@ -395,13 +405,44 @@ class Pipeline:
                 log.warning("source %r refused rate %.3g Hz: %s", self.source.source_id,
                             new_hz, exc)
 
+    @property
+    def stale_after_s(self) -> float:
+        """Seconds without a sample after which this pipeline's rules are stale."""
+        return max(STALE_PERIODS * self.controller.period_s, STALE_MIN_S)
+
+    def liveness(self, now_s: float | None = None) -> dict[str, Any]:
+        """Whether the source still feeds this pipeline (``now_s``: monotonic time).
+
+        ``source_state`` is ``up``, ``disconnected``, ``silent`` (connected, but no
+        sample for longer than ``stale_after_s``) or ``ended`` (a recording that
+        finished); ``stale`` is True unless it is ``up``: the rules then hold what they
+        last saw. ``last_sample_age_s`` is None before the first sample.
+        """
+        now = time.monotonic() if now_s is None else now_s
+        last = self.last_sample_mono_s
+        silent_s = now - (self.started_mono_s if last is None else last)
+        stale_after_s = self.stale_after_s
+        if self.source.exhausted:
+            state = "ended"
+        elif not self.source.stats.connected:
+            state = "disconnected"
+        elif silent_s > stale_after_s:
+            state = "silent"
+        else:
+            state = "up"
+        return {"source_state": state, "stale": state != "up",
+                "last_sample_age_s": None if last is None else round(now - last, 3),
+                "stale_after_s": round(stale_after_s, 3)}
+
     def status(self) -> dict[str, Any]:
         """Everything ``edge-runtime status`` shows about this pipeline."""
+        live = self.liveness()
         s = self.stats
         last = {k: v for k, v in (self.last_result or {}).items()
                 if isinstance(v, str | int | float | bool)}
         return {
             "source": self.source.source_id,
+            **live,
             "model": self.model.manifest.name
             if self.model is not None and self.model.manifest is not None else None,
             "samples": s.samples, "inferences": s.inferences, "gated": s.gated,
@@ -412,7 +453,7 @@ class Pipeline:
             "sampling": {**self.controller.state(), **self.policy.state()},
             "source_stats": self.tap.as_dict(self.source.stats) if self.tap is not None
             else self.source.stats.as_dict(),
-            "rules": {r.rule_id: r.state() for r in self.rules},
+            "rules": {r.rule_id: {**r.state(), "stale": live["stale"]} for r in self.rules},
             "cleaning": self.cleaner.counters.as_dict() if self.cleaner is not None else None,
             "forecast": self.forecast.state() if self.forecast is not None else None,
             "health": round(self.health.value, 1) if self.health is not None else None,

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,10 @@ from edge_runtime.cli import main
 from edge_runtime.config import load_config
 from edge_runtime.errors import DaemonError
 from edge_runtime.pipelines.daemon import Daemon
+from edge_runtime.pipelines.pipeline import STALE_MIN_S, Pipeline
+from edge_runtime.sampling.controller import RateController
+from edge_runtime.sampling.policy import ActivityPolicy
+from edge_runtime.sources.camera import OpenCVCamera
 from tests.helpers.media import make_video, wait_for, write_csv
 
 REPO = Path(__file__).resolve().parents[2]
@@ -267,3 +272,50 @@ def test_status_without_arguments_says_where_it_looked(
     assert f"{tmp_path / 'state' / 'control.sock'} (not answering)" in line
     assert "'edge-runtime status CONFIG'" in line
     assert "'edge-runtime status --socket PATH'" in line
+
+
+# --- status: a source that stops delivering --------------------------------------------------
+
+def test_liveness_tells_up_silent_disconnected_and_ended(tmp_path: Path) -> None:
+    camera = OpenCVCamera("cam", path=tmp_path / "clip.avi")  # never opened
+    pipe = Pipeline("p", camera, policy=ActivityPolicy(), rules=[], actions={},
+                    controller=RateController(1.0, 10.0))
+    now = time.monotonic()
+    assert pipe.liveness(now)["source_state"] == "disconnected"
+    camera.stats.connected = True
+    assert pipe.liveness(now) == {"source_state": "up", "stale": False,
+                                  "last_sample_age_s": None, "stale_after_s": STALE_MIN_S}
+    pipe.last_sample_mono_s = now - STALE_MIN_S - 0.5
+    assert pipe.liveness(now)["source_state"] == "silent"
+    pipe.controller.rate_hz = 0.1  # at 0.1 Hz, three periods are 30 s
+    assert pipe.stale_after_s == pytest.approx(3 * 10.0)
+    assert pipe.liveness(now)["source_state"] == "up"
+
+
+def test_human_status_marks_a_dead_source_and_its_rules_stale(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from edge_runtime.cli.status import print_status
+
+    def pipeline(state: str, age_s: float | None) -> dict[str, Any]:
+        return {"source": "cam", "model": None, "samples": 10, "inferences": 4, "gated": 6,
+                "errors": 0, "rules": {"moving": {"active": True, "stale": state != "up"}},
+                "health": None, "latency_ms": {"p50": 1.0, "p99": 2.0, "max": 3.0},
+                "sampling": {"rate_hz": 5.0, "min_rate_hz": 1.0, "max_rate_hz": 10.0},
+                "source_stats": {"dropped": 1, "reconnects": 0, "errors": 7,
+                                 "last_error": "stream http://cam/ dropped"},
+                "source_state": state, "stale": state != "up", "last_sample_age_s": age_s,
+                "stale_after_s": 5.0}
+
+    print_status({"node": "n", "pid": 1, "uptime_s": 2.0, "generation": 1, "reloads": 0,
+                  "reload_errors": 0, "health": {}, "health_rules": {},
+                  "pipelines": {"dead": pipeline("disconnected", 12.3456),
+                                "live": pipeline("up", 0.04)}})
+    out = capsys.readouterr().out
+    assert "pipeline dead <- cam (no model), source DISCONNECTED, last sample 12.35 s ago: " in out
+    assert ("    STALE: its source has stopped delivering (stale after 5.0 s without a "
+            "sample); its rules hold what they last saw; source errors 7, last: stream "
+            "http://cam/ dropped") in out
+    assert "    active rules (stale): moving" in out
+    assert "pipeline live <- cam (no model), source up, last sample 0.04 s ago: " in out
+    assert "    active rules: moving" in out
+    assert out.count("STALE") == 1
