@@ -158,6 +158,12 @@ class DataError(EdgeRuntimeError, ValueError):
     hint = "fix or remove that row; timestamps must be ISO 8601 and in time order"
 
 
+class FileWriteError(EdgeRuntimeError, OSError):
+    """An output file could not be written (the message names the path and why)."""
+
+    hint = "check the path, that its folder exists and is writable, and the free space"
+
+
 # --- sources, pipelines and the daemon ---------------------------------------------------
 
 

@@ -108,16 +108,10 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(header)
         sys.stdout.writelines(rows)
     else:
-        out: Path = args.output
-        tmp = out.with_name(out.name + ".tmp")
-        try:
-            with tmp.open("w", encoding="utf-8") as fh:
-                fh.write(header)
-                fh.writelines(rows)
-            tmp.replace(out)
-        except OSError as exc:
-            raise CliUsageError(f"--output {out}: cannot write ({exc.strerror})",
-                                hint="check the directory exists and is writable") from None
+        from edge_runtime.files import write_atomic
+
+        # A FIFO or device is written through, a symlink followed, a folder refused.
+        write_atomic(args.output, (header + "".join(rows)).encode("utf-8"))
     elapsed = time.monotonic() - started
     best = ", ".join(f"{t} ({s:.2f})" for s, _, t in sorted(top, reverse=True))
     print(f"detect: {len(rows)} rows read ({missing} missing), {alarms} alarms at score >= "
