@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -63,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        # TensorFlow / LiteRT's C++ log lines only with -v (read when the engine loads).
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)

@@ -33,6 +33,10 @@ def _check(args: argparse.Namespace) -> int:
     # A user's module:Class detector is built once here and checked against the
     # Detector protocol, so a missing member fails now, not when the daemon starts.
     check_detectors(config)
+    # Each model's manifest against the model's own tensors (decoder outputs, plugin).
+    from edge_runtime.models.verify import check_config_models
+
+    check_config_models(config)
     state_dir = check_state_dir(config)
     print(f"{args.config}: ok ({len(config.sources)} source(s), {len(config.pipelines)} "
           f"pipeline(s), {len(config.actions)} action(s)); state folder {state_dir} is "

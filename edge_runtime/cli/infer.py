@@ -1,4 +1,10 @@
-"""``edge-runtime infer MODEL INPUT``: one inference, printed for people or as JSON."""
+"""``edge-runtime infer MODEL INPUT``: one inference, decoded as the manifest says.
+
+An image is preprocessed as the model's manifest says (resize or letterbox, colours,
+layout, normalisation); outputs are decoded by the manifest's postprocessing (classes,
+boxes, masks, a plugin) and printed for people or as JSON; ``--draw OUT.jpg`` writes the
+image with the boxes, labels and masks on it; ``--raw`` prints the raw tensors instead.
+"""
 
 from __future__ import annotations
 
@@ -21,14 +27,20 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "infer",
         help="run a model once on an image, a .npy file or numbers",
-        description="Run MODEL once on INPUT and print its outputs. INPUT is an image file "
-        "(preprocessed as the model's manifest says), a .npy array, or comma-separated "
-        "numbers (reshaped to the model's single input). Outputs are dequantized unless --raw.",
+        description="Run MODEL once on INPUT and print what its manifest's postprocessing "
+        "makes of the outputs (classes, boxes, masks). INPUT is an image file (preprocessed "
+        "as the manifest says), a .npy array, an .npz with one array per input name, or "
+        "comma-separated numbers (reshaped to the model's single input).",
     )
     parser.add_argument("model", metavar="MODEL", help="shipped model name, manifest or model file")
-    parser.add_argument("input", metavar="INPUT", help="image file, .npy file, or numbers '1,2,3'")
-    parser.add_argument("--json", action="store_true", help="print outputs as JSON (full values)")
-    parser.add_argument("--raw", action="store_true", help="do not dequantize 8-bit outputs")
+    parser.add_argument("input", metavar="INPUT",
+                        help="image file, .npy or .npz file, or numbers '1,2,3'")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--raw", action="store_true",
+                        help="print the raw output tensors (8-bit outputs not dequantized), "
+                        "not decoded")
+    parser.add_argument("--draw", metavar="OUT.jpg", default=None,
+                        help="write the input image with boxes, labels and masks drawn")
     parser.add_argument(
         "--threads",
         type=int,
@@ -76,6 +88,8 @@ def load_input(model: Model, text: str) -> Any:
 
     path = Path(text)
     suffix = path.suffix.lower()
+    if suffix == ".npz":
+        return load_npz(model, path)
     if suffix in IMAGE_SUFFIXES or suffix == ".npy":
         if not path.is_file():
             raise CliUsageError(f"input file {text} does not exist")
@@ -88,7 +102,7 @@ def load_input(model: Model, text: str) -> Any:
             if len(model.inputs) == 1 and arr.ndim == len(spec.shape) - 1:
                 arr = arr[None, ...]  # add the batch dimension people leave out
             return arr
-        return _image_input(model, path)
+        return load_image(model, path)[0]
     try:
         values = [float(v) for v in text.replace(" ", "").split(",") if v != ""]
     except ValueError as exc:
@@ -111,23 +125,62 @@ def load_input(model: Model, text: str) -> Any:
     return arr.reshape(_fill_shape(spec.shape, arr.size))
 
 
-def _image_input(model: Model, path: Path) -> np.ndarray:
+def load_npz(model: Model, path: Path) -> dict[str, Any]:
+    """An .npz with one array per input, by input name (batch dimension optional)."""
+    import numpy as np
+
+    from edge_runtime.errors import CliUsageError
+
+    if not path.is_file():
+        raise CliUsageError(f"input file {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (ValueError, OSError) as exc:
+        raise CliUsageError(f"{path} is not a readable .npz file: {exc}") from exc
+    names = [s.name for s in model.inputs]
+    unknown = [k for k in arrays if k not in names]
+    missing = [n for n in names if n not in arrays]
+    if unknown or missing:
+        raise CliUsageError(
+            f"{path.name} has arrays {', '.join(arrays) or 'none'} but the model's inputs are "
+            f"{', '.join(names)}" + (f" (missing: {', '.join(missing)})" if missing else ""),
+            hint="save one array per input name: np.savez(path, " +
+                 ", ".join(f"{n}=..." for n in names) + ")")
+    feed = {}
+    for spec in model.inputs:
+        arr = arrays[spec.name]
+        if arr.ndim == len(spec.shape) - 1:
+            arr = arr[None, ...]  # add the batch dimension people leave out
+        feed[spec.name] = arr
+    return feed
+
+
+def load_image(model: Model, path: Path) -> tuple[np.ndarray, np.ndarray, Any]:
+    """An image file as (input tensor, the frame as read, its FrameGeometry)."""
     import cv2
 
     from edge_runtime.errors import CliUsageError
     from edge_runtime.models.manifest import ImagePreprocessing
-    from edge_runtime.models.preprocess import default_image_preprocessing, image_preprocessor
+    from edge_runtime.models.preprocess import (
+        default_image_preprocessing,
+        image_preprocessor_with_geometry,
+    )
 
+    if not path.is_file():
+        raise CliUsageError(f"input file {path} does not exist")
     if len(model.inputs) != 1:
-        raise CliUsageError("an image only fits a model with a single input")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
+        raise CliUsageError("an image only fits a model with a single input",
+                            hint="give an .npz file with one array per input name")
+    frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if frame is None:
         raise CliUsageError(f"{path} is not a readable image")
     spec = model.inputs[0]
     recipe = model.manifest.preprocessing if model.manifest is not None else None
     if not isinstance(recipe, ImagePreprocessing):
         recipe = default_image_preprocessing(spec)
-    return image_preprocessor(recipe, spec)(image)
+    tensor, geometry = image_preprocessor_with_geometry(recipe, spec)(frame)
+    return tensor, frame, geometry
 
 
 def top_k(model: Model, outputs: dict[str, np.ndarray], k: int) -> list[dict[str, Any]]:
@@ -147,36 +200,108 @@ def top_k(model: Model, outputs: dict[str, np.ndarray], k: int) -> list[dict[str
 def _infer(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from edge_runtime.errors import CliUsageError
     from edge_runtime.models import load_model
+    from edge_runtime.pipelines.postprocess import decoder_for_model
 
     model = load_model(args.model, num_threads=args.threads)
-    x = load_input(model, args.input)
+    decoder = None if args.raw else decoder_for_model(model)
+    frame = geometry = None
+    if Path(args.input).suffix.lower() in IMAGE_SUFFIXES:
+        x, frame, geometry = load_image(model, Path(args.input))
+    else:
+        x = load_input(model, args.input)
+    if args.draw and frame is None:
+        raise CliUsageError("--draw needs an image INPUT")
     start = time.perf_counter()
     outputs = model.run(x, dequantize=not args.raw)
     latency_ms = (time.perf_counter() - start) * 1e3
+    result: dict[str, Any] | None = None
+    decode_ms = 0.0
+    if decoder is not None:
+        start = time.perf_counter()
+        result = decoder.decoder.decode(outputs, geometry)
+        decode_ms = (time.perf_counter() - start) * 1e3
     is_classifier = model.manifest is not None and model.manifest.task == "classification"
     k = args.top_k
     if k is None and model.manifest is not None and model.manifest.postprocessing is not None:
         k = getattr(model.manifest.postprocessing, "top_k", None)
     best = top_k(model, outputs, k or 3) if is_classifier and not args.raw else []
+    if args.draw:
+        from edge_runtime.pipelines.draw import draw_result, write_image_atomic
+
+        assert frame is not None
+        shown = result if result is not None else (
+            {"label": best[0]["label"], "score": best[0]["score"]} if best else {})
+        try:
+            write_image_atomic(Path(args.draw), draw_result(frame, shown, geometry))
+        except (OSError, ValueError) as exc:
+            raise CliUsageError(f"--draw {args.draw}: cannot write it: {exc}",
+                                hint="give a writable path ending in .jpg or .png") from exc
     if args.json:
-        doc = {
+        doc: dict[str, Any] = {
             "model": model.name,
             "backend": model.backend_name,
             "latency_ms": round(latency_ms, 3),
             "outputs": {
-                n: {"shape": list(v.shape), "dtype": v.dtype.name, "values": v.tolist()}
+                n: {"shape": list(v.shape), "dtype": v.dtype.name}
+                | ({} if result is not None else {"values": v.tolist()})
                 for n, v in outputs.items()
             },
         }
+        if result is not None:
+            doc["decode_ms"] = round(decode_ms, 3)
+            doc["result"] = json_result(result)
         if best:
             doc["top_k"] = best
         print(json.dumps(doc))
         return 0
-    print(f"{model.name} ({model.backend_name}), {latency_ms:.2f} ms")
+    print(f"{model.name} ({model.backend_name}), {latency_ms:.2f} ms"
+          + (f" + {decode_ms:.2f} ms decoding" if result is not None else ""))
     for entry in best:
         print(f"  {entry['label']:>12}  {entry['score']:.4f}")
+    if result is not None:
+        for line in describe_result(result):
+            print(f"  {line}")
+        if args.draw:
+            print(f"  drawn to {args.draw}")
+        return 0
     for n, v in outputs.items():
         text = np.array2string(v, precision=5, threshold=40, max_line_width=100)
         print(f"  {n} {v.dtype.name}{list(v.shape)}: {text}")
     return 0
+
+
+def json_result(result: dict[str, Any]) -> dict[str, Any]:
+    """A decoded result for JSON: arrays (a segmentation mask) as shape and classes."""
+    import numpy as np
+
+    doc: dict[str, Any] = {}
+    for key, value in result.items():
+        if isinstance(value, np.ndarray):
+            doc[key] = {"shape": list(value.shape),
+                        "classes_present": [int(c) for c in np.unique(value)]}
+        elif isinstance(value, np.generic):
+            doc[key] = value.item()
+        else:
+            doc[key] = value
+    return doc
+
+
+def describe_result(result: dict[str, Any]) -> list[str]:
+    """Lines for people: one per detection, then the scalar fields rules can use."""
+    import numpy as np
+
+    lines = []
+    for det in result.get("detections", []):
+        x1, y1, x2, y2 = det["box_px"]
+        kps = f", {len(det['keypoints'])} keypoints" if det.get("keypoints") else ""
+        lines.append(f"{det['label']:>12}  {det['score']:.3f}  box "
+                     f"({x1:.0f}, {y1:.0f})-({x2:.0f}, {y2:.0f}) px{kps}")
+    if isinstance(result.get("mask"), np.ndarray):
+        lines.append(f"mask {result['mask'].shape[1]}x{result['mask'].shape[0]}")
+    fields = {k: v for k, v in result.items()
+              if isinstance(v, int | float | str | bool)}
+    lines.append("fields: " + ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items()))
+    return lines

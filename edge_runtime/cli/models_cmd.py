@@ -45,13 +45,14 @@ def _list(args: argparse.Namespace) -> int:
     rows = []
     for m in models:
         size_kb = m.model_path.stat().st_size / 1024 if m.model_path.is_file() else float("nan")
+        quantization = _file_quantization(m)
         acc = f"{m.accuracy.metric} {m.accuracy.value:.4g}" if m.accuracy else "-"
         rows.append(
             {
                 "name": m.name,
                 "task": m.task,
                 "format": m.model_path.suffix.lstrip("."),
-                "quantization": m.quantization,
+                "quantization": quantization,
                 "size_kb": round(size_kb, 1),
                 "accuracy": acc,
             }
@@ -72,7 +73,10 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
+    from edge_runtime.errors import EdgeRuntimeError
     from edge_runtime.models import load_model
+    from edge_runtime.models.quantization import file_quantization
+    from edge_runtime.pipelines.postprocess import make_decoder
 
     model = load_model(args.model, num_threads=1, warmup_runs=0)
     m = model.manifest
@@ -83,13 +87,27 @@ def _info(args: argparse.Namespace) -> int:
         "backend": model.backend_name,
         "sha256": model.sha256,
         "size_kb": round(model.path.stat().st_size / 1024, 1),
+        "quantization": file_quantization(model),
         "inputs": [s.describe() for s in model.inputs],
         "outputs": [s.describe() for s in model.outputs],
     }
     if m is not None:
-        info.update(
-            task=m.task, description=m.description, labels=m.labels, quantization=m.quantization
-        )
+        info.update(task=m.task, description=m.description, labels=m.labels)
+        if m.quantization is not None and m.quantization != info["quantization"]:
+            info["manifest_quantization"] = m.quantization
+        if m.preprocessing is not None:
+            info["preprocessing"] = _table(m.preprocessing)
+        if m.postprocessing is not None:
+            info["postprocessing"] = _table(m.postprocessing)
+            try:
+                decoder = make_decoder(m.postprocessing, m.labels,
+                                       _input_size(m, model.inputs))
+                if decoder is not None:
+                    info["decoder_expects"] = [e.describe() for e in decoder.expectations()]
+                    decoder.bind(model.outputs)
+                    info["decoder_fits"] = "yes"
+            except EdgeRuntimeError as exc:
+                info["decoder_fits"] = f"NO: {exc.message}"
         if m.accuracy is not None:
             info["accuracy"] = {
                 "metric": m.accuracy.metric,
@@ -114,6 +132,9 @@ def _info(args: argparse.Namespace) -> int:
     ):
         if key in info:
             print(f"{key:13} {info[key]}")
+            if key == "quantization" and "manifest_quantization" in info:
+                print(f"{'':13} (the manifest says {info['manifest_quantization']}; "
+                      "the file decides)")
     print(f"{'size':13} {info['size_kb']} KB")
     if "accuracy" in info:
         a = info["accuracy"]
@@ -124,9 +145,21 @@ def _info(args: argparse.Namespace) -> int:
         )
     if info.get("labels"):
         print(f"{'labels':13} {', '.join(info['labels'])}")
-    for key in ("inputs", "outputs"):
-        for i, text in enumerate(info[key]):
-            print(f"{key if i == 0 else '':13} {text}")
+    for key in ("preprocessing", "postprocessing"):
+        table = dict(info.get(key, {}))
+        anchors = table.pop("anchors", None)
+        if table:
+            print(f"{key:13} " + ", ".join(f"{k}={v}" for k, v in table.items()
+                                           if v is not None and v != []))
+        if anchors:
+            print(f"{'  anchors':13} " + ", ".join(f"{k}={v}" for k, v in anchors.items()
+                                                 if v != []))
+    for key, title in (("inputs", "inputs"), ("outputs", "outputs"),
+                       ("decoder_expects", "decoder needs")):
+        for i, text in enumerate(info.get(key, [])):
+            print(f"{title if i == 0 else '':13} {text}")
+    if "decoder_fits" in info:
+        print(f"{'decoder fits':13} {info['decoder_fits']}")
     if "card" in info:
         print(f"{'card':13} {info['card']}")
     return 0
@@ -148,7 +181,11 @@ def _verify(args: argparse.Namespace) -> int:
             shipped_bad += is_shipped(m)
             continue
         digest = sha256_file(m.model_path)
-        if digest == m.sha256:
+        problem = _decoder_problem(m) if digest == m.sha256 else None
+        if problem is not None:
+            print(f"{prefix}: MANIFEST DOES NOT FIT THE MODEL: {problem}")
+            bad += 1
+        elif digest == m.sha256:
             print(f"{prefix}: ok")
         else:
             print(f"{prefix}: MISMATCH sha256 {digest[:12]}... (manifest {m.sha256[:12]}...)")
@@ -162,7 +199,7 @@ def _verify(args: argparse.Namespace) -> int:
         if shipped_bad:
             todo.append("reinstall edge-runtime or rebuild the shipped models (models/README.md)")
         if bad > shipped_bad:
-            todo.append("fix your own models as the lines above say")
+            todo.append("fix your own models as the lines above say (docs/models.md)")
         print(f"{bad} of {len(models)} models failed verification; {'; '.join(todo)}",
               file=sys.stderr)
         return 2
@@ -170,3 +207,43 @@ def _verify(args: argparse.Namespace) -> int:
         raise ModelNotFoundError("no models to verify")
     print(f"all {len(models)} models match their manifests")
     return 0
+
+
+def _table(struct: Any) -> dict[str, Any]:
+    """A manifest table as plain values, its type first (for info)."""
+    import msgspec
+
+    doc = msgspec.json.decode(msgspec.json.encode(struct))  # tuples as lists
+    tag = type(struct).__struct_config__.tag
+    return {"type": tag, **{k: v for k, v in doc.items() if k != "type"}}
+
+
+def _input_size(manifest: Any, inputs: Any) -> tuple[int, int]:
+    from edge_runtime.pipelines.postprocess import input_size_of
+
+    return input_size_of(manifest, inputs)
+
+
+def _file_quantization(manifest: Any) -> str:
+    """Quantization read from the model file ("?" when it cannot be opened)."""
+    from edge_runtime.errors import EdgeRuntimeError
+    from edge_runtime.models import load_model
+    from edge_runtime.models.quantization import file_quantization
+
+    try:
+        with load_model(manifest.path, num_threads=1, warmup_runs=0) as model:
+            return file_quantization(model)
+    except EdgeRuntimeError:
+        return "?"
+
+
+def _decoder_problem(manifest: Any) -> str | None:
+    """Why the manifest's decoder does not fit its model's outputs, or None."""
+    from edge_runtime.errors import ManifestError
+    from edge_runtime.models.verify import check_model
+
+    try:
+        check_model(manifest.path).model.close()
+    except ManifestError as exc:
+        return exc.message
+    return None

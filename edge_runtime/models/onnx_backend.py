@@ -60,7 +60,9 @@ def new_session(path: Path, num_threads: int | None) -> Any:
     ort = _ort()
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3  # errors only: warnings about unused initializers are noise
+    # The engine's own log lines (warnings about unused initializers, the error lines it
+    # prints before raising what we translate anyway) only with -v: fatal-only otherwise.
+    options.log_severity_level = 3 if log.isEnabledFor(logging.INFO) else 4
     options.inter_op_num_threads = 1
     if num_threads is not None:
         options.intra_op_num_threads = num_threads

@@ -192,7 +192,7 @@ class AnchorSSDDecoder(Decoder):
         in_w, in_h = self.input_size
         size = np.asarray([in_w, in_h, in_w, in_h], np.float32)
         boxes = np.concatenate([xc - w / 2, yc - h / 2, xc + w / 2, yc + h / 2], axis=1) * size
-        kps = raw[:, 4:self._values].reshape(len(picked), -1, 2)
+        kps = raw[:, 4:self._values].reshape(len(picked), self.spec.num_keypoints, 2)
         if not spec.reverse_output_order:
             kps = kps[:, :, ::-1]
         kps = np.stack([kps[:, :, 0] / xs * aw + ax, kps[:, :, 1] / ys * ah + ay], axis=2)

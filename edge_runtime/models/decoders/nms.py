@@ -65,12 +65,13 @@ def weighted_nms(boxes: FloatArray, scores: FloatArray, iou_threshold: float,
         overlaps = iou(boxes[best], boxes[order])
         overlaps[0] = np.inf  # the best box is in its own cluster, even with zero area
         cluster = order[overlaps > iou_threshold]
-        weights = scores[cluster][:, None]
+        weights = scores[cluster]
         total = float(weights.sum()) or 1.0
         keep.append(best)
-        merged.append((boxes[cluster] * weights).sum(axis=0) / total)
+        merged.append((boxes[cluster] * weights[:, None]).sum(axis=0) / total)
         if extra is not None:
-            merged_extra.append((extra[cluster] * weights).sum(axis=0) / total)
+            w = weights.reshape(-1, *([1] * (extra.ndim - 1)))
+            merged_extra.append((extra[cluster] * w).sum(axis=0) / total)
         if max_out is not None and len(keep) >= max_out:
             break
         order = order[overlaps <= iou_threshold]
