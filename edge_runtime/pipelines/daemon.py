@@ -60,6 +60,12 @@ from edge_runtime.pipelines.workers import READ_TIMEOUT_S, RateLimitedLog, Share
 from edge_runtime.sampling.controller import Budget
 
 log = logging.getLogger(__name__)
+#: What ``edge-runtime run`` prints at its default verbosity (cli/run.py turns it on at
+#: INFO): one line when the daemon is up, one when a source drops out or comes back.
+NOTICE_LOGGER = "edge_runtime.run"
+notice = logging.getLogger(NOTICE_LOGGER)
+#: How often the daemon looks for sources that dropped out or came back (seconds).
+SOURCE_WATCH_INTERVAL_S = 0.5
 
 #: First and longest pause between attempts to open a source that failed to open.
 OPEN_RETRY_MIN_S = 0.5
@@ -133,6 +139,8 @@ class Daemon:
         deadline_task = None
         if self.duration_s is not None:
             deadline_task = loop.call_later(self.duration_s, self.request_stop)
+        runtime = self.runtime
+        notice.info("%s", await loop.run_in_executor(None, _up_line, runtime))
         log.info("daemon %r running %d pipeline(s); control socket %s", self.config.node.name,
                  len(self.runtime.pipelines), socket_path)
         try:
@@ -174,6 +182,7 @@ class Daemon:
                     tg.create_task(self._run_budget(runtime.budget), name="budget")
                 tg.create_task(self._stopper(runtime, tasks), name="stopper")
                 tg.create_task(self._watch_reload(), name="reload-watcher")
+                tg.create_task(self._watch_sources(runtime), name="source-watch")
         finally:
             busy = await self._join_workers(runtime)
             await self._close_runtime(runtime, busy)
@@ -502,6 +511,48 @@ class Daemon:
             else 0,
         }
 
+    async def _watch_sources(self, runtime: Runtime) -> None:
+        """Say once when a source drops out (or never delivers) and once when it is back.
+
+        A source is up while any of its pipelines gets samples (see
+        :meth:`Pipeline.liveness`); one that never came up is reported once its
+        pipelines' ``stale_after_s`` has passed, so a slow first connection stays quiet.
+        """
+        by_source: dict[str, list[Pipeline]] = {}
+        for pipe in runtime.pipelines:
+            by_source.setdefault(pipe.source.source_id, []).append(pipe)
+        reported: dict[str, str] = {}  # source id -> "up", "down" or "ended"
+        down_since: dict[str, float] = {}
+        while not await self._sleep_unless_stopped(SOURCE_WATCH_INTERVAL_S):
+            now = time.monotonic()
+            for sid, pipes in by_source.items():
+                live = source_liveness(pipes, now)
+                state, was = live["source_state"], reported.get(sid)
+                if was is None and any(p.last_sample_mono_s is not None for p in pipes):
+                    was = "up"  # it delivered before this watch first looked
+                names = ", ".join(repr(p.pipeline_id) for p in pipes)
+                if state == "up":
+                    if was == "down":
+                        notice.info("source %r is back after %.1f s", sid,
+                                    now - down_since.pop(sid, now))
+                    reported[sid] = "up"
+                elif state == "ended":
+                    if was != "ended":
+                        notice.info("source %r has ended; pipeline(s) %s keep their last "
+                                    "results", sid, names)
+                    reported[sid] = "ended"
+                elif was == "up" or (was is None and now - min(
+                        p.started_mono_s for p in pipes) > live["stale_after_s"]):
+                    age = live["last_sample_age_s"]
+                    why = state if age is None else f"{state}, last sample {age:.1f} s ago"
+                    error = pipes[0].source.stats.last_error
+                    notice.warning("source %r %s (%s%s); the rules of pipeline(s) %s are stale "
+                                   "until it is back", sid,
+                                   "dropped out" if was == "up" else "is not delivering",
+                                   why, f": {error}" if error else "", names)
+                    reported[sid] = "down"
+                    down_since[sid] = now if age is None else now - age
+
     async def _handle_request(self, request: dict[str, Any]) -> dict[str, Any]:
         cmd = request.get("cmd")
         if cmd == "status":
@@ -561,6 +612,18 @@ def source_liveness(pipes: list[Pipeline], now_s: float | None = None) -> dict[s
     return {"source_state": state, "stale": state != "up",
             "last_sample_age_s": min(ages) if ages else None,
             "stale_after_s": max(live["stale_after_s"] for live in lives)}
+
+
+def _up_line(runtime: Runtime) -> str:
+    """The line ``run`` prints when it is up (blocking: resolving paths reads the disk)."""
+    config = runtime.config
+    sources = sorted({p.source.source_id for p in runtime.pipelines})
+    events = (str(runtime.event_log.path) if runtime.event_log is not None
+              else "nowhere (no event action)")
+    return (f"node {config.node.name!r} up: {len(runtime.pipelines)} pipeline(s) "
+            f"({', '.join(p.pipeline_id for p in runtime.pipelines)}) on {len(sources)} "
+            f"source(s) ({', '.join(sources)}); state in {config.state_dir}, events to "
+            f"{events}; see it with 'edge-runtime status --socket {config.control_socket}'")
 
 
 def run_daemon(config_path: str | Path, *, duration_s: float | None = None) -> int:

@@ -203,7 +203,9 @@ class OpenCVCamera(Source):
                         self.stats.last_error = str(exc)
                         self.stats.connected = False
                         delay = next(delays)
-                        log.warning("%s; retrying in %.1f s", exc, delay)
+                        # INFO: the daemon says once that the source dropped out (and
+                        # when it is back) instead of a line per attempt.
+                        log.info("%s; retrying in %.1f s", exc, delay)
                         stop.wait(delay)
                         continue
                     if stop.is_set():
@@ -243,7 +245,7 @@ class OpenCVCamera(Source):
                     # accepts and drops at once is retried ever more slowly, not in a
                     # tight loop of connections and log lines.
                     delay = next(delays)
-                    log.warning("camera %r: stream dropped; reconnecting in %.1f s",
+                    log.info("camera %r: stream dropped; reconnecting in %.1f s",
                                 self.source_id, delay)
                     stop.wait(delay)
                     continue

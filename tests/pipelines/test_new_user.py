@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,12 +23,12 @@ from edge_runtime import control
 from edge_runtime.cli import main
 from edge_runtime.config import load_config
 from edge_runtime.errors import DaemonError
-from edge_runtime.pipelines.daemon import Daemon
+from edge_runtime.pipelines.daemon import SOURCE_WATCH_INTERVAL_S, Daemon
 from edge_runtime.pipelines.pipeline import STALE_MIN_S, Pipeline
 from edge_runtime.sampling.controller import RateController
 from edge_runtime.sampling.policy import ActivityPolicy
 from edge_runtime.sources.camera import OpenCVCamera
-from tests.helpers.media import make_video, wait_for, write_csv
+from tests.helpers.media import MJPEGServer, make_video, wait_for, write_csv
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -274,7 +275,108 @@ def test_status_without_arguments_says_where_it_looked(
     assert "'edge-runtime status --socket PATH'" in line
 
 
-# --- status: a source that stops delivering --------------------------------------------------
+# --- a camera that stops delivering: run's notices, status's stale rules ---------------------
+
+URL_CAMERA = """
+[node]
+name = "door"
+state_dir = "state"
+gpio_pin_factory = "mock"
+[budget]
+enabled = false
+[health]
+interval_s = 0.5
+check_throttling = false
+[[sources]]
+type = "camera"
+id = "cam"
+url = "{url}"
+reconnect_min_s = 0.05
+reconnect_max_s = 0.2
+min_rate_hz = 5
+max_rate_hz = 20
+[[pipelines]]
+id = "watch"
+source = "cam"
+[pipelines.sampling]
+policy = "motion"
+[[pipelines.rules]]
+id = "moving"
+field = "motion"
+above = 1.0
+actions = ["event"]
+[[actions]]
+type = "event"
+id = "event"
+"""
+
+
+def _human_status(sock: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    capsys.readouterr()
+    assert main(["status", "--socket", str(sock)]) == 0
+    return capsys.readouterr().out
+
+
+def _source_state(sock: Path, *, samples: int = 0) -> str | None:
+    st = _status(sock)
+    if st is None or st["pipelines"]["watch"]["samples"] < samples:
+        return None
+    return str(st["pipelines"]["watch"]["source_state"])
+
+
+def test_run_says_when_it_is_up_and_when_a_camera_drops_out_and_comes_back(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Default verbosity: one line up, one when the camera drops out, one when it is back;
+    meanwhile status shows the camera disconnected, how long ago its last frame came, and
+    its rules as stale (it used to show '0 reconnects, 0 errors' and live rules)."""
+    server = MJPEGServer(fps=25.0)
+    server.start()
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(URL_CAMERA.format(url=server.url))
+    sock = load_config(cfg).control_socket
+    proc = _start(cfg)  # no -v
+    try:
+        assert wait_for(lambda: _source_state(sock, samples=5) == "up", 30.0, 0.1)
+        up = _human_status(sock, capsys)
+        server.stop()
+        assert wait_for(lambda: _source_state(sock) == "disconnected", 15.0, 0.1)
+        time.sleep(0.3)  # the last frame ages
+        down = _status(sock)
+        human_down = _human_status(sock, capsys)
+        time.sleep(2 * SOURCE_WATCH_INTERVAL_S + 0.2)  # the watch sees it gone
+        server.start()
+        assert wait_for(lambda: _source_state(sock) == "up", 30.0, 0.1)
+        time.sleep(2 * SOURCE_WATCH_INTERVAL_S + 0.2)  # the watch sees it back
+    finally:
+        rc, out, err = _stop(proc)
+        server.stop()
+    assert rc == 0, err
+    assert "pipeline watch <- cam (no model), source up, last sample " in up
+    assert "STALE" not in up
+    assert down is not None
+    watch = down["pipelines"]["watch"]
+    assert watch["stale"] is True and watch["source_state"] == "disconnected"
+    assert watch["last_sample_age_s"] >= 0.3
+    assert watch["stale_after_s"] == STALE_MIN_S  # 3 periods at 5 Hz are less
+    assert all(rule["stale"] for rule in watch["rules"].values())
+    assert "pipeline watch <- cam (no model), source DISCONNECTED, last sample " in human_down
+    assert "    STALE: its source has stopped delivering" in human_down
+    stale_line = next(line for line in human_down.splitlines() if "STALE" in line)
+    assert ", last: " in stale_line and server.url in stale_line  # dropped, or cannot open
+    if watch["rules"]["moving"]["active"]:
+        assert "active rules (stale): moving" in human_down
+    # What run printed: exactly the three notices, nothing else.
+    assert out == ""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 3, err
+    assert "edge_runtime.run: node 'door' up: 1 pipeline(s) (watch) on 1 source(s) (cam); " \
+           f"state in {tmp_path / 'state'}, events to {tmp_path / 'state' / 'events.jsonl'}" \
+           in lines[0]
+    assert f"'edge-runtime status --socket {sock}'" in lines[0]
+    assert "WARNING edge_runtime.run: source 'cam' dropped out (disconnected" in lines[1]
+    assert "the rules of pipeline(s) 'watch' are stale until it is back" in lines[1]
+    assert re.search(r"INFO edge_runtime\.run: source 'cam' is back after \d+\.\d s$", lines[2])
+
 
 def test_liveness_tells_up_silent_disconnected_and_ended(tmp_path: Path) -> None:
     camera = OpenCVCamera("cam", path=tmp_path / "clip.avi")  # never opened
