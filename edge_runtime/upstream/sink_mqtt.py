@@ -220,11 +220,13 @@ class MqttSink:
                 reason, props = await asyncio.wait_for(asyncio.shield(self._connack),
                                                        self.connect_timeout_s)
             except TimeoutError:
-                reason, props = None, None
+                reason, _props = None, None
             if reason is None or reason.is_failure:
                 why = ("no CONNACK from the broker" if reason is None
                        else f"the broker refused the connection: {reason.getName()} "
                             f"(reason code {reason.value})")
+                if reason is not None and reason.value in (134, 135):
+                    why += "; check upstream.mqtt username/password (and the broker's ACL)"
                 await self._stop_client()
                 self._connect_failed(why)
                 await self._sleep(self.backoff.next_delay_s())

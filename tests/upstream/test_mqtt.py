@@ -52,3 +52,127 @@ def test_broker_restart_delivers_the_backlog_in_order(
     # the retained status says offline after the clean close
     status_msgs = [m for m in subscriber.messages if m.topic == "edge/n1/status"]
     assert status_msgs[-1].json()["state"] == "offline"
+
+
+def test_acl_refusal_is_never_counted_delivered(
+        tmp_path: Path, broker: Mosquitto, subscriber: Subscriber,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """User 'limited' may publish summaries but not events: PUBACK 135 keeps the event."""
+    from edge_runtime.upstream.schema import Summary
+
+    async def main() -> dict[str, object]:
+        up = Upstream(node="n1", state_dir=tmp_path / "state",
+                      config=upstream_config(broker, user="limited"))
+        await up.start()
+        try:
+            ev = up.publish_event(type="rule", name="r", state="active", pipeline="p")
+            sm = up.publish_summary(Summary(**up.factory.header("p"), samples=3))
+            await wait_until(lambda: sm in subscriber.ids(), what="summary")
+            await wait_until(lambda: up.status()["sinks"]["mqtt"]["refused"] >= 2,
+                             what="event refused twice (retried)")
+            assert ev not in subscriber.ids()
+            return up.status()
+        finally:
+            await up.close(2.0)
+
+    with caplog.at_level(logging.WARNING):
+        status = asyncio.run(main())
+    sink = status["sinks"]["mqtt"]  # type: ignore[index]
+    assert sink["delivered"] == 1 and sink["backlog"] == 1
+    assert "Not authorized" in sink["last_error"] and "edge/n1/event/p" in sink["last_error"]
+    refusals = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refusals) == 1  # one clear line, repeats rate-limited
+
+
+def test_wrong_password_one_log_line_retries_no_crash(
+        tmp_path: Path, broker: Mosquitto, caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> dict[str, object]:
+        up = Upstream(node="n1", state_dir=tmp_path / "state",
+                      config=upstream_config(broker, password="wrong"))
+        await up.start()
+        try:
+            up.publish_event(type="rule", name="r", state="active")
+            await asyncio.sleep(1.5)  # several attempts at 0.05..0.3 s
+            up.publish_event(type="rule", name="r", state="clear")
+            await up.flush()
+            return up.status()
+        finally:
+            await up.close(2.0)
+
+    with caplog.at_level(logging.WARNING):
+        status = asyncio.run(main())
+    sink = status["sinks"]["mqtt"]  # type: ignore[index]
+    assert sink["state"] == "disconnected" and sink["backlog"] == 2
+    assert "refused the connection: Not authorized" in sink["last_error"]
+    assert "username/password" in sink["last_error"]
+    lines = [r.getMessage() for r in caplog.records if "cannot connect" in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert "mqtt://127.0.0.1" in lines[0] and "retrying" in lines[0]
+
+
+@pytest.mark.parametrize("tls", ["tls", "mtls"])
+def test_tls_and_mutual_tls(tmp_path: Path, broker: Mosquitto, subscriber: Subscriber,
+                            tls: str) -> None:
+    async def main() -> str:
+        up = Upstream(node="n1", state_dir=tmp_path / "state",
+                      config=upstream_config(broker, tls=tls))
+        await up.start()
+        try:
+            ev = up.publish_event(type="rule", name="r", state="active")
+            await wait_until(lambda: ev in subscriber.ids(), what="event over TLS")
+            return ev
+        finally:
+            await up.close(2.0)
+
+    asyncio.run(main())
+
+
+def test_mutual_tls_without_a_client_certificate_is_a_clear_error(
+        tmp_path: Path, broker: Mosquitto) -> None:
+    cfg = upstream_config(broker, tls="tls")
+    assert cfg.mqtt is not None
+    cfg.mqtt.url = f"mqtts://127.0.0.1:{broker.mtls_port}"
+
+    async def main() -> dict[str, object]:
+        up = Upstream(node="n1", state_dir=tmp_path / "state", config=cfg)
+        await up.start()
+        try:
+            up.publish_event(type="rule", name="r", state="active")
+            await wait_until(lambda: up.status()["sinks"]["mqtt"]["last_error"], what="error")
+            return up.status()
+        finally:
+            await up.close(2.0)
+
+    sink = asyncio.run(main())["sinks"]["mqtt"]  # type: ignore[index]
+    assert sink["delivered"] == 0 and sink["backlog"] == 1
+
+
+def test_home_assistant_discovery(tmp_path: Path, broker: Mosquitto,
+                                  subscriber: Subscriber) -> None:
+    from tests.upstream.ha_schema import check_discovery
+
+    pipes = [PipelineInfo("door", ["seven-at-door"], camera=True),
+             PipelineInfo("machine", ["machine-anomaly", "machine-early-warning"])]
+
+    def configs() -> list[object]:
+        return [m for m in list(subscriber.messages)
+                if m.topic.startswith("homeassistant/") and m.topic.endswith("/config")]
+
+    async def main() -> int:
+        up = Upstream(node="n1", state_dir=tmp_path / "state",
+                      config=upstream_config(broker, home_assistant=True), pipelines=pipes)
+        await up.start()
+        try:
+            await wait_until(lambda: len(configs()) >= 7 * 2 + 3 + 1, what="configs")
+            first = len(configs())
+            # Home Assistant restarts: every config is sent again
+            await asyncio.to_thread(subscriber.publish, "homeassistant/status", b"online")
+            await wait_until(lambda: len(configs()) >= 2 * first, what="re-sent configs")
+            return first
+        finally:
+            await up.close(2.0)
+
+    n = asyncio.run(main())
+    msgs = configs()[:n]
+    check_discovery({m.topic: m.json() for m in msgs}, node="n1",  # type: ignore[attr-defined]
+                    pipelines=pipes)
