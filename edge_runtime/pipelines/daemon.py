@@ -6,14 +6,20 @@ task, a stopper and a reload watcher. Work that may block never runs on the loop
 - each pipeline with a camera, a model, a detector or a replay reads and infers in its
   own worker thread (``workers.Worker``), paced by the rate controller, and hands
   results to the loop in batches; the loop runs rules and actions in sample order;
-- GPIO polls without a model (plain arithmetic) run on the loop itself, which is
-  cheaper than a thread hop;
+- sources are used through their async face (``sources.base``): the daemon awaits
+  ``aopen``/``aread``/``aset_rate``/``aclose``. A blocking source (camera, replay) runs
+  them in the read pool; an async-native one (the firmware bridge) runs on this loop,
+  its client included: no private loop, no thread per device. A worker thread reads an
+  async-native source with the blocking ``read``, which hands the read to the loop;
+- GPIO polls and bridge channels without a model (plain arithmetic) run on the loop
+  itself, which is cheaper than a thread hop;
 - a source that several pipelines read (a ``shared.SharedSource``) is opened once and
-  read by one reader (``workers.SharedReader``, a thread; a GPIO poll runs on the
-  loop) at the highest rate its pipelines want; each sample goes to every pipeline's
-  tap, and each pipeline's worker takes from its tap the newest sample due at its own
-  rate, so a slow pipeline drops samples without slowing the others;
-- source open/close, health snapshots and the CPU/thermal budget's readings run in a
+  read by one reader (``workers.SharedReader``, a thread; a GPIO poll or a bridge
+  channel is read by a task on the loop) at the highest rate its pipelines want; each
+  sample goes to every pipeline's tap, and each pipeline's worker takes from its tap
+  the newest sample due at its own rate, so a slow pipeline drops samples without
+  slowing the others;
+- blocking sources' open/close, health snapshots and the CPU/thermal budget's readings run in a
   small executor (the read pool); so do the control socket's filesystem work and the
   summary. The budget's factor, used on the loop, only takes those readings.
 
@@ -58,6 +64,7 @@ from edge_runtime.pipelines.pipeline import Pipeline
 from edge_runtime.pipelines.shared import SharedSource
 from edge_runtime.pipelines.workers import READ_TIMEOUT_S, RateLimitedLog, SharedReader, Worker
 from edge_runtime.sampling.controller import Budget
+from edge_runtime.sources.base import Source
 
 log = logging.getLogger(__name__)
 #: What ``edge-runtime run`` prints at its default verbosity (cli/run.py turns it on at
@@ -226,10 +233,10 @@ class Daemon:
         await self._gen_stop.wait()
         self._stop_started_s = time.monotonic()
         self._thread_stop.set()
-        loop = asyncio.get_running_loop()
         timeout_s = runtime.config.node.shutdown_timeout_s
         # Closing sources wakes readers blocked in executors (camera slots, replay waits).
-        closing = {loop.run_in_executor(self._read_pool, src.close): src.source_id
+        # (aclose: a blocking source closes in the read pool, the bridge on this loop.)
+        closing = {asyncio.ensure_future(src.aclose()): src.source_id
                    for src in runtime.sources.values()}
         if closing:
             done, stuck = await asyncio.wait(closing, timeout=timeout_s)
@@ -288,13 +295,15 @@ class Daemon:
 
         An open error counts against every pipeline that reads the source.
         """
-        loop = asyncio.get_running_loop()
         source = pipes[0].source
+        # A blocking source's async methods run in the read pool, not the loop's default
+        # executor; an async-native one (the bridge) runs on this loop itself.
+        source.executor = self._read_pool
         names = ", ".join(repr(p.pipeline_id) for p in pipes)
         retry_s = OPEN_RETRY_MIN_S
         while not self._gen_stop.is_set():
             try:
-                await loop.run_in_executor(self._read_pool, source.open)
+                await source.aopen()
                 return True
             except EdgeRuntimeError as exc:
                 for pipe in pipes:
@@ -307,7 +316,6 @@ class Daemon:
         return False
 
     async def _run_pipeline(self, pipe: Pipeline) -> None:
-        loop = asyncio.get_running_loop()
         source = pipe.source
         if not await self._open_source([pipe]):
             return
@@ -315,22 +323,26 @@ class Daemon:
             # The device starts at its own default rate (maybe 0: off); the controller
             # only reports changes, so give it the controller's current rate now.
             try:
-                await loop.run_in_executor(self._read_pool, source.set_rate,
-                                           pipe.controller.rate_hz)
+                await source.aset_rate(pipe.controller.rate_hz)
             except EdgeRuntimeError as exc:
                 log.warning("source %r refused rate %.3g Hz: %s", source.source_id,
                             pipe.controller.rate_hz, exc)
-        if pipe.cheap and not source.blocking_read:
+        if pipe.cheap and (not source.blocking_read or source.async_native):
             await self._run_on_loop(pipe)
         else:
             await self._run_in_worker(pipe)
 
     async def _run_on_loop(self, pipe: Pipeline) -> None:
-        """A GPIO poll and plain arithmetic: cheaper on the loop than any thread hop."""
+        """Plain arithmetic on a GPIO poll or an async-native source (the bridge): cheaper
+        on the loop than any thread hop."""
         source = pipe.source
         while not self._gen_stop.is_set():
             started = time.monotonic()
-            sample = source.read(0.0)
+            try:
+                sample = await source.aread(0.0)
+            except EdgeRuntimeError as exc:  # a bad read must not end a 24/7 pipeline
+                self._read_failed(source, [pipe], exc)
+                sample = None
             if sample is not None:
                 pipe.decide(sample, pipe.infer(sample))
             wait_s = pipe.controller.period_s - (time.monotonic() - started)
@@ -350,8 +362,9 @@ class Daemon:
         await loop.run_in_executor(self._read_pool, shared.rate_changed)
         log.info("source %r is read once for pipelines %s", source.source_id,
                  ", ".join(repr(p.pipeline_id) for p in shared.pipelines))
-        if not source.blocking_read:
-            # A GPIO poll: read on the loop; plain-arithmetic pipelines decide right here.
+        if not source.blocking_read or source.async_native:
+            # A GPIO poll or the bridge: read on the loop; plain-arithmetic pipelines
+            # decide right here, the others in their workers from their taps.
             inline = [p for p in shared.pipelines if p.cheap]
             threaded = [p for p in shared.pipelines if not p.cheap]
             async with asyncio.TaskGroup() as tg:
@@ -377,7 +390,11 @@ class Daemon:
         source = shared.source
         while not self._gen_stop.is_set():
             started = time.monotonic()
-            sample = source.read(0.0)
+            try:
+                sample = await source.aread(0.0)
+            except EdgeRuntimeError as exc:
+                self._read_failed(source, shared.pipelines, exc)
+                sample = None
             if sample is not None:
                 shared.publish(sample)
                 for pipe in inline:
@@ -387,6 +404,18 @@ class Daemon:
                         pipe.decide(due, pipe.infer(due))
             if await self._sleep_unless_stopped(shared.period_s - (time.monotonic() - started)):
                 return
+
+    def _read_failed(self, source: Source, pipes: list[Pipeline], exc: Exception) -> None:
+        """Count a failed read on the loop against the source and each pipeline reading it
+        (as ``workers.SharedReader`` does), and log it, rate-limited."""
+        message = f"{type(exc).__name__}: {exc}"
+        source.stats.errors += 1
+        source.stats.last_error = message
+        for pipe in pipes:
+            pipe.stats.errors += 1
+            pipe.stats.last_error = message
+        self._errors.error(f"read-{source.source_id}", "source %r: %s", source.source_id,
+                           message)
 
     async def _run_in_worker(self, pipe: Pipeline) -> None:
         """Read + infer in the pipeline's own worker thread; decide here, in order.

@@ -3,11 +3,16 @@
 - :class:`Worker`: one pipeline's thread; reads (or takes from its shared-source tap)
   and infers at the rate controller's pace, and hands results to the loop in batches
   (one wake-up per batch, not per result), so the loop decides in sample order.
-- :class:`SharedReader`: the one reader of a source that several pipelines read; it
-  publishes every sample to each pipeline's tap and never waits for a pipeline.
+- :class:`SharedReader`: the one reader of a blocking source that several pipelines
+  read; it publishes every sample to each pipeline's tap and never waits for a pipeline.
+  (An async-native shared source is read by a task on the loop instead.)
 
-The daemon (:mod:`edge_runtime.pipelines.daemon`) starts and stops them; nothing here
-touches the loop except through ``call_soon_threadsafe``.
+Both read with the source's blocking ``read`` (they are off the loop). For an
+async-native source (``Source.async_native``: the firmware bridge) that ``read`` hands
+the read to the loop the source runs on and waits for its sample, so the sample is
+produced on the loop and only the inference runs here. The daemon
+(:mod:`edge_runtime.pipelines.daemon`) starts and stops them; nothing here touches the
+loop except through ``call_soon_threadsafe`` (and that hand-off).
 """
 
 from __future__ import annotations

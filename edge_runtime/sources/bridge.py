@@ -3,9 +3,11 @@
 Thin on purpose (library vs integration): the protocol, reconnects, loss counting and
 clock mapping live in the standalone ``firmware_bridge`` library; this module only
 
-- runs one :class:`firmware_bridge.client.BridgeClient` on a private event loop in a
-  thread (the :class:`~edge_runtime.sources.base.Source` API is synchronous and called
-  from executors), one device channel per source;
+- runs one :class:`firmware_bridge.client.BridgeClient` per source, one device channel,
+  on the loop that opens it: an :class:`~edge_runtime.sources.base.AsyncSource`, the
+  daemon awaits ``aopen``/``aread``/``aclose`` and the client lives on the daemon's own
+  loop (no thread per device). ``edge-runtime record`` and tests use the blocking
+  methods, which run it on a private loop until ``close`` (the thin sync adapter);
 - hands the newest sample to ``read`` ("latest wins", older ones count as dropped),
   with ``Sample.envelope`` = (min, max) of every value since the previous sample the
   consumer got: the device's peak-hold envelope (SET_ENVELOPE, turned on at open unless
@@ -23,9 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import math
-import threading
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -37,7 +39,7 @@ from edge_runtime.errors import (
     ConfigError,
     EdgeRuntimeError,
 )
-from edge_runtime.sources.base import LatestSlot, Sample, Source, SourceStats
+from edge_runtime.sources.base import AsyncSource, LatestSlot, Sample, SourceStats
 
 if TYPE_CHECKING:
     from firmware_bridge.client import BridgeClient
@@ -98,7 +100,9 @@ def _widen(envelope: tuple[float, float] | None, lo: float, hi: float) -> tuple[
 
 class EnvelopeSlot(LatestSlot):
     """A :class:`LatestSlot` that folds the envelope of an unread sample it replaces
-    into the new one, so the consumer's next sample still shows what it skipped."""
+    into the new one, so the consumer's next sample still shows what it skipped.
+
+    The bridge source only touches it on its loop (its lock is never contended there)."""
 
     def put(self, sample: Sample) -> None:
         with self._cond:  # re-entrant: get() cannot take the older sample meanwhile
@@ -132,7 +136,7 @@ def link_counters(client: BridgeClient, channel: int) -> dict[str, int]:
     }
 
 
-class BridgeSource(Source):
+class BridgeSource(AsyncSource):
     """One channel of a bridge device as a scalar source.
 
     ``channel`` is the channel id or name from the device's HELLO; for multi-value
@@ -173,12 +177,14 @@ class BridgeSource(Source):
         self._command_timeout_s = command_timeout_s
         self._timing = timing
         self._slot = EnvelopeSlot(self.stats)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        #: Set by the pump for every sample it puts in the slot (loop only).
+        self._arrived: asyncio.Event | None = None
         self._client: BridgeClient | None = None
         self._channel_id = -1
         self._max_rate_hz = 0.0
         self._pump_task: asyncio.Task[None] | None = None
+        #: Why the pump stopped on its own (the client died), raised by reads.
+        self._failure: EdgeRuntimeError | None = None
 
     @property
     def envelope_requested(self) -> bool:
@@ -193,17 +199,14 @@ class BridgeSource(Source):
             raise BridgeUnavailableError(f"source {self.source_id!r} is not open")
         return self._client
 
-    def _open(self) -> None:
+    async def _aopen(self) -> None:
         from firmware_bridge.client import BridgeClient
+        from firmware_bridge.errors import BridgeError
         from firmware_bridge.timing import DEFAULT_TIMING
 
         self._slot.reopen()
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(
-            target=loop.run_forever, name=f"bridge-{self.source_id}", daemon=True
-        )
-        thread.start()
-        self._loop, self._thread = loop, thread
+        self._arrived = asyncio.Event()
+        self._failure = None
         timing = self._timing or DEFAULT_TIMING
         client = BridgeClient(
             port=self._port,
@@ -212,10 +215,18 @@ class BridgeSource(Source):
             timing=timing,
         )
         self._client = client
+        timeout_s = self._open_timeout_s + timing.connect_timeout_s
         try:
-            self._call(self._start(client), self._open_timeout_s + timing.connect_timeout_s)
-        except BaseException:
-            self._stop_loop()
+            await asyncio.wait_for(self._start(client), timeout_s)
+        except BaseException as exc:
+            self._client = None
+            await client.close()  # start() closed it already unless _start failed later
+            if isinstance(exc, BridgeError):
+                raise translate_error(exc) from exc
+            if isinstance(exc, TimeoutError):
+                raise BridgeTimeoutError(
+                    f"source {self.source_id!r}: bridge did not answer within {timeout_s:g} s"
+                ) from exc
             raise
 
     async def _start(self, client: BridgeClient) -> None:
@@ -242,6 +253,7 @@ class BridgeSource(Source):
         task = asyncio.get_running_loop().create_task(
             self._pump(client), name=f"bridge-{self.source_id}-pump"
         )
+        task.add_done_callback(self._pump_ended)
         self._pump_task = task
 
     async def _enable_envelope(self, client: BridgeClient) -> None:
@@ -299,36 +311,88 @@ class BridgeSource(Source):
                     envelope=envelope,
                 )
             )
+            if self._arrived is not None:
+                self._arrived.set()
 
-    def _read(self, timeout_s: float) -> Sample | None:
-        sample = self._slot.get(timeout_s)
+    def _pump_ended(self, task: asyncio.Task[None]) -> None:
+        """The client's sample stream ended: by close(), or because the client died."""
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None:
+            return
+        from firmware_bridge.errors import BridgeError
+
+        error = translate_error(exc) if isinstance(exc, BridgeError) else BridgeUnavailableError(
+            f"source {self.source_id!r}: reading the bridge failed: {type(exc).__name__}: {exc}")
+        error.__cause__ = exc
+        self._failure = error
+        self.stats.errors += 1
+        self.stats.last_error = str(error)
+        self.stats.connected = False
+        if self._arrived is not None:
+            self._arrived.set()  # wake a waiting read: it raises the failure
+
+    async def _aread(self, timeout_s: float) -> Sample | None:
+        slot, arrived = self._slot, self._arrived
+        sample = slot.get(0.0)  # the loop is the only user of the slot: never waits
+        if sample is None and timeout_s > 0 and arrived is not None and self._failure is None:
+            arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(arrived.wait(), timeout_s)
+            sample = slot.get(0.0)
         client = self._client
         if client is not None:
             self.stats.connected = client.connected
             if self._channel_id >= 0:
                 self.stats.link = link_counters(client, self._channel_id)
                 self._update_envelope_state(client)
+        if sample is None and self._failure is not None:
+            raise self._failure
         return sample
 
     def set_rate(self, rate_hz: float) -> None:
         """Have the microcontroller sample at ``rate_hz`` (clamped to its maximum).
 
-        Returns at once: the rate controller calls this from the daemon's event loop,
-        which must never wait on a serial link. The request runs on this source's own
-        I/O thread; a refusal or a timeout is logged and counted in ``stats.errors``.
-        While the device is unplugged the rate is remembered and applied when it comes
-        back.
+        Returns at once, from any thread: the rate controller calls this on the
+        daemon's event loop, which must never wait on a serial link. The request runs
+        as a task on the source's loop; a refusal or a timeout is logged and counted in
+        ``stats.errors``. While the device is unplugged the rate is remembered and
+        applied when it comes back.
         """
         client = self.client
-        loop = self._loop
-        assert loop is not None
+        rate_hz = self._clamp(rate_hz)
+        future = self.run_soon(self._request_rate(client, rate_hz))
+        future.add_done_callback(lambda done: self._rate_request_done(rate_hz, done))
+
+    async def _aset_rate(self, rate_hz: float) -> None:
+        """:meth:`set_rate`, waiting for the device's answer; raises its refusal (or
+        BridgeTimeoutError). An unplugged device keeps the rate for its return."""
+        from firmware_bridge.errors import BridgeError, DeviceDisconnectedError
+
+        rate_hz = self._clamp(rate_hz)
+        try:
+            await self._request_rate(self.client, rate_hz)
+        except DeviceDisconnectedError:
+            _log.debug("source %s: rate %g Hz kept for reconnect", self.source_id, rate_hz)
+        except BridgeError as exc:
+            raise translate_error(exc) from exc
+        except TimeoutError as exc:
+            raise self._rate_timeout(rate_hz) from exc
+
+    def _clamp(self, rate_hz: float) -> float:
         rate_hz = min(max(rate_hz, 0.0), self._max_rate_hz)
         self.stats.rate_hz = rate_hz
-        request = asyncio.wait_for(
-            client.set_rate(self._channel_id, rate_hz), self._command_timeout_s
+        return rate_hz
+
+    async def _request_rate(self, client: BridgeClient, rate_hz: float) -> None:
+        await asyncio.wait_for(client.set_rate(self._channel_id, rate_hz), self._command_timeout_s)
+
+    def _rate_timeout(self, rate_hz: float) -> BridgeTimeoutError:
+        return BridgeTimeoutError(
+            f"source {self.source_id!r}: no answer to SET_RATE {rate_hz:g} Hz "
+            f"within {self._command_timeout_s:g} s"
         )
-        future = asyncio.run_coroutine_threadsafe(request, loop)
-        future.add_done_callback(lambda done: self._rate_request_done(rate_hz, done))
 
     def _rate_request_done(self, rate_hz: float, future: concurrent.futures.Future[Any]) -> None:
         from firmware_bridge.errors import BridgeError, DeviceDisconnectedError
@@ -345,45 +409,22 @@ class BridgeSource(Source):
         if isinstance(exc, BridgeError):
             error = translate_error(exc)
         elif isinstance(exc, TimeoutError):
-            error = BridgeTimeoutError(
-                f"source {self.source_id!r}: no answer to SET_RATE {rate_hz:g} Hz "
-                f"within {self._command_timeout_s:g} s"
-            )
+            error = self._rate_timeout(rate_hz)
         self.stats.errors += 1
         self.stats.last_error = str(error)
         _log.warning("source %s: rate %g Hz not applied: %s", self.source_id, rate_hz, error)
 
-    def _call(self, coro: Any, timeout_s: float) -> Any:
-        """Run ``coro`` on the private loop; translate library errors."""
-        from firmware_bridge.errors import BridgeError
-
-        assert self._loop is not None
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+    async def _aclose(self) -> None:
+        pump, self._pump_task = self._pump_task, None
+        client, self._client = self._client, None
         try:
-            return future.result(timeout_s)
-        except concurrent.futures.TimeoutError as exc:
-            future.cancel()
-            raise BridgeTimeoutError(
-                f"source {self.source_id!r}: bridge did not answer within {timeout_s:g} s"
-            ) from exc
-        except BridgeError as exc:
-            raise translate_error(exc) from exc
-
-    def _close(self) -> None:
-        self._stop_loop()
-        self._slot.close()
-        self.stats.connected = False
-
-    def _stop_loop(self) -> None:
-        loop, thread, client = self._loop, self._thread, self._client
-        if loop is None or thread is None:
-            return
-        if client is not None:
-            try:
-                asyncio.run_coroutine_threadsafe(client.close(), loop).result(5.0)
-            except Exception:  # closing must not raise; the loop stops anyway
-                _log.exception("source %s: closing the bridge failed", self.source_id)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5.0)
-        loop.close()
-        self._loop = self._thread = self._client = None
+            if pump is not None and not pump.done():
+                pump.cancel()
+                await asyncio.wait({pump})  # re-raises only our own cancellation
+            if client is not None:
+                await client.close()
+        finally:
+            self._slot.close()
+            if self._arrived is not None:
+                self._arrived.set()
+            self.stats.connected = False
