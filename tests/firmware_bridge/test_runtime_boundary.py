@@ -122,3 +122,61 @@ def test_set_rate_never_blocks_the_caller(sim: SimDevice) -> None:
             )
         finally:
             sim.proc.send_signal(signal.SIGCONT)
+
+
+def test_record_runs_the_bridge_on_a_private_loop_that_ends_with_it(
+    sim: SimDevice, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``edge-runtime record`` has no event loop: the source's blocking methods run the
+    client on a private loop thread from open to close (the thin sync adapter)."""
+    import threading
+
+    cfg = tmp_path / "rec.toml"
+    cfg.write_text(f"""
+[node]
+name = "rec"
+state_dir = "{tmp_path / 'state'}"
+control_socket = "{tmp_path / 'c.sock'}"
+
+[[sources]]
+type = "bridge"
+id = "count"
+channel = "counter"
+port = "{sim.link}"
+max_rate_hz = 50.0
+""")
+    out = tmp_path / "count.csv"
+    assert main(["record", str(cfg), "count", str(out), "--duration-s", "1.0"]) == 0
+    assert "recorded" in capsys.readouterr().out
+    rows = out.read_text().splitlines()[1:]
+    values = [float(row.split(",")[1]) for row in rows]
+    assert len(values) >= 5 and values == sorted(values)  # the device's counter
+    assert not [t for t in threading.enumerate() if t.name.endswith("-sync-loop")]
+
+
+def test_blocking_and_async_faces_of_the_source_agree(sim: SimDevice) -> None:
+    """The daemon's way (aopen/aread/aset_rate/aclose on its loop) gives the same
+    samples as the blocking way, and starts no thread for the device."""
+    import asyncio
+    import threading
+
+    async def body() -> tuple[float, float, set[str]]:
+        source = BridgeSource("vib", port=str(sim.link), channel="counter", timing=FAST)
+        before = {t.name for t in threading.enumerate()}
+        await source.aopen()
+        try:
+            await source.aset_rate(200.0)
+            await asyncio.to_thread(sim.wait_line, "RATE 0 200")
+            first = await source.aread(2.0)
+            await asyncio.sleep(0.3)
+            second = await source.aread(2.0)
+            threads = {t.name for t in threading.enumerate()} - before
+        finally:
+            await source.aclose()
+        assert first is not None and second is not None
+        assert first.value is not None and second.value is not None
+        return first.value, second.value, threads
+
+    first, second, threads = asyncio.run(body())
+    assert 30 <= second - first <= 120  # latest wins, as with the blocking read
+    assert not [name for name in threads if not name.startswith("asyncio_")], threads
