@@ -19,6 +19,7 @@ import math
 import os
 import re
 import socket
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -453,20 +454,55 @@ def decode_config(data: bytes | str, *, base_dir: Path = Path(), source: str = "
         raise ConfigError(f"{source}: {exc}") from exc
     except msgspec.DecodeError as exc:
         raise ConfigError(f"{source} is not valid TOML: {exc}") from exc
+    except RecursionError as exc:  # tables or arrays nested hundreds deep
+        raise ConfigError(f"{source}: tables or arrays are nested too deeply",
+                          hint="a config nests a few levels at most; see docs/config.md"
+                          ) from exc
     config.base_dir = base_dir.resolve()
     check_config(config)
     return config
 
 
+#: Largest config file read (bytes); a real one is a few KB.
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def load_config(path: str | Path) -> Config:
-    """Read, validate and cross-check a config file."""
+    """Read, validate and cross-check a config file.
+
+    Only a regular file of at most :data:`MAX_CONFIG_BYTES` is read: a FIFO would
+    block for ever and ``/dev/zero`` would never end.
+    """
     path = Path(path)
+    return decode_config(read_config_bytes(path), base_dir=path.parent, source=str(path))
+
+
+def read_config_bytes(path: Path) -> bytes:
+    """The bytes of a config file, or a ConfigError saying why they cannot be read."""
+    hint = "give the path of a TOML config file"
     try:
-        data = path.read_bytes()
+        # O_NONBLOCK: opening a FIFO must not wait for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}",
-                          hint="give the path of a TOML config file") from exc
-    return decode_config(data, base_dir=path.parent, source=str(path))
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}", hint=hint) from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"config {path} is not a regular file", hint=hint)
+        if st.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config {path} is {st.st_size} bytes, over the "
+                              f"{MAX_CONFIG_BYTES} a config may be", hint=hint)
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}", hint=hint) from exc
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:  # grew while being read
+        raise ConfigError(f"config {path} is over the {MAX_CONFIG_BYTES} bytes a config "
+                          "may be", hint=hint)
+    return data
 
 
 def _known_models() -> list[str]:
