@@ -1,0 +1,95 @@
+"""A camera pipeline whose rule fires on decoded detections: a generated video (black,
+then a bright square) into the daemon, through a model in BlazeFace's layout whose face
+appears only when the frame has something bright on it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from tests.helpers.media import frame_with_square, wait_for
+from tests.models.test_decoders import _face_model
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _video(path: Path, black: int, bright: int, size: tuple[int, int] = (64, 48)) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 30.0, size)
+    assert writer.isOpened()
+    for i in range(black + bright):
+        frame = np.zeros((size[1], size[0], 3), np.uint8) if i < black else \
+            frame_with_square(i, size=size)
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def _events(state: Path) -> list[dict[str, Any]]:
+    path = state / "events.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_a_decoded_face_fires_a_rule_in_a_camera_pipeline(tmp_path: Path) -> None:
+    manifest = _face_model(tmp_path, [(200, (0.25, 0.25, 0.75, 0.75))])
+    _video(tmp_path / "clip.avi", black=20, bright=20)
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(f"""
+[node]
+name = "faces"
+state_dir = "state"
+
+[budget]
+enabled = false
+
+[[sources]]
+type = "camera"
+id = "cam"
+path = "clip.avi"
+loop = true
+min_rate_hz = 10
+max_rate_hz = 30
+
+[[pipelines]]
+id = "door"
+source = "cam"
+model = "{manifest}"
+[pipelines.sampling]
+policy = "fixed"
+[[pipelines.rules]]
+id = "face"
+field = "count_face"
+above = 1.0
+actions = ["event"]
+
+[[actions]]
+type = "event"
+id = "event"
+""")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "edge_runtime", "run", str(cfg)],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    state = tmp_path / "state"
+    try:
+        # The face appears with the bright frames and goes with the black ones, in a loop.
+        assert wait_for(lambda: [e["active"] for e in _events(state)][:2] == [True, False]
+                        or proc.poll() is not None, 40.0, 0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err.decode()
+    events = _events(state)
+    on = events[0]
+    assert on["rule"] == "face" and on["active"] is True and on["value"] == 1
+    assert on["result"]["count"] == 1 and on["result"]["max_score"] > 0.99
+    assert events[1]["active"] is False and events[1]["result"]["count_face"] == 0
