@@ -60,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``edge-runtime`` console script; returns the exit code."""
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+    if words[:1] == ["run"]:
+        # Before anything slow: a SIGTERM or SIGHUP while starting must not be fatal.
+        from edge_runtime.cli.run import catch_early_signals
+
+        catch_early_signals()
     parser = build_parser()
     args = parser.parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)

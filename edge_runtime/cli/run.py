@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 from typing import Any
 
 
@@ -23,7 +24,55 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=_run)
 
 
+class _EarlySignals:
+    """Catches SIGTERM, SIGINT and SIGHUP from the command's first moments until the
+    daemon's loop takes them over: importing the engines and building the pipelines
+    takes a while, and a SIGHUP's default action would kill the process (a SIGTERM's
+    would skip the clean stop)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.pending: list[int] = []
+        self._previous = {sig: signal.signal(sig, self._catch) for sig in self.SIGNALS}
+
+    def _catch(self, signum: int, _frame: object) -> None:
+        self.pending.append(signum)
+
+    def take(self) -> list[int]:
+        """The signals caught so far (the daemon's loop handles the next ones)."""
+        pending, self.pending = self.pending, []
+        return pending
+
+    def restore(self) -> None:
+        """Put back the handlers there were before (the daemon has ended)."""
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+
+
+_early: _EarlySignals | None = None
+
+
+def catch_early_signals() -> None:
+    """Start catching the stop and reload signals now (the CLI's ``main`` calls this
+    first thing when the command is ``run``, before parsing and imports)."""
+    global _early  # noqa: PLW0603 - one catcher per process, handed to the daemon
+    if _early is None:
+        _early = _EarlySignals()
+
+
 def _run(args: argparse.Namespace) -> int:
+    global _early
+    catch_early_signals()
+    early, _early = _early, None
+    assert early is not None
+    try:
+        return _start_daemon(args, early)
+    finally:
+        early.restore()
+
+
+def _start_daemon(args: argparse.Namespace, early: _EarlySignals) -> int:
     import logging
     import os
 
@@ -38,4 +87,4 @@ def _run(args: argparse.Namespace) -> int:
         # variables set by hand) brings them back.
         os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
-    return run_daemon(args.config, duration_s=args.duration_s)
+    return run_daemon(args.config, duration_s=args.duration_s, early_signals=early.take)

@@ -48,7 +48,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -85,9 +85,13 @@ class Daemon:
     """Runs a config until stopped; see the module docstring."""
 
     def __init__(self, config_path: str | Path | None, *, config: Config | None = None,
-                 duration_s: float | None = None) -> None:
+                 duration_s: float | None = None,
+                 early_signals: Callable[[], list[int]] | None = None) -> None:
         if config_path is None and config is None:
             raise ValueError("give config_path or config")
+        #: Signals that arrived before the loop's handlers were installed (the CLI
+        #: catches them from its first line on); replayed as soon as :meth:`run` starts.
+        self._early_signals = early_signals
         self.config_path = Path(config_path) if config_path is not None else None
         self.config = config if config is not None else load_config(self.config_path or "")
         self.duration_s = duration_s
@@ -133,6 +137,9 @@ class Daemon:
                              (signal.SIGHUP, self.request_reload)):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, handler)
+        for early in self._early_signals() if self._early_signals is not None else []:
+            log.info("%s arrived while starting; handled now", signal.Signals(early).name)
+            (self.request_reload if early == signal.SIGHUP else self.request_stop)()
         self.runtime = await loop.run_in_executor(None, build_runtime, self.config)
         config = self.config
         try:
@@ -655,7 +662,8 @@ def _up_line(runtime: Runtime) -> str:
             f"{events}; see it with 'edge-runtime status --socket {config.control_socket}'")
 
 
-def run_daemon(config_path: str | Path, *, duration_s: float | None = None) -> int:
+def run_daemon(config_path: str | Path, *, duration_s: float | None = None,
+               early_signals: Callable[[], list[int]] | None = None) -> int:
     """Blocking entry point of ``edge-runtime run``."""
-    daemon = Daemon(config_path, duration_s=duration_s)
+    daemon = Daemon(config_path, duration_s=duration_s, early_signals=early_signals)
     return asyncio.run(daemon.run())
