@@ -113,10 +113,10 @@ def test_streams_at_the_set_rate_and_follows_set_rate(sim: SimDevice) -> None:
     async def body() -> None:
         async with BridgeClient(port=str(sim.link), timing=FAST) as dev:
             await dev.set_rate("counter", 200.0)
-            sim.wait_line("RATE 0 200")
+            await asyncio.to_thread(sim.wait_line, "RATE 0 200")
             slow = await collect(dev, "counter", duration_s=1.0)
             await dev.set_rate("counter", 2000.0)
-            sim.wait_line("RATE 0 2000")
+            await asyncio.to_thread(sim.wait_line, "RATE 0 2000")
             await collect(dev, "counter", count=50)  # let the old batches drain
             fast = await collect(dev, "counter", duration_s=1.0)
             assert device_rate_hz(slow) == pytest.approx(200.0, rel=0.02)
@@ -136,7 +136,7 @@ def test_streams_at_the_set_rate_and_follows_set_rate(sim: SimDevice) -> None:
             assert stats.decoder.crc_errors == 0
             # Stopping a channel: rate 0 means no more samples.
             await dev.set_rate("counter", 0.0)
-            sim.wait_line("RATE 0 0")
+            await asyncio.to_thread(sim.wait_line, "RATE 0 0")
 
     run(body)
 
@@ -145,9 +145,9 @@ def test_commands_are_acked_or_refused(sim: SimDevice) -> None:
     async def body() -> None:
         async with BridgeClient(port=str(sim.link), timing=FAST) as dev:
             await dev.gpio_write(13, True)
-            assert sim.wait_line("GPIO 13") == "GPIO 13 1"
+            assert await asyncio.to_thread(sim.wait_line, "GPIO 13") == "GPIO 13 1"
             await dev.gpio_write(13, 0)
-            sim.wait_line("GPIO 13 0")
+            await asyncio.to_thread(sim.wait_line, "GPIO 13 0")
             with pytest.raises(CommandRejectedError) as info:
                 await dev.gpio_write(40, 1)  # the simulator has 32 pins
             assert info.value.reason == NackReason.BAD_PIN
@@ -190,13 +190,16 @@ def test_garbage_mid_stream_costs_only_the_torn_frames(sim: SimDevice) -> None:
             assert all(s.values == (float(s.index),) for s in samples)
 
             # Garbage in the other direction: the C decoder resyncs too.
-            fd = os.open(sim.pty_path, os.O_WRONLY | os.O_NOCTTY)
-            try:
-                os.write(fd, b"\x05\x11\x22\x00\xff" * 20 + b"\x01" * 100 + b"\x00")
-            finally:
-                os.close(fd)
+            def write_garbage() -> None:
+                fd = os.open(sim.pty_path, os.O_WRONLY | os.O_NOCTTY)
+                try:
+                    os.write(fd, b"\x05\x11\x22\x00\xff" * 20 + b"\x01" * 100 + b"\x00")
+                finally:
+                    os.close(fd)
+
+            await asyncio.to_thread(write_garbage)
             await dev.gpio_write(3, 1)
-            sim.wait_line("GPIO 3 1")
+            await asyncio.to_thread(sim.wait_line, "GPIO 3 1")
 
     run(body)
 
@@ -214,14 +217,15 @@ def test_unplug_and_replug_resumes_at_the_desired_rate(sim: SimDevice) -> None:
 
             consumer = asyncio.create_task(consume())
             await asyncio.sleep(0.05)
-            sim.unplug()
+            await asyncio.to_thread(sim.unplug)
             old_path = sim.pty_path
             await asyncio.sleep(0.3)
             assert not dev.connected
-            sim.start()  # a new pty, maybe a new /dev/pts number; the link follows
+            # A new pty, maybe a new /dev/pts number; the link follows.
+            await asyncio.to_thread(sim.start)
             await dev.wait_connected(5.0)
             # The host re-applied its rate: the new boot defaulted to 10 Hz.
-            sim.wait_line("RATE 0 500")
+            await asyncio.to_thread(sim.wait_line, "RATE 0 500")
 
             def new_boot() -> list[Sample]:
                 # The counter index restarts at the reboot; everything after is new.
@@ -289,8 +293,8 @@ def test_reconnect_finds_the_device_by_usb_id(sim: SimDevice, tmp_path: Path) ->
         async with client as dev:
             first = dev.port_path
             assert first == sim.pty_path
-            sim.unplug()
-            sim.start()
+            await asyncio.to_thread(sim.unplug)
+            await asyncio.to_thread(sim.start)
             await asyncio.sleep(0.3)
             await dev.wait_connected(5.0)
             assert dev.port_path == sim.pty_path

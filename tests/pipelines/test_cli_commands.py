@@ -65,11 +65,12 @@ def test_status_command_talks_to_running_daemon(tmp_path: Path,
     cfg = _setup(tmp_path)
 
     async def scenario() -> tuple[int, int]:
-        daemon = Daemon(cfg)
+        daemon = await asyncio.to_thread(Daemon, cfg)  # reads the file
         task = asyncio.create_task(daemon.run())
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
-        while not daemon.config.control_socket.exists() and loop.time() < deadline:
+        sock = await asyncio.to_thread(lambda: daemon.config.control_socket)
+        while not await asyncio.to_thread(sock.exists) and loop.time() < deadline:
             await asyncio.sleep(0.02)
         rc_text = await loop.run_in_executor(None, main, ["status", str(cfg)])
         rc_json = await loop.run_in_executor(None, main, ["status", "--json", str(cfg)])

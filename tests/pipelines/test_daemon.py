@@ -263,15 +263,15 @@ def test_done_when_camera_drops_out_gpio_action_fires_and_exits_cleanly(tmp_path
                                >= 1 and s["pipelines"]["digits"]["inferences"] > before + 2,
                                15.0)
             # Status over the control socket, from a client thread.
-            reply = await loop.run_in_executor(None, control.request,
-                                               daemon.config.control_socket)
+            reply = await loop.run_in_executor(
+                None, lambda: control.request(daemon.config.control_socket))
             assert reply["node"] == "e2e"
             return daemon.status()
         finally:
             daemon.request_stop()
 
     async def main() -> tuple[int, dict[str, Any], float]:
-        daemon = Daemon(cfg)
+        daemon = await asyncio.to_thread(Daemon, cfg)  # reads the file
         run = asyncio.create_task(daemon.run())
         status = await scenario(daemon)
         t0 = asyncio.get_running_loop().time()
@@ -313,7 +313,8 @@ def test_control_socket_refuses_second_server_and_replaces_stale_file(tmp_path: 
             server.close()
             await server.wait_closed()
         # The file stays behind like after a crash; a new server replaces it.
-        assert sock.exists()
+        assert await asyncio.to_thread(sock.exists)
+        assert await asyncio.to_thread(lambda: sock.stat().st_mode & 0o777) == 0o600
         server = await control.start_server(sock, handler)
         server.close()
         await server.wait_closed()
@@ -357,7 +358,7 @@ id = "event"
     slow.IN_UPDATE.clear()
 
     async def main() -> float:
-        daemon = Daemon(cfg)
+        daemon = await asyncio.to_thread(Daemon, cfg)  # reads the file
         task = asyncio.create_task(daemon.run())
         loop = asyncio.get_running_loop()
         assert await loop.run_in_executor(None, slow.IN_UPDATE.wait, 10.0)
@@ -394,7 +395,7 @@ id = "event"
 """)
 
     async def main() -> dict[str, Any]:
-        daemon = Daemon(cfg)
+        daemon = await asyncio.to_thread(Daemon, cfg)  # reads the file
         task = asyncio.create_task(daemon.run())
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
