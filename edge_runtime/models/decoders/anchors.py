@@ -173,9 +173,15 @@ class AnchorSSDDecoder(Decoder):
         logits = np.asarray(outputs[self._scores], np.float32).reshape(n, -1)
         classes = np.argmax(logits, axis=1) if logits.shape[1] > 1 else np.zeros(n, np.int64)
         best = logits[np.arange(n), classes] if logits.shape[1] > 1 else logits[:, 0]
-        scores = sigmoid(best, spec.score_clipping_thresh) if spec.sigmoid_score else best
-        picked = np.flatnonzero(scores >= spec.score_threshold)
-        raw, scores, classes = raw[picked], scores[picked], classes[picked].astype(np.int64)
+        if spec.sigmoid_score:
+            # The sigmoid is monotonic: threshold the logits, squash only what is kept.
+            t = min(max(spec.score_threshold, 1e-7), 1 - 1e-7)
+            picked = np.flatnonzero(best >= math.log(t / (1 - t)))
+            scores = sigmoid(best[picked], spec.score_clipping_thresh)
+        else:
+            picked = np.flatnonzero(best >= spec.score_threshold)
+            scores = best[picked]
+        raw, classes = raw[picked], classes[picked].astype(np.int64)
         anchors = self.anchors[picked]
         ax, ay, aw, ah = anchors[:, 0:1], anchors[:, 1:2], anchors[:, 2:3], anchors[:, 3:4]
         xs, ys, ws, hs = self._scales

@@ -7,6 +7,7 @@ then called once per inference.
 
 from __future__ import annotations
 
+import functools
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -166,33 +167,51 @@ def detection_result(
     frame_w, frame_h = geo.source_size
     size = np.asarray([frame_w, frame_h, frame_w, frame_h], np.float32)
     boxes_px = np.clip(geo.to_source(boxes_input_px.reshape(-1, 4)), 0.0, size)
-    fractions = boxes_px / size
-    kps = None
+    # One vectorised rounding and tolist per array: per-value Python work is what costs
+    # here, not the arithmetic.
+    px64 = boxes_px.astype(np.float64)  # float32 would round to 0.20000000298
+    fractions = np.round(px64 / size, 4).tolist()
+    pixels = np.round(px64, 1).tolist()
+    score_list = scores.astype(float).tolist()
+    class_list = classes.astype(int).tolist()
+    kps: list[Any] | None = None
     if keypoints_input_px is not None and keypoints_input_px.size:
         n = keypoints_input_px.shape[0]
-        kps = geo.to_source(keypoints_input_px.reshape(n, -1)).reshape(n, -1, 2)
-        kps = kps / np.asarray([frame_w, frame_h], np.float32)
+        points = geo.to_source(keypoints_input_px.reshape(n, -1)).reshape(n, -1, 2)
+        kps = np.round(points.astype(np.float64) / [frame_w, frame_h], 4).tolist()
+    names = _label_names(tuple(labels))
     detections = []
-    for i in range(boxes_px.shape[0]):
-        cls = int(classes[i])
+    for i, cls in enumerate(class_list):
         det: dict[str, Any] = {
-            "box": [round(float(v), 4) for v in fractions[i]],
-            "box_px": [round(float(v), 1) for v in boxes_px[i]],
-            "score": float(scores[i]),
+            "box": fractions[i],
+            "box_px": pixels[i],
+            "score": score_list[i],
             "class_index": cls,
-            "label": label_of(labels, cls),
+            "label": names[cls] if 0 <= cls < len(names) else str(cls),
         }
         if kps is not None:
-            det["keypoints"] = [[round(float(x), 4), round(float(y), 4)] for x, y in kps[i]]
+            det["keypoints"] = kps[i]
         detections.append(det)
     result: Result = {
         "count": len(detections),
-        "max_score": float(scores.max()) if detections else 0.0,
+        "max_score": max(score_list) if score_list else 0.0,
         "detections": detections,
     }
-    for index, label in enumerate(labels):
-        result[f"count_{label_key(label)}"] = int(np.count_nonzero(classes == index))
+    if labels:
+        counts = np.bincount(classes[(classes >= 0) & (classes < len(labels))],
+                             minlength=len(labels)).tolist()
+        result.update(zip(_count_keys(tuple(labels)), counts, strict=True))
     return result
+
+
+@functools.lru_cache(maxsize=64)
+def _label_names(labels: tuple[str, ...]) -> tuple[str, ...]:
+    return labels
+
+
+@functools.lru_cache(maxsize=64)
+def _count_keys(labels: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(f"count_{label_key(label)}" for label in labels)
 
 
 def sigmoid(x: FloatArray, clip: float = 0.0) -> FloatArray:

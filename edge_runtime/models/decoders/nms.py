@@ -21,6 +21,22 @@ def iou(box: FloatArray, boxes: FloatArray) -> FloatArray:
     return out
 
 
+#: Up to this many candidates, all pairwise IoUs are computed at once (n x n floats).
+MATRIX_MAX = 1024
+
+
+def iou_matrix(boxes: FloatArray) -> FloatArray:
+    """Pairwise IoU of ``[x1, y1, x2, y2]`` boxes, ``(n, n)``."""
+    x1 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
+    y1 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
+    x2 = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
+    y2 = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    out: FloatArray = inter / np.maximum(areas[:, None] + areas[None, :] - inter, 1e-12)
+    return out
+
+
 def _offset_by_class(boxes: FloatArray, classes: npt.NDArray[np.int64] | None) -> FloatArray:
     """Shift each class's boxes into its own region so one pass never mixes classes."""
     if classes is None or boxes.size == 0:
@@ -37,6 +53,18 @@ def hard_nms(boxes: FloatArray, scores: FloatArray, iou_threshold: float,
     work = _offset_by_class(boxes, classes)
     order = np.argsort(-scores, kind="stable")
     keep: list[int] = []
+    if 0 < order.size <= MATRIX_MAX:
+        over = (iou_matrix(work[order]) > iou_threshold).tolist()
+        suppressed = [False] * order.size
+        ranks = order.tolist()
+        for i, row in enumerate(over):
+            if suppressed[i]:
+                continue
+            keep.append(ranks[i])
+            if max_out is not None and len(keep) >= max_out:
+                break
+            suppressed = [a or b for a, b in zip(suppressed, row, strict=True)]
+        return keep
     while order.size:
         best = int(order[0])
         keep.append(best)
@@ -60,6 +88,28 @@ def weighted_nms(boxes: FloatArray, scores: FloatArray, iou_threshold: float,
     keep: list[int] = []
     merged: list[FloatArray] = []
     merged_extra: list[FloatArray] = []
+    if 0 < order.size <= MATRIX_MAX:
+        ranked, weights_all = boxes[order], scores[order]
+        ranked_extra = extra[order] if extra is not None else None
+        over = iou_matrix(ranked) > iou_threshold
+        np.fill_diagonal(over, True)  # each box is in its own cluster, even with zero area
+        remaining = np.ones(order.size, bool)
+        for i in range(order.size):
+            if not remaining[i]:
+                continue
+            members = over[i] & remaining
+            remaining &= ~members
+            w = weights_all[members]
+            total = float(w.sum()) or 1.0
+            keep.append(int(order[i]))
+            merged.append(w @ ranked[members] / total)
+            if ranked_extra is not None:
+                cluster = ranked_extra[members]
+                merged_extra.append((np.tensordot(w, cluster, axes=1) / total)
+                                    .astype(np.float32))
+            if max_out is not None and len(keep) >= max_out:
+                break
+        order = order[:0]
     while order.size:
         best = int(order[0])
         overlaps = iou(boxes[best], boxes[order])

@@ -84,10 +84,10 @@ class SegmentationDecoder(Decoder):
         mask: np.ndarray[Any, Any]
         if self.layout == "indices":
             mask = raw.reshape(raw.shape[-2:]).astype(np.uint8)
+        elif self.layout == "NCHW":
+            mask = _argmax_planes(raw[0])
         else:
-            scores = raw[0]
-            axis = 2 if self.layout == "NHWC" else 0
-            mask = np.argmax(scores, axis=axis).astype(np.uint8)
+            mask = _argmax_last(raw[0])
         region = mask
         if geometry is not None:
             # Only the part of the map that shows the frame (not letterbox padding).
@@ -105,3 +105,27 @@ class SegmentationDecoder(Decoder):
         for label, value in fractions.items():
             result[f"fraction_{label_key(label)}"] = round(value, 6)
         return result
+
+
+def _argmax_planes(scores: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Class index per pixel of ``(C, H, W)`` scores, as uint8.
+
+    A max over the contiguous planes and one equality pass per class is several times
+    faster than ``argmax(axis=0)``; ties go to the lowest class, as argmax does.
+    """
+    best = scores.max(axis=0)
+    mask = np.zeros(best.shape, np.uint8)
+    equal = np.empty(best.shape, bool)
+    for c in range(scores.shape[0] - 1, -1, -1):
+        np.equal(scores[c], best, out=equal)
+        np.putmask(mask, equal, c)
+    return mask
+
+
+def _argmax_last(scores: np.ndarray[Any, Any], chunk_px: int = 2048) -> np.ndarray[Any, Any]:
+    """Class index per pixel of ``(H, W, C)`` scores, as uint8, in cache-sized chunks."""
+    flat = scores.reshape(-1, scores.shape[-1])
+    mask = np.empty(flat.shape[0], np.uint8)
+    for start in range(0, flat.shape[0], chunk_px):
+        mask[start:start + chunk_px] = flat[start:start + chunk_px].argmax(axis=1)
+    return mask.reshape(scores.shape[:-1])
