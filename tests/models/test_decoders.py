@@ -369,6 +369,7 @@ def test_plugin_hook_decodes_and_is_checked(tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "my_decoders.py").write_text(PLUGIN)
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "my_decoders", raising=False)
     post = '\n[postprocessing]\ntype = "plugin"\nfunction = "my_decoders:decode"\n' \
            '[postprocessing.options]\nlogit = 0.0\n'
     manifest = _face_model(tmp_path, [(3, (0.1, 0.1, 0.2, 0.2)), (9, (0.1, 0.1, 0.2, 0.2))],
@@ -393,3 +394,4 @@ def test_plugin_hook_decodes_and_is_checked(tmp_path: Path,
         with pytest.raises(PluginError, match=message):
             check_model(manifest)
     assert "my_decoders" in sys.modules
+    del sys.modules["my_decoders"]  # another test's my_decoders must not find this one

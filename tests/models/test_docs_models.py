@@ -65,12 +65,13 @@ def test_plugin_example_and_its_function(tmp_path: Path) -> None:
     assert isinstance(manifest.postprocessing, PluginPostprocessing)
     assert manifest.postprocessing.options == {"min_chars": 5}
     code = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.DOTALL)[0]
-    (tmp_path / "my_decoders.py").write_text(code)
+    (tmp_path / "docs_plugin_example.py").write_text(code)
     sys.path.insert(0, str(tmp_path))
     try:
-        function = load_plugin("my_decoders:decode_plates")
+        function = load_plugin("docs_plugin_example:decode_plates")
     finally:
         sys.path.remove(str(tmp_path))
+        sys.modules.pop("docs_plugin_example", None)
     context = DecodeContext(labels=["plate"], input_size=(320, 320))
     result = function({"scores": np.array([[0.9, 0.2, 0.7]], np.float32)}, context)
     assert result == {"count": 2, "max_score": pytest.approx(0.9)}
