@@ -217,7 +217,7 @@ class MqttSink:
             self._client = client
             self._misc = loop.call_later(1.0, self._tick, gen)
             try:
-                reason, props = await asyncio.wait_for(asyncio.shield(self._connack),
+                reason, _props = await asyncio.wait_for(asyncio.shield(self._connack),
                                                        self.connect_timeout_s)
             except TimeoutError:
                 reason, _props = None, None

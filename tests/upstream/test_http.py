@@ -54,6 +54,7 @@ def test_http_sink_confirms_on_2xx_and_retries_500(tmp_path: Path) -> None:
             ids = [up.publish_event(type="rule", name="r", state="active", data={"i": i})
                    for i in range(30)]
             await wait_until(lambda: up.status()["sinks"]["http"]["delivered"] == 30)
+            await wait_until(lambda: up.status()["sinks"]["http"]["backlog"] == 0)
             got = [m["id"] for p in hook.posts for m in p["messages"]]
             assert got == ids and all(p["node"] == "n1" for p in hook.posts)
             return up.status()

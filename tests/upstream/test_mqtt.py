@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,8 @@ def test_acl_refusal_is_never_counted_delivered(
             await wait_until(lambda: up.status()["sinks"]["mqtt"]["refused"] >= 2,
                              what="event refused twice (retried)")
             assert ev not in subscriber.ids()
+            await wait_until(lambda: up.status()["sinks"]["mqtt"]["backlog"] == 1,
+                             what="the summary's ack on disk")
             return up.status()
         finally:
             await up.close(2.0)
@@ -176,3 +179,43 @@ def test_home_assistant_discovery(tmp_path: Path, broker: Mosquitto,
     msgs = configs()[:n]
     check_discovery({m.topic: m.json() for m in msgs}, node="n1",  # type: ignore[attr-defined]
                     pipelines=pipes)
+
+
+def test_snapshot_is_written_referenced_and_published_retained(
+        tmp_path: Path, broker: Mosquitto, subscriber: Subscriber) -> None:
+    import numpy as np
+
+    frame = np.zeros((48, 64, 3), np.uint8)
+    frame[10:30, 20:40] = 200
+
+    async def main() -> tuple[str, str, dict[str, object]]:
+        up = Upstream(node="n1", state_dir=tmp_path / "state", config=upstream_config(broker))
+        await up.start()
+        try:
+            name = up.attach_snapshot("door", frame, [(20, 10, 40, 30, "person", 0.9)])
+            assert name is not None
+            ev = up.publish_event(type="rule", name="r", state="active", pipeline="door",
+                                  snapshot=name)
+            await wait_until(lambda: any(m.topic == "edge/n1/snapshot/door"
+                                         for m in list(subscriber.messages)), what="jpeg")
+            return name, ev, up.status()
+        finally:
+            await up.close(2.0)
+
+    name, ev, status = asyncio.run(main())
+    jpeg = next(m for m in subscriber.messages if m.topic == "edge/n1/snapshot/door")
+    assert jpeg.payload[:2] == b"\xff\xd8"
+    assert (tmp_path / "state" / "snapshots" / name).read_bytes() == jpeg.payload
+    event = next(m.json() for m in subscriber.messages if m.topic == "edge/n1/event/door")
+    assert event["id"] == ev and event["snapshot"] == name
+    assert status["snapshots"]["files"] == 1  # type: ignore[index]
+    # a late subscriber still gets the latest snapshot: it is retained
+    late = Subscriber(broker, topics=("edge/n1/snapshot/#",))
+    try:
+        deadline = time.monotonic() + 5
+        while not late.messages:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert late.messages[0].retain and late.messages[0].payload == jpeg.payload
+    finally:
+        late.close()
