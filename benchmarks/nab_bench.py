@@ -25,6 +25,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, Protocol
@@ -192,7 +193,7 @@ DEFAULT_THRESHOLD = DetectorConfig().alarm_level
 
 #: Settings the leave-one-category-out protocol may choose from (the alarm level is
 #: the threshold a deployment fixes in advance; the warm-up its only other choice).
-LOCO_GRID = [
+LOCO_GRID: list[dict[str, Any]] = [
     {"alarm_level": al, "warmup_points": w}
     for al in (0.31, 0.4, 0.5)
     for w in (20, 24, 32)
@@ -205,6 +206,8 @@ LANDSCAPE: dict[str, list[Any]] = {
     "warmup_points": [16, 20, 24, 32, 48],
     "alarm_level": [0.31, 0.4, 0.5],
     "rest_s": [21600.0, 45000.0, 86400.0],
+    # the cap binds only below 5-minute sampling (none of the dev series): flat by design
+    "rest_max_intervals": [100, 150, 200],
     "breakthrough": [0.3, 0.5, 0.7],
     "rebin_bins": [20, 24, 32],
     "levels": [8, 10, 12],
@@ -236,6 +239,12 @@ def _default_score(corpus: list[Series], kw: dict[str, Any]) -> dict[str, Any]:
     return score_pair(corpus, sc, cfg.alarm_level)
 
 
+def _tune_score(category: str,
+                row: tuple[dict[str, Any], dict[str, dict[str, Any]]]) -> float:
+    """Fixed-threshold score of a LOCO table row on the categories other than ``category``."""
+    return float(row[1][category]["tune"]["default"])
+
+
 def leave_one_category_out(corpus: list[Series]) -> dict[str, Any]:
     """Tune on three categories (the setting of :data:`LOCO_GRID` with the best
     fixed-threshold score), score the fourth at that setting's fixed threshold."""
@@ -244,7 +253,7 @@ def leave_one_category_out(corpus: list[Series]) -> dict[str, Any]:
     table: list[tuple[dict[str, Any], dict[str, dict[str, Any]]]] = []
     for kw in LOCO_GRID:
         cfg = DetectorConfig(**kw)
-        sc, _ = run_detector(lambda cfg=cfg: AnomalyDetector(cfg), corpus)
+        sc, _ = run_detector(partial(AnomalyDetector, cfg), corpus)
         per = {}
         for c in cats:
             rest = [s for s in corpus if s.category != c]
@@ -253,7 +262,7 @@ def leave_one_category_out(corpus: list[Series]) -> dict[str, Any]:
         table.append((kw, per))
     folds = {}
     for c in cats:
-        kw, per = max(table, key=lambda row, c=c: row[1][c]["tune"]["default"])
+        kw, per = max(table, key=partial(_tune_score, c))
         test = per[c]["test"]
         folds[c] = {
             "chosen": kw,

@@ -36,11 +36,14 @@ contextual detectors, written from the description of the problem):
    decision *is* its output: no band of near-threshold points is left for a threshold
    sweep to pick from, and any threshold in ``(0, alarm_level]`` gives the same alarms.
 6. **Rest period.** After an alarm the detector reports 0 for ``rest_s`` of the
-   channel's own time (one anomaly episode gives one alarm, which is what rules and
-   NAB's scoring want). A clearly stronger event (closing ``breakthrough`` of the gap
-   between the alarm that started the rest and 1) is reported anyway and restarts it.
+   channel's own time, but for at most ``rest_max_intervals`` of its sample intervals
+   (one anomaly episode gives one alarm, which is what rules and NAB's scoring want;
+   12.5 h for 5-minute or slower data, 25 min for a 10-s reading). A clearly stronger
+   event (closing ``breakthrough`` of the gap between the alarm that started the rest
+   and 1) is reported anyway and restarts it.
 
-**No constant counted in samples.** The rest is in seconds; the horizon
+**No constant counted in samples alone.** The rest is in seconds (capped in
+intervals, so a fast channel is not blind for hours); the horizon
 (``horizon_fraction``) and the running mean's time constant (``baseline_fraction``)
 are shares of the channel's age, counted in *ticks* of the nominal interval learnt in
 warm-up: a point read after a gap of ``k`` intervals (an adaptive sampler skipping
@@ -110,9 +113,14 @@ class DetectorConfig:
     #: for the reported score: points that do not alarm report 0.
     alarm_level: float = 0.31
     #: Rest period after an alarm, in seconds of the channel's own clock (one anomaly
-    #: episode gives one alarm): 12.5 h, whatever the sampling interval (150 points of
-    #: 5-minute data, 12 hourly ones). 0: no time-based rest.
+    #: episode gives one alarm): 12.5 h (150 points of 5-minute data, 12 hourly ones),
+    #: but at most ``rest_max_intervals`` sample intervals. 0: no time-based rest.
     rest_s: float = 45000.0
+    #: Cap on ``rest_s`` in nominal sample intervals, so that a fast channel's rest
+    #: lasts as many of its own samples as a 5-minute channel's at most: 25 min for a
+    #: 10-s node reading, not 12.5 h in which a real fault would be hidden. It never
+    #: binds at 5-minute or slower sampling. None: ``rest_s`` alone.
+    rest_max_intervals: int | None = 150
     #: Rest period as a share of the channel's age at the alarm (an episode that scales
     #: with how long the channel has been watched); with ``rest_s`` too, the longer.
     rest_fraction: float = 0.0
@@ -153,6 +161,8 @@ class DetectorConfig:
             (0.0 < self.alarm_level <= 1.0, "alarm_level must be in (0, 1]"),
             (0.0 <= self.rest_fraction < 1.0, "rest_fraction must be in [0, 1)"),
             (self.rest_s >= 0.0 and math.isfinite(self.rest_s), "rest_s must be >= 0"),
+            (self.rest_max_intervals is None or self.rest_max_intervals >= 0,
+             "rest_max_intervals must be >= 0"),
             (self.rest_points is None or self.rest_points >= 0, "rest_points must be >= 0"),
             (self.baseline_fraction > 0.0, "baseline_fraction must be > 0"),
             (self.baseline_alpha is None or 0.0 <= self.baseline_alpha < 1.0,
@@ -365,7 +375,10 @@ class AnomalyDetector:
             return cfg.rest_points
         rest = cfg.rest_fraction * age
         if cfg.rest_s and self._dt > 0.0:
-            rest = max(rest, cfg.rest_s / self._dt)
+            timed = cfg.rest_s / self._dt
+            if cfg.rest_max_intervals is not None:
+                timed = min(timed, float(cfg.rest_max_intervals))
+            rest = max(rest, timed)
         return int(rest)
 
     def _count_flat(self, value: float) -> None:

@@ -339,3 +339,24 @@ def test_reported_score_is_the_alarm_decision() -> None:
         assert s == 0.0 or s >= level
         raws.append(det.last_raw)
     assert any(0.0 < r < level for r in raws)  # the raw score does vary below it
+
+
+def test_a_fast_channel_rests_for_its_own_intervals_not_for_hours() -> None:
+    """A 10-s reading: an excursion soon after warm-up alarms; a fault one hour later
+    must alarm too. The 12.5 h rest is capped at ``rest_max_intervals`` (25 min here),
+    so it has ended; without the cap an early alarm hides the fault."""
+    cfg = DetectorConfig(breakthrough=1.0)
+    assert cfg.rest_max_intervals is not None
+    values = _noise(800)
+    values[200] = 16.0  # an early alarm starts a rest period
+    values[560] = 40.0  # the fault, 1 h later
+    capped = _run_at(values, cfg, 10.0)
+    assert capped[200] >= cfg.alarm_level
+    assert max(capped[201 : 200 + cfg.rest_max_intervals]) == 0.0  # resting meanwhile
+    assert capped[560] >= cfg.alarm_level
+    uncapped = _run_at(values, DetectorConfig(breakthrough=1.0, rest_max_intervals=None), 10.0)
+    assert max(uncapped[:200]) >= cfg.alarm_level  # a noise tail alarms first ...
+    assert uncapped[560] == 0.0  # ... and its 12.5 h rest hides the fault
+    # at 5-minute sampling the cap does not bind: the rest is still 12.5 h (150 points)
+    at_5_min = DetectorConfig(breakthrough=1.0, rest_max_intervals=None)
+    assert _run_at(values, cfg, 300.0) == _run_at(values, at_5_min, 300.0)

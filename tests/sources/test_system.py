@@ -157,8 +157,6 @@ sys_root = "{root}/sys"
 id = "node-temperature"
 source = "node"
 detector = "anomaly"
-# a node's episodes are minutes long: rest 10 min after an alarm, not the default 12.5 h
-detector_params = {{ rest_s = 600.0 }}
 [[pipelines.rules]]
 id = "node-unwell"
 field = "score"
