@@ -206,7 +206,7 @@ LANDSCAPE: dict[str, list[Any]] = {
     "warmup_points": [16, 20, 24, 32, 48],
     "alarm_level": [0.31, 0.4, 0.5],
     "rest_s": [21600.0, 45000.0, 86400.0],
-    # the cap binds only below 5-minute sampling (none of the dev series): flat by design
+    # at 150 or more the cap does not bind on 5-minute or slower data (all dev series)
     "rest_max_intervals": [100, 150, 200],
     "breakthrough": [0.3, 0.5, 0.7],
     "rebin_bins": [20, 24, 32],
