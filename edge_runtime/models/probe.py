@@ -8,10 +8,10 @@ on zeros. A crash there becomes a :class:`~edge_runtime.errors.ModelCrashError`;
 a clean refusal keeps its typed error. The verdict is cached by the file's sha256
 and the engine version, so the probe costs its ~0.3 s once per file.
 
-The child hashes the bytes it reads and probes a private copy of exactly those, and
-only when they are the bytes the caller hashed; so a file replaced while it is being
-checked can never leave a verdict for bytes that were not probed. ``load_model`` hashes
-the file again after the engine has loaded it, for the same reason.
+The file is copied to a private folder while it is hashed, and the child probes that
+copy, only when its bytes are the ones the caller hashed: a file replaced while it is
+being checked can never leave a verdict for bytes that were not probed. ``load_model``
+hashes the file again after the engine has loaded it, for the same reason.
 
 The cache is a JSON file in ``EDGE_RUNTIME_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/edge-runtime``, else ``~/.cache/edge-runtime``; writes are atomic.
@@ -20,6 +20,7 @@ The cache is a JSON file in ``EDGE_RUNTIME_CACHE_DIR``, else
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -90,22 +91,13 @@ def check_model_file(
             return
         raise _error_from(str(verdict.get("kind")), str(verdict.get("message")))
 
-    cmd = [sys.executable, "-m", "edge_runtime.models.probe", str(path), fmt, sha256]
-    try:
-        proc = subprocess.run(
-            cmd,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        # Not cached: a slow board under load may do better next time.
-        raise ModelError(
-            f"{path.name}: loading took longer than {timeout_s:.0f} s in the safety probe",
-            hint="the model may be too large for this device; try a smaller or quantized model",
-        ) from exc
+    with tempfile.TemporaryDirectory(prefix="edge-probe-") as folder:
+        copy = Path(folder) / path.name
+        if _copy_and_hash(path, copy) != sha256:
+            # Not the bytes the caller hashed (being copied or replaced): nothing is
+            # probed, nothing cached for either.
+            raise changed_while_loading(path)
+        proc = _run_child(copy, path, fmt, timeout_s)
     if proc.returncode < 0:
         sig = signal.Signals(-proc.returncode).name
         result: dict[str, Any] = {
@@ -123,16 +115,41 @@ def check_model_file(
                 "message": f"{path.name}: the {fmt} backend exited with code "
                 f"{proc.returncode} loading this file",
             }
-    if result.pop("sha256", sha256) != sha256:
-        # The file changed between the caller's hash and the child's read: nothing was
-        # probed, and nothing is cached for either set of bytes.
-        raise changed_while_loading(path)
     cache[key] = result
     _write_cache(cache)
     if not result.get("ok"):
         if result.get("kind") == "ModelCrashError":
             raise ModelCrashError(str(result["message"]))
         raise _error_from(str(result.get("kind")), str(result.get("message")))
+
+
+def _copy_and_hash(src: Path, dst: Path, chunk_bytes: int = 1 << 20) -> str:
+    """Copy ``src`` to ``dst`` and return the sha256 of exactly the bytes copied."""
+    digest = hashlib.sha256()
+    try:
+        with src.open("rb") as fin, dst.open("wb") as fout:
+            while chunk := fin.read(chunk_bytes):
+                digest.update(chunk)
+                fout.write(chunk)
+    except OSError as exc:
+        raise ModelError(f"{src.name}: cannot copy it for the safety probe ({exc.strerror})",
+                         hint="check the free space in the temporary folder ($TMPDIR)"
+                         ) from exc
+    return digest.hexdigest()
+
+
+def _run_child(copy: Path, path: Path, fmt: str, timeout_s: float
+               ) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "edge_runtime.models.probe", str(copy), fmt]
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
+                              stdin=subprocess.DEVNULL, check=False)
+    except subprocess.TimeoutExpired as exc:
+        # Not cached: a slow board under load may do better next time.
+        raise ModelError(
+            f"{path.name}: loading took longer than {timeout_s:.0f} s in the safety probe",
+            hint="the model may be too large for this device; try a smaller or quantized model",
+        ) from exc
 
 
 def changed_while_loading(path: Path) -> ModelError:
@@ -161,29 +178,14 @@ def _invoke_bare_tflite(path: Path) -> None:
         interpreter.invoke()
 
 
-def _child(path: Path, fmt: str, expected_sha256: str) -> dict[str, Any]:
-    """Load and run once; report a typed refusal, or ok. A crash never returns.
-
-    The file is read once and a private copy of those bytes is probed; the reply
-    carries their sha256 so the parent caches the verdict for what was probed.
-    """
-    import hashlib
-
-    data = path.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != expected_sha256:
-        return {"ok": False, "sha256": digest}  # not probed: the parent hashed other bytes
-    with tempfile.TemporaryDirectory(prefix="edge-probe-") as folder:
-        copy = Path(folder) / path.name
-        copy.write_bytes(data)
-        del data
-        try:
-            verdict = _probe(copy, fmt)
-        except MemoryError:
-            verdict = {"ok": False, "kind": "ModelError",
-                       "message": f"{path.name}: ran out of memory loading or running this "
-                       "model once (the safety probe)"}
-    return {**verdict, "sha256": digest}
+def _child(path: Path, fmt: str) -> dict[str, Any]:
+    """Load and run once; report a typed refusal, or ok. A crash never returns."""
+    try:
+        return _probe(path, fmt)
+    except MemoryError:
+        return {"ok": False, "kind": "ModelError",
+                "message": f"{path.name}: ran out of memory loading or running this model "
+                "once (the safety probe)"}
 
 
 def _probe(path: Path, fmt: str) -> dict[str, Any]:
@@ -204,9 +206,9 @@ def _probe(path: Path, fmt: str) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    """Child entry point: ``python -m edge_runtime.models.probe PATH FORMAT SHA256``."""
-    path, fmt, sha256 = Path(argv[0]), argv[1], argv[2]
-    print(json.dumps(_child(path, fmt, sha256)), flush=True)
+    """Child entry point: ``python -m edge_runtime.models.probe PATH FORMAT``."""
+    path, fmt = Path(argv[0]), argv[1]
+    print(json.dumps(_child(path, fmt)), flush=True)
     return 0
 
 
