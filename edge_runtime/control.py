@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import socket
+import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -46,33 +47,81 @@ def _socket_alive(path: Path) -> bool:
         return True
 
 
+#: Longest socket path the kernel takes (``sun_path`` is 108 bytes with its NUL).
+MAX_SOCKET_PATH_BYTES = 107
+
+
 def _bind(path: Path) -> socket.socket:
     """Blocking (executor): a Unix socket bound to ``path`` with mode 0600, not listening.
 
-    Makes the folder and replaces a stale file. The mode is set before ``listen``, and a
-    socket that does not listen refuses every connection, so there is no moment when
-    another user could talk to it (and no process-wide umask to change under threads).
+    Makes the folder (0750) and replaces a stale socket a crashed daemon left. Refuses,
+    with one clear error each: a path the kernel cannot bind (over 107 bytes), a folder
+    other users may write to (they could squat the path), and anything at the path that
+    is not a socket (a regular file is never deleted; a symlink is never followed or
+    removed). The mode is set before ``listen``, and a socket that does not listen
+    refuses every connection, so there is no moment when another user could talk to it
+    (and no process-wide umask to change under threads).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() or path.is_symlink():
-        if _socket_alive(path):
-            raise DaemonError(f"another daemon is already listening on {path}",
-                              hint="stop it first, or give this one another node.control_socket")
-        path.unlink()
+    hint = "set node.control_socket to a path in a folder only this user may write"
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH_BYTES:
+        raise DaemonError(f"control socket path {path} is {len(os.fsencode(path))} bytes, "
+                          f"over the {MAX_SOCKET_PATH_BYTES} a Unix socket may have",
+                          hint="set node.control_socket to a shorter path")
+    try:
+        path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+        folder = path.parent.stat()
+    except OSError as exc:
+        raise DaemonError(f"cannot create the control socket's folder {path.parent}: "
+                          f"{exc.strerror}", hint=hint) from exc
+    if folder.st_mode & stat.S_IWOTH:
+        raise DaemonError(f"the control socket's folder {path.parent} may be written by "
+                          "every user (another could put its own socket there)", hint=hint)
+    try:
+        existing = path.lstat()
+    except FileNotFoundError:
+        existing = None
+    if existing is not None:
+        kind = existing.st_mode
+        if stat.S_ISSOCK(kind):
+            if _socket_alive(path):
+                raise DaemonError(f"another daemon is already listening on {path}",
+                                  hint="stop it first, or give this one another "
+                                  "node.control_socket")
+            path.unlink()  # a stale socket of a daemon that died
+        else:
+            what = ("a folder" if stat.S_ISDIR(kind) else "a symlink" if stat.S_ISLNK(kind)
+                    else "a file that is not a socket")
+            raise DaemonError(f"{path} is {what}; the control socket will not replace it",
+                              hint="move it away, or set node.control_socket elsewhere")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(str(path))
         os.chmod(path, 0o600)
+        st = path.lstat()
+        _bound[str(path)] = (st.st_dev, st.st_ino, st.st_ctime_ns)
+    except OSError as exc:
+        sock.close()
+        raise DaemonError(f"cannot create the control socket {path}: {exc.strerror}",
+                          hint=hint) from exc
     except BaseException:
         sock.close()
         raise
     return sock
 
 
+#: The socket files this process bound, path -> (device, inode, ctime): only those are
+#: removed (the ctime tells a new file from ours when the inode number is reused).
+_bound: dict[str, tuple[int, int, int]] = {}
+
+
 def remove_socket_file(path: Path) -> None:
-    """Blocking (executor): remove the socket file a stopped server leaves behind."""
+    """Blocking (executor): remove the socket file a stopped server leaves behind, if it
+    is still the one this process bound (never another daemon's that replaced it)."""
+    identity = _bound.pop(str(path), None)
     with contextlib.suppress(OSError):
-        path.unlink()
+        st = path.lstat()
+        if identity == (st.st_dev, st.st_ino, st.st_ctime_ns):
+            path.unlink()
 
 
 async def start_server(path: Path, handler: Handler) -> asyncio.Server:

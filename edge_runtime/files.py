@@ -13,7 +13,11 @@ is deliberate:
 - a **directory** is refused with :class:`FileWriteError`;
 - on any error the temporary file is removed.
 
-It blocks (disk I/O): call it from an executor in async code.
+:func:`state_folder` creates the node's state folder (0750) and tells which mode the
+files in it get: 0600, or 0640 when the folder belongs to another group than the
+daemon's (a group the operator set up so that others may read the node's files).
+
+Both block (disk I/O): call them from an executor in async code.
 """
 
 from __future__ import annotations
@@ -67,6 +71,25 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644
         raise FileWriteError(f"{target}: cannot write ({_reason(exc)})") from exc
     _fsync_folder(folder)
     return resolved
+
+
+#: Mode of a state folder the runtime creates: the group may look, others may not.
+STATE_FOLDER_MODE = 0o750
+
+
+def state_folder(path: str | os.PathLike[str]) -> int:
+    """Create ``path`` (and its parents) as a state folder if missing; return the mode
+    its files should get: 0o640 when the folder's group is not the process's (the
+    operator shares the node's files with a group), else 0o600."""
+    folder = Path(path)
+    try:
+        folder.mkdir(mode=STATE_FOLDER_MODE, parents=True, exist_ok=True)
+        st = folder.stat()
+    except OSError as exc:
+        raise FileWriteError(f"cannot create the state folder {folder} ({_reason(exc)})",
+                             hint="set node.state_dir to a folder this user may write, "
+                             "e.g. /var/lib/edge-runtime") from exc
+    return 0o640 if st.st_gid != os.getegid() else 0o600
 
 
 def _write_through(target: Path, resolved: Path, data: bytes) -> None:

@@ -29,7 +29,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from edge_runtime.errors import ActionError
+from edge_runtime.errors import ActionError, FileWriteError
+from edge_runtime.files import state_folder
 from edge_runtime.pipelines.rules import Transition
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,8 @@ class GpioOutputAction(Action):
 class EventLog:
     """Append-only JSONL event file with fsync and a size bound (rotation).
 
-    The file is created mode 0600 (events may say where things are). At open a torn
+    The file is created mode 0600 (events may say where things are; 0640 when the
+    state folder belongs to a group the operator shares it with). At open a torn
     last line (a power cut mid-write) is cut off, so the next append starts on a line
     of its own. A write that fails leaves no partial line behind. When the disk is
     full, the oldest rotated files are deleted, then the current file rotated away, to
@@ -179,17 +181,20 @@ class EventLog:
         self._encoder = msgspec.json.Encoder()
         self._error_log: dict[str, tuple[float, int]] = {}
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file_mode = state_folder(self.path.parent)
             self._fh = self._open_file()
         except OSError as exc:
-            raise ActionError(f"cannot open event log {self.path}: {exc.strerror}",
+            why = exc.message if isinstance(exc, FileWriteError) else exc.strerror
+            raise ActionError(f"cannot open event log {self.path}: {why}",
                               hint="check that the state folder is writable") from exc
         self._thread = threading.Thread(target=self._run, name="event-log", daemon=True)
         self._thread.start()
 
     def _open_file(self) -> Any:
-        """Open for appending (0600), after cutting off a torn last line."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        """Open for appending (0600, or 0640 in a shared group's state folder), after
+        cutting off a torn last line."""
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+        fd = os.open(self.path, flags, self._file_mode)
         fh = os.fdopen(fd, "ab")
         size = os.fstat(fd).st_size
         good = _last_line_end(fd, size)

@@ -57,7 +57,8 @@ import msgspec
 
 from edge_runtime.config import Config, load_config
 from edge_runtime.control import remove_socket_file, start_server
-from edge_runtime.errors import EdgeRuntimeError
+from edge_runtime.errors import EdgeRuntimeError, FileWriteError
+from edge_runtime.files import state_folder, write_atomic
 from edge_runtime.health import HealthMonitor
 from edge_runtime.pipelines.build import Runtime, build_runtime
 from edge_runtime.pipelines.pipeline import Pipeline
@@ -616,14 +617,14 @@ class Daemon:
 
 
 def _write_summary(config: Config, summary: dict[str, Any]) -> None:
-    """Blocking (executor): write ``<state_dir>/summary.json`` atomically."""
+    """Blocking (executor): write ``<state_dir>/summary.json`` atomically, mode 0600
+    (0640 when the state folder belongs to a shared group); a failure (a full disk) is
+    logged, never raised: the stop goes on."""
     path = config.state_dir / "summary.json"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_bytes(msgspec.json.format(msgspec.json.encode(summary)))
-        tmp.replace(path)
-    except OSError as exc:
+        mode = state_folder(config.state_dir)
+        write_atomic(path, msgspec.json.format(msgspec.json.encode(summary)), mode=mode)
+    except FileWriteError as exc:
         log.warning("cannot write %s: %s", path, exc)
 
 
