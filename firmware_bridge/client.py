@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -139,6 +140,10 @@ class BridgeStats:
     device_tx_dropped: int = 0
     commands_sent: int = 0
     command_retries: int = 0
+    #: Sample frames that do not fit the device's HELLO (another width, or a channel it
+    #: did not announce): not delivered. The firmware changed under an open port, so a
+    #: fresh HELLO is asked for (at most once a second) and taken as a restart.
+    frames_misfit: int = 0
     channels: dict[int, ChannelStats] = field(default_factory=dict)
 
     def channel(self, channel: int) -> ChannelStats:
@@ -194,6 +199,8 @@ class BridgeClient:
         self._transport: SerialTransport | None = None
         self._hello: Hello | None = None
         self._hello_waiter: asyncio.Future[Hello] | None = None
+        #: When a HELLO was last asked for because frames did not fit (monotonic s).
+        self._hello_asked_s = -math.inf
         self._connected = asyncio.Event()
         #: The root task holding the task group; None until start().
         self._root: asyncio.Task[None] | None = None
@@ -739,6 +746,12 @@ class BridgeClient:
         self._spawn(self._apply_desired(), "firmware_bridge.reapply_settings")
 
     def _on_samples(self, msg: SampleBatch | EnvelopeBatch, now_s: float) -> None:
+        hello = self._hello
+        if hello is not None:
+            announced = hello.channel(msg.channel)
+            if announced is None or announced.width != msg.width:
+                self._misfit(msg, announced)
+                return
         stats = self.stats.channel(msg.channel)
         stats.frames_received += 1
         stats.samples_received += msg.count
@@ -780,6 +793,23 @@ class BridgeClient:
         for sub in self._subscribers:
             if sub.channel is None or sub.channel == msg.channel:
                 self._offer(sub, batch)
+
+    def _misfit(self, msg: SampleBatch | EnvelopeBatch, announced: ChannelInfo | None) -> None:
+        """A sample frame the HELLO does not describe: count it, say so (rate-limited),
+        and ask the device to describe itself again."""
+        self.stats.frames_misfit += 1
+        n = self.stats.frames_misfit
+        if n == 1 or n % 100 == 0:
+            said = (f"{announced.width} values per sample" if announced is not None
+                    else "no such channel")
+            _log.warning("%s: channel %d sent %d values per sample but its HELLO says %s "
+                         "(firmware changed?); %d such frame(s) dropped, asking for a new "
+                         "HELLO", self._target(), msg.channel, msg.width, said, n)
+        now = time.monotonic()
+        transport = self._transport
+        if transport is not None and now - self._hello_asked_s >= 1.0:
+            self._hello_asked_s = now
+            transport.write(encode_frame(GetHello(), self._next_seq()))
 
     def _offer(self, sub: _Subscriber, batch: _Batch | None) -> None:
         queue = sub.queue

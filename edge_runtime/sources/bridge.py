@@ -125,6 +125,7 @@ def link_counters(client: BridgeClient, channel: int) -> dict[str, int]:
     ch = stats.channels.get(channel) or ChannelStats()
     return {
         "frames_lost": stats.frames_lost,
+        "frames_misfit": stats.frames_misfit,
         "samples_received": ch.samples_received,
         "samples_lost": ch.samples_lost,
         "samples_dropped_host": ch.samples_dropped_host,
@@ -285,6 +286,15 @@ class BridgeSource(AsyncSource):
         stats = self.stats
         vi = self._value_index
         async for batch in client.sample_batches(self._channel_id):
+            if len(batch[-1].values) <= vi:
+                # A new HELLO (changed firmware) made the channel narrower than the
+                # configured value_index: count it and wait for a layout that fits.
+                stats.errors += 1
+                stats.last_error = (f"channel has {len(batch[-1].values)} value(s) per "
+                                    f"sample now; value_index {vi} is outside it")
+                if stats.errors == 1 or stats.errors % 100 == 0:
+                    _log.warning("source %r: %s", self.source_id, stats.last_error)
+                continue
             newest = batch[-1]
             # Latest wins: only the newest of a frame is offered; the rest count as dropped,
             # but their values (or the device's min/max of them) widen its envelope.
