@@ -41,6 +41,7 @@ def _probe(args: argparse.Namespace) -> int:
 
     import msgspec
 
+    from edge_runtime.cli.printable import printable
     from edge_runtime.errors import CliUsageError
     from edge_runtime.sources.bridge import translate_error
     from firmware_bridge.client import BridgeClient
@@ -74,15 +75,17 @@ def _probe(args: argparse.Namespace) -> int:
         doc = {"port": path, "protocol_version": PROTOCOL_VERSION, **msgspec.to_builtins(hello)}
         print(json.dumps(doc, indent=2))
         return 0
-    print(f"port      {path}")
-    print(f"firmware  {hello.firmware} {hello.firmware_version}")
+    # Every string here came from the device: escaped, so it cannot drive the terminal.
+    print(f"port      {printable(path)}")
+    print(f"firmware  {printable(hello.firmware)} {printable(hello.firmware_version)}")
     print(f"protocol  {PROTOCOL_VERSION}")
     print("channels:")
-    width = max((len(c.name) for c in hello.channels), default=4)
-    for c in hello.channels:
+    names = [printable(c.name) for c in hello.channels]
+    width = max((len(n) for n in names), default=4)
+    for c, name in zip(hello.channels, names, strict=True):
         values = "" if c.width == 1 else f" x{c.width}"
         print(
-            f"  {c.channel:3d}  {c.name:<{width}}  {c.unit}{values}  "
+            f"  {c.channel:3d}  {name:<{width}}  {printable(c.unit)}{values}  "
             f"rate {c.rate_hz:g} Hz (max {c.max_rate_hz:g} Hz)"
         )
     return 0
