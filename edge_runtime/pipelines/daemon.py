@@ -48,7 +48,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -298,6 +298,28 @@ class Daemon:
             await asyncio.wait_for(self._gen_stop.wait(), seconds)
         return self._gen_stop.is_set()
 
+    async def _unless_stopped(self, work: Awaitable[None]) -> bool:
+        """Await ``work`` unless this generation stops first: then cancel it and return
+        False. Opening a device that never answers must not hold a stop up. (A blocking
+        open in the read pool finishes in its thread; the source's lock makes the
+        stopper's close wait for it.)"""
+        task = asyncio.ensure_future(work)
+        stop = asyncio.ensure_future(self._gen_stop.wait())
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        finally:
+            stop.cancel()
+        if task.done():
+            task.result()  # its error, if any
+            return True
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        return False
+
     async def _open_source(self, pipes: list[Pipeline]) -> bool:
         """Open the source of ``pipes`` (retrying with backoff); False if stopped first.
 
@@ -311,13 +333,16 @@ class Daemon:
         retry_s = OPEN_RETRY_MIN_S
         while not self._gen_stop.is_set():
             try:
-                await source.aopen()
-                return True
-            except EdgeRuntimeError as exc:
+                # False: stopped while opening (a device that never answers).
+                return await self._unless_stopped(source.aopen())
+            except Exception as exc:  # any failure stays with this source, and is retried
+                message = str(exc) if isinstance(exc, EdgeRuntimeError) else (
+                    f"opening source {source.source_id!r} failed: {type(exc).__name__}: {exc}")
                 for pipe in pipes:
                     pipe.stats.errors += 1
-                    pipe.stats.last_error = str(exc)
-                self._errors.error(f"open-{source.source_id}", "pipeline %s: %s", names, exc)
+                    pipe.stats.last_error = message
+                self._errors.error(f"open-{source.source_id}", "pipeline %s: %s", names,
+                                   message)
                 if await self._sleep_unless_stopped(retry_s):
                     return False
                 retry_s = min(OPEN_RETRY_MAX_S, retry_s * 2)
