@@ -65,7 +65,7 @@ from edge_runtime.pipelines.pipeline import Pipeline
 from edge_runtime.pipelines.shared import SharedSource
 from edge_runtime.pipelines.workers import READ_TIMEOUT_S, RateLimitedLog, SharedReader, Worker
 from edge_runtime.sampling.controller import Budget
-from edge_runtime.sources.base import Source
+from edge_runtime.sources.base import Sample, Source
 
 log = logging.getLogger(__name__)
 #: What ``edge-runtime run`` prints at its default verbosity (cli/run.py turns it on at
@@ -373,11 +373,11 @@ class Daemon:
             started = time.monotonic()
             try:
                 sample = await source.aread(0.0)
-            except EdgeRuntimeError as exc:  # a bad read must not end a 24/7 pipeline
+            except Exception as exc:  # a bad read must not end a 24/7 pipeline
                 self._read_failed(source, [pipe], exc)
                 sample = None
             if sample is not None:
-                pipe.decide(sample, pipe.infer(sample))
+                self._step_on_loop(pipe, sample)
             wait_s = pipe.controller.period_s - (time.monotonic() - started)
             if await self._sleep_unless_stopped(wait_s):
                 return
@@ -425,7 +425,7 @@ class Daemon:
             started = time.monotonic()
             try:
                 sample = await source.aread(0.0)
-            except EdgeRuntimeError as exc:
+            except Exception as exc:  # a bad read must not end the source's pipelines
                 self._read_failed(source, shared.pipelines, exc)
                 sample = None
             if sample is not None:
@@ -434,9 +434,24 @@ class Daemon:
                     assert pipe.tap is not None
                     due = pipe.tap.get(0.0)
                     if due is not None:
-                        pipe.decide(due, pipe.infer(due))
+                        self._step_on_loop(pipe, due)
             if await self._sleep_unless_stopped(shared.period_s - (time.monotonic() - started)):
                 return
+
+    def _step_on_loop(self, pipe: Pipeline, sample: Sample) -> None:
+        """Infer and decide one sample on the loop; an error (a detector that overflows
+        on a value of 1e308, a bug in a user's detector) is counted against this
+        pipeline and logged rate-limited, and the pipeline goes on with the next."""
+        try:
+            pipe.decide(sample, pipe.infer(sample))
+        except Exception as exc:
+            self._pipeline_failed(pipe, exc)
+
+    def _pipeline_failed(self, pipe: Pipeline, exc: BaseException) -> None:
+        pipe.stats.errors += 1
+        pipe.stats.last_error = f"{type(exc).__name__}: {exc}"
+        self._errors.error(f"infer-{pipe.pipeline_id}", "pipeline %r: %s", pipe.pipeline_id,
+                           pipe.stats.last_error)
 
     def _read_failed(self, source: Source, pipes: list[Pipeline], exc: Exception) -> None:
         """Count a failed read on the loop against the source and each pipeline reading it
@@ -462,12 +477,13 @@ class Daemon:
             for kind, sample, step, exc in await worker.next_batch():
                 if kind == "result":
                     assert sample is not None and step is not None
-                    pipe.decide(sample, step)
+                    try:
+                        pipe.decide(sample, step)
+                    except Exception as error:  # a bad result must not end the pipeline
+                        self._pipeline_failed(pipe, error)
                 elif kind == "error":
-                    pipe.stats.errors += 1
-                    pipe.stats.last_error = f"{type(exc).__name__}: {exc}"
-                    self._errors.error(f"infer-{pipe.pipeline_id}", "pipeline %r: %s",
-                                       pipe.pipeline_id, pipe.stats.last_error)
+                    assert exc is not None
+                    self._pipeline_failed(pipe, exc)
                 elif kind == "end":
                     log.info("pipeline %r: source %r has ended", pipe.pipeline_id,
                              pipe.source.source_id)
