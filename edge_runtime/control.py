@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import stat
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -162,21 +163,38 @@ async def start_server(path: Path, handler: Handler) -> asyncio.Server:
         raise
 
 
+#: Longest reply the client reads (bytes): a status of hundreds of pipelines is well
+#: under 1 MiB; whatever sends more is not a daemon of ours.
+MAX_REPLY_BYTES = 16 << 20
+
+
 def request(path: str | Path, cmd: str = "status", *, timeout_s: float = 3.0,
             **params: Any) -> dict[str, Any]:
-    """Send one command to a running daemon and return its reply (blocking client)."""
+    """Send one command to a running daemon and return its reply (blocking client).
+
+    Bounded: the whole exchange takes at most ``timeout_s`` and a reply at most
+    :data:`MAX_REPLY_BYTES`, whatever is listening on the socket.
+    """
     path = Path(path)
+    deadline = time.monotonic() + timeout_s
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout_s)
         try:
             s.connect(str(path))
             s.sendall(msgspec.json.encode({"cmd": cmd, **params}) + b"\n")
             chunks: list[bytes] = []
+            size = 0
             while not chunks or not chunks[-1].endswith(b"\n"):
+                s.settimeout(max(0.001, deadline - time.monotonic()))
                 chunk = s.recv(65536)
                 if not chunk:
                     break
                 chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_REPLY_BYTES:
+                    raise DaemonError(f"the daemon at {path} sent a reply over "
+                                      f"{MAX_REPLY_BYTES >> 20} MiB; is it an edge-runtime "
+                                      "daemon?")
         except FileNotFoundError as exc:
             raise DaemonError(f"no daemon control socket at {path}") from exc
         except (ConnectionRefusedError, TimeoutError, OSError) as exc:

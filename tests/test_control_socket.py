@@ -8,6 +8,8 @@ import asyncio
 import os
 import socket
 import stat
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +126,44 @@ def test_summary_and_event_log_are_private_in_a_0750_state_folder(tmp_path: Path
         (state / "summary.json").unlink()
         _write_summary(config, {"stopped": True})
         assert stat.S_IMODE((state / "summary.json").stat().st_mode) == 0o640
+
+
+def _hostile_server(path: Path, behaviour: str) -> tuple[socket.socket, threading.Thread]:
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(4096)
+            try:
+                if behaviour == "endless":
+                    block = b"x" * 65536
+                    for _ in range(400):  # 25 MiB at most, never a newline
+                        conn.sendall(block)
+                else:  # "drip": one byte every 50 ms, for ever (until the client leaves)
+                    for _ in range(200):
+                        conn.sendall(b"{")
+                        time.sleep(0.05)
+            except OSError:
+                pass  # the client gave up: that is the point
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    return server, thread
+
+
+@pytest.mark.parametrize("behaviour", ["endless", "drip"])
+def test_the_status_client_is_bounded_whatever_answers(tmp_path: Path, behaviour: str) -> None:
+    path = tmp_path / "control.sock"
+    server, thread = _hostile_server(path, behaviour)
+    started = time.monotonic()
+    try:
+        with pytest.raises(DaemonError, match=r"over 16 MiB|cannot talk"):
+            request(path, timeout_s=1.0)
+    finally:
+        elapsed_s = time.monotonic() - started
+        thread.join(15)
+        server.close()
+    assert elapsed_s < 5.0
