@@ -14,15 +14,17 @@ whose message starts with the key path, e.g.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import logging
 import math
 import os
 import re
 import socket
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 
@@ -31,6 +33,68 @@ from edge_runtime.errors import ConfigError
 if TYPE_CHECKING:
     from edge_runtime.anomaly.forecast import TrendForecaster
     from edge_runtime.anomaly.protocols import Detector
+
+# --- numeric bounds -----------------------------------------------------------------------
+# Every number in the file has a range, which msgspec checks while decoding, so the error
+# names the key path. TOML has ``nan`` and ``inf`` literals: a lower bound refuses NaN (any
+# comparison with it is false) and an upper bound refuses inf. Each bound's description
+# says why; the error quotes it. Cross-field rules (min <= max) are in check_config.
+
+#: The longest hold, debounce, pulse or retry pause: a week. Longer is a misplaced unit
+#: (hours written as seconds), and every such wait must stay finite.
+WEEK_S = 7 * 86400.0
+#: The longest forecast horizon and fit half-life: a year (predictive maintenance).
+YEAR_S = 366 * 86400.0
+#: Largest magnitude of a value on a channel's own scale: far past any sensor's range.
+VALUE_LIMIT = 1e15
+
+Finite = Annotated[float, msgspec.Meta(
+    ge=-VALUE_LIMIT, le=VALUE_LIMIT,
+    description="a value on the channel's scale: any finite number (nan and inf mean "
+                "nothing to compare with)")]
+Positive = Annotated[float, msgspec.Meta(
+    gt=0, le=VALUE_LIMIT, description="a positive finite factor (it divides or scales)")]
+Fraction = Annotated[float, msgspec.Meta(ge=0, le=1, description="a share, 0 to 1")]
+TimeoutSeconds = Annotated[float, msgspec.Meta(
+    gt=0, le=600.0,
+    description="a bounded wait: more than 10 minutes is no bound (systemd gives a unit "
+                "90 s to stop)")]
+PositiveSeconds = Annotated[float, msgspec.Meta(
+    gt=0, le=WEEK_S, description="a duration, at most a week: longer is a misplaced unit, "
+                                 "and the timer behind it must stay finite")]
+DelaySeconds = Annotated[float, msgspec.Meta(
+    ge=0, le=WEEK_S, description="a hold, debounce or cooldown: 0 (none) up to a week; "
+                                 "longer is a misplaced unit")]
+HorizonSeconds = Annotated[float, msgspec.Meta(
+    gt=0, le=YEAR_S, description="a forecast span, at most a year")]
+IntervalSeconds = Annotated[float, msgspec.Meta(
+    ge=0.05, le=86400.0,
+    description="a periodic task's interval: each run reads /proc and /sys, so at least "
+                "50 ms apart (faster is a busy loop on a Pi), at most a day")]
+RateHz = Annotated[float, msgspec.Meta(
+    ge=1 / 86400, le=1000.0,
+    description="samples per second: at least one a day, at most 1 kHz (the daemon "
+                "handles one sample at a time; a bridge device's envelope keeps what "
+                "falls between reads)")]
+Count = Annotated[int, msgspec.Meta(
+    ge=0, le=1_000_000, description="a number of samples, at most a million (memory)")]
+ByteSize = Annotated[int, msgspec.Meta(
+    gt=0, le=1 << 40, description="a disk cap: more than 0, at most 1 TiB (more than any "
+                                  "disk on the device)")]
+KeepFiles = Annotated[int, msgspec.Meta(
+    ge=0, le=100, description="rotated files kept: each rotation renames them one by one, "
+                              "so thousands would stall the writer")]
+Threads = Annotated[int, msgspec.Meta(
+    ge=1, le=256, description="engine threads: 1 to 256 (more than any core count; the "
+                              "engine is capped at the cores anyway)")]
+PinNumber = Annotated[int, msgspec.Meta(
+    ge=0, le=63, description="a BCM GPIO number (0..27 on the 40-pin header, up to 57 on a "
+                             "Compute Module); write names such as 'BOARD11' as strings")]
+Pixels = Annotated[int, msgspec.Meta(
+    gt=0, le=16384, description="a frame side in pixels, at most 16384")]
+Celsius = Annotated[float, msgspec.Meta(
+    ge=-55.0, le=150.0, description="a chip temperature: chips are rated about -40..125 C")]
+Percent = Annotated[float, msgspec.Meta(gt=0, le=100.0, description="a percentage, 0 to 100")]
 
 # --- sections ---------------------------------------------------------------------------
 
@@ -46,40 +110,44 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True):
     #: gpiozero pin factory (``mock`` for tests and demos); default: gpiozero's choice.
     gpio_pin_factory: str | None = None
     #: Seconds a clean stop may take before work in flight is abandoned.
-    shutdown_timeout_s: float = 1.5
+    shutdown_timeout_s: TimeoutSeconds = 1.5
 
 
 class RateLimits(msgspec.Struct, forbid_unknown_fields=True):
     """Base of sources: every source has a min and max sampling rate (Hz)."""
 
     id: str
-    min_rate_hz: float = 1.0
-    max_rate_hz: float = 10.0
+    min_rate_hz: RateHz = 1.0
+    max_rate_hz: RateHz = 10.0
 
 
 class CameraSourceConfig(RateLimits, tag="camera"):
     """OpenCV camera: exactly one of ``device`` (V4L2 index), ``path``, ``url``."""
 
-    device: int | None = None
+    device: Annotated[int, msgspec.Meta(
+        ge=0, le=63, description="a V4L2 index (/dev/videoN)")] | None = None
     path: str | None = None
     url: str | None = None
-    width: int | None = None
-    height: int | None = None
-    fps_hz: float | None = None
+    width: Pixels | None = None
+    height: Pixels | None = None
+    fps_hz: RateHz | None = None
     loop: bool = False
     realtime: bool = True
     lossless: bool = False
-    reconnect_min_s: float = 0.5
-    reconnect_max_s: float = 10.0
+    reconnect_min_s: PositiveSeconds = 0.5
+    reconnect_max_s: PositiveSeconds = 10.0
     #: Frames with more pixels are dropped and counted as errors (memory bound).
-    max_frame_pixels: int = 4096 * 4096
+    max_frame_pixels: Annotated[int, msgspec.Meta(
+        gt=0, le=8192 * 8192,
+        description="a memory bound: an 8192 x 8192 BGR frame is already 192 MiB")
+    ] = 4096 * 4096
 
 
 class Picamera2SourceConfig(RateLimits, tag="picamera2"):
     """Raspberry Pi camera through picamera2."""
 
-    width: int = 640
-    height: int = 480
+    width: Pixels = 640
+    height: Pixels = 480
 
 
 class GpioSourceConfig(RateLimits, tag="gpio"):
@@ -88,25 +156,29 @@ class GpioSourceConfig(RateLimits, tag="gpio"):
     device: Literal["digital_input", "motion_sensor", "button", "distance_sensor", "adc"] = (
         "digital_input"
     )
-    pin: int | str | None = None
-    echo: int | str | None = None
-    trigger: int | str | None = None
+    pin: PinNumber | str | None = None
+    echo: PinNumber | str | None = None
+    trigger: PinNumber | str | None = None
     chip: str = "MCP3008"
-    channel: int = 0
+    channel: Annotated[int, msgspec.Meta(
+        ge=0, le=7, description="an ADC input: MCP3xxx chips have at most 8")] = 0
     pull_up: bool | None = False
-    max_distance_m: float = 2.0
-    scale: float = 1.0
-    offset: float = 0.0
+    max_distance_m: Annotated[float, msgspec.Meta(
+        gt=0, le=100.0, description="an ultrasonic sensor's range in metres")] = 2.0
+    scale: Finite = 1.0
+    offset: Finite = 0.0
 
 
 class ReplaySourceConfig(RateLimits, tag="replay"):
     """A CSV/NPY recording replayed as a live sensor (``speed`` x real time)."""
 
     path: str = ""
-    speed: float = 1.0
+    speed: Annotated[float, msgspec.Meta(
+        gt=0, le=1e9, description="times real time: above 0 and finite (1e9 replays 30 "
+                                  "years of recording in a second)")] = 1.0
     loop: bool = False
     lossless: bool = False
-    rate_hz: float | None = None
+    rate_hz: RateHz | None = None
 
 
 class BridgeSourceConfig(RateLimits, tag="bridge"):
@@ -118,11 +190,15 @@ class BridgeSourceConfig(RateLimits, tag="bridge"):
     between two samples; devices without the mode send plain samples).
     """
 
-    channel: int | str = 0
+    channel: Annotated[int, msgspec.Meta(
+        ge=0, le=255, description="a channel number is one byte on the wire")] | str = 0
     port: str | None = None
     usb_id: str | None = None
-    value_index: int = 0
-    baudrate: int = 115200
+    value_index: Annotated[int, msgspec.Meta(
+        ge=0, le=254, description="a channel's width is one byte on the wire")] = 0
+    baudrate: Annotated[int, msgspec.Meta(
+        ge=300, le=4_000_000, description="a serial line rate: 300 baud to 4 Mbaud")
+    ] = 115200
     envelope: bool = True
 
 
@@ -142,8 +218,32 @@ class SystemSourceConfig(RateLimits, tag="system"):
     device: str | None = None
 
 
+class AudioSourceConfig(RateLimits, tag="audio"):
+    """Sound: windows of ``window_s`` every ``hop_s`` (default ``window_s``) at ``rate_hz``
+    (the model's sample rate), from exactly one of ``path`` (a WAV file, resampled when
+    its rate differs), ``device`` (an ALSA capture device such as ``default`` or
+    ``plughw:1,0``, read by ``arecord`` from alsa-utils) or ``command`` (a program writing
+    raw S16_LE mono at ``rate_hz`` to stdout). ``realtime``, ``lossless`` and ``loop``
+    are for files. ``max_rate_hz`` must be at least ``1 / hop_s`` to see every window.
+    See :mod:`edge_runtime.sources.audio`.
+    """
+
+    path: str | None = None
+    device: str | None = None
+    command: list[str] | None = None
+    rate_hz: int = 16000
+    window_s: float = 1.0
+    hop_s: float | None = None
+    realtime: bool = True
+    lossless: bool = False
+    loop: bool = False
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 10.0
+
+
 SourceConfig = (CameraSourceConfig | Picamera2SourceConfig | GpioSourceConfig
-                | ReplaySourceConfig | BridgeSourceConfig | SystemSourceConfig)
+                | ReplaySourceConfig | BridgeSourceConfig | SystemSourceConfig
+                | AudioSourceConfig)
 FRAME_SOURCES = (CameraSourceConfig, Picamera2SourceConfig)
 
 
@@ -151,21 +251,23 @@ class SamplingConfig(msgspec.Struct, forbid_unknown_fields=True):
     """How activity drives the source's rate (see ``edge_runtime.sampling``)."""
 
     policy: Literal["fixed", "motion", "change", "novelty", "score", "detector"] | None = None
-    hold_s: float | None = None
-    decay_half_life_s: float | None = None
+    hold_s: DelaySeconds | None = None
+    decay_half_life_s: PositiveSeconds | None = None
     # motion gate
-    pixel_threshold: int | None = None
-    area_fraction: float | None = None
-    heartbeat_s: float | None = None
+    pixel_threshold: Annotated[int, msgspec.Meta(
+        ge=0, le=255, description="a difference of 8-bit pixel values")] | None = None
+    area_fraction: Fraction | None = None
+    heartbeat_s: DelaySeconds | None = None  # 0: no heartbeat
     # change / novelty
-    factor: float | None = None
-    z: float | None = None
+    factor: Positive | None = None
+    z: Positive | None = None
     # score (and detector: the gate's score threshold)
     field: str = "score"
-    threshold: float | None = None  # default 0.5 for score, 0.05 for detector
+    #: Activity is score / threshold. Default 0.5 for score, 0.05 for detector.
+    threshold: Positive | None = None
     # detector gate (scalar sources): inference only around activity, plus a heartbeat
-    hold_samples: int = 6
-    heartbeat_samples: int = 48
+    hold_samples: Count = 6
+    heartbeat_samples: Count = 48  # 0: no heartbeat
     detector_params: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
@@ -174,14 +276,17 @@ class RuleConfig(msgspec.Struct, forbid_unknown_fields=True):
 
     id: str
     field: str
-    above: float | None = None
-    below: float | None = None
-    equals: float | str | bool | None = None
-    clear_at: float | None = None
-    debounce_s: float = 0.0
-    clear_debounce_s: float = 0.0
-    cooldown_s: float = 0.0
+    above: Finite | None = None
+    below: Finite | None = None
+    equals: Finite | str | bool | None = None
+    clear_at: Finite | None = None
+    debounce_s: DelaySeconds = 0.0
+    clear_debounce_s: DelaySeconds = 0.0
+    cooldown_s: DelaySeconds = 0.0
     actions: list[str] = msgspec.field(default_factory=list)
+    #: Camera pipelines: attach a JPEG of the frame that fired the rule (boxes drawn) to
+    #: its activation event (``upstream.snapshots``; docs/reporting.md).
+    snapshot: bool = False
 
 
 class ForecastConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -196,22 +301,26 @@ class ForecastConfig(msgspec.Struct, forbid_unknown_fields=True):
     """
 
     #: The limit the channel must not cross, in the channel's unit.
-    limit: float
+    limit: Finite
     #: Which side of ``limit`` is the failure: ``above`` (the value rises to it) or
     #: ``below`` (the value falls to it).
     direction: Literal["above", "below"] = "above"
     #: Early warning when the forecast crossing, band included, is within this (s).
-    horizon_s: float = 24 * 3600.0
+    horizon_s: HorizonSeconds = 24 * 3600.0
     #: Half of the trend fit's weight lies within this many recent seconds.
-    half_life_s: float = 6 * 3600.0
-    #: Samples seen before the first forecast (>= 3).
-    min_points: int = 12
+    half_life_s: HorizonSeconds = 6 * 3600.0
+    #: Samples seen before the first forecast (>= 3: a line and its error need three).
+    min_points: Annotated[int, msgspec.Meta(
+        ge=3, le=1_000_000, description="a trend and its error need three points")] = 12
     #: Width of the band in standard errors of the slope (2 = about 95 %).
-    z: float = 2.0
+    z: Annotated[float, msgspec.Meta(
+        gt=0, le=100.0, description="a band width in standard errors")] = 2.0
     #: The warning condition must hold this long without a break before
     #: ``early_warning`` turns on (s, on the source's clock; 0 = at once). Delays every
     #: warning by as much; see docs/forecast-experiments.md for the choice of 2 h.
-    hold_s: float = 2 * 3600.0
+    hold_s: Annotated[float, msgspec.Meta(
+        ge=0, le=YEAR_S, description="a hold on the source's clock, at most a year")
+    ] = 2 * 3600.0
 
 
 class PipelineConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -222,7 +331,7 @@ class PipelineConfig(msgspec.Struct, forbid_unknown_fields=True):
     id: str
     source: str
     model: str | None = None
-    num_threads: int = 1
+    num_threads: Threads = 1
     #: Streaming detector for scalar sources: ``anomaly`` or ``module:Class``, a
     #: :class:`~edge_runtime.anomaly.protocols.Detector`; ``detector_params`` go to its
     #: constructor.
@@ -241,9 +350,9 @@ class GpioActionConfig(msgspec.Struct, forbid_unknown_fields=True, tag="gpio"):
 
     id: str
     device: Literal["led", "buzzer", "relay"] = "led"
-    pin: int | str = 0
+    pin: PinNumber | str = 0
     mode: Literal["follow", "pulse"] = "follow"
-    pulse_s: float = 1.0
+    pulse_s: PositiveSeconds = 1.0
     active_high: bool = True
 
 
@@ -269,25 +378,28 @@ class EventsConfig(msgspec.Struct, forbid_unknown_fields=True):
     """The local event log (JSONL, fsynced, rotated)."""
 
     path: str = "events.jsonl"  # relative to node.state_dir
-    max_bytes: int = 10_000_000
-    keep: int = 3
+    max_bytes: ByteSize = 10_000_000
+    keep: KeepFiles = 3
 
 
 class BudgetConfig(msgspec.Struct, forbid_unknown_fields=True):
     """CPU and thermal cap on every source's maximum rate."""
 
     enabled: bool = True
-    temp_soft_c: float = 70.0
-    temp_hard_c: float = 80.0
-    cpu_high_percent: float = 85.0
-    interval_s: float = 2.0
+    temp_soft_c: Celsius = 70.0
+    temp_hard_c: Celsius = 80.0
+    cpu_high_percent: Percent = 85.0
+    #: 0 reads as often as the daemon allows (every 0.1 s).
+    interval_s: Annotated[float, msgspec.Meta(
+        ge=0, le=3600.0, description="seconds between budget readings, at most an hour")
+    ] = 2.0
     thermal_root: str = "/sys/class/thermal"
 
 
 class HealthConfig(msgspec.Struct, forbid_unknown_fields=True):
     """Periodic health snapshot; its ``rules`` see keys like ``temperature_c``."""
 
-    interval_s: float = 10.0
+    interval_s: IntervalSeconds = 10.0
     disk_path: str = "/"
     check_throttling: bool = True
     rules: list[RuleConfig] = msgspec.field(default_factory=list)
@@ -301,19 +413,19 @@ class OutboxConfig(msgspec.Struct, forbid_unknown_fields=True):
 
     path: str = "outbox.db"  # relative to node.state_dir
     #: Disk cap of the stored messages (bytes); old summaries are merged first, events last.
-    max_bytes: int = 50_000_000
+    max_bytes: ByteSize = 50_000_000
     #: At most one commit (one fsync) per this many seconds, however many messages flow.
-    commit_interval_s: float = 0.1
+    commit_interval_s: PositiveSeconds = 0.1
     #: At most one ``outbox_loss`` event per this many seconds while the cap forces loss.
-    loss_report_interval_s: float = 60.0
+    loss_report_interval_s: PositiveSeconds = 60.0
 
 
 class SnapshotsConfig(msgspec.Struct, forbid_unknown_fields=True):
     """JPEGs of frames that fired a rule, referenced by their events."""
 
     path: str = "snapshots"  # relative to node.state_dir
-    max_bytes: int = 20_000_000
-    jpeg_quality: int = 80
+    max_bytes: ByteSize = 20_000_000
+    jpeg_quality: Annotated[int, msgspec.Meta(ge=1, le=100, description="JPEG quality")] = 80
 
 
 class FileSinkConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -321,8 +433,8 @@ class FileSinkConfig(msgspec.Struct, forbid_unknown_fields=True):
 
     enabled: bool = True
     path: str = "upstream.jsonl"  # relative to node.state_dir
-    max_bytes: int = 10_000_000
-    keep: int = 3
+    max_bytes: ByteSize = 10_000_000
+    keep: KeepFiles = 3
     fsync: bool = True
 
 
@@ -349,11 +461,13 @@ class MqttSinkConfig(msgspec.Struct, forbid_unknown_fields=True):
     key_file: str | None = None
     client_id: str | None = None  # default: edge-runtime-<node.name>
     topic_prefix: str = "edge"
-    keepalive_s: int = 30
-    connect_timeout_s: float = 5.0
-    reconnect_min_s: float = 1.0
-    reconnect_max_s: float = 60.0
-    max_in_flight: int = 100
+    keepalive_s: Annotated[int, msgspec.Meta(
+        gt=0, le=65535, description="MQTT's keep alive is 16 bits of seconds")] = 30
+    connect_timeout_s: TimeoutSeconds = 5.0
+    reconnect_min_s: PositiveSeconds = 1.0
+    reconnect_max_s: PositiveSeconds = 60.0
+    max_in_flight: Annotated[int, msgspec.Meta(
+        gt=0, le=65535, description="MQTT's receive maximum is 16 bits")] = 100
     home_assistant: HomeAssistantConfig = msgspec.field(default_factory=HomeAssistantConfig)
 
 
@@ -362,11 +476,12 @@ class HttpSinkConfig(msgspec.Struct, forbid_unknown_fields=True):
 
     url: str
     headers: dict[str, str] = msgspec.field(default_factory=dict)
-    timeout_s: float = 10.0
-    max_batch: int = 100
+    timeout_s: TimeoutSeconds = 10.0
+    max_batch: Annotated[int, msgspec.Meta(
+        gt=0, le=10_000, description="messages per POST (memory)")] = 100
     ca_file: str | None = None
-    retry_min_s: float = 1.0
-    retry_max_s: float = 60.0
+    retry_min_s: PositiveSeconds = 1.0
+    retry_max_s: PositiveSeconds = 60.0
 
 
 class UpstreamConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -374,7 +489,7 @@ class UpstreamConfig(msgspec.Struct, forbid_unknown_fields=True):
 
     enabled: bool = True
     #: Length of a pipeline's summary window (s).
-    summary_interval_s: float = 60.0
+    summary_interval_s: PositiveSeconds = 60.0
     outbox: OutboxConfig = msgspec.field(default_factory=OutboxConfig)
     snapshots: SnapshotsConfig = msgspec.field(default_factory=SnapshotsConfig)
     file: FileSinkConfig = msgspec.field(default_factory=FileSinkConfig)
@@ -434,6 +549,60 @@ def _key_path(path: str) -> str:
     return path.lstrip(".")
 
 
+_BOUND = re.compile(r"^Expected `(int|float)` (>|>=|<|<=) ")
+_PATH_PART = re.compile(r"\.?([^.\[]+)|\[(\d+)\]")
+
+
+def _bounds_of(path: str, raw: Any) -> tuple[str, str | None] | None:
+    """The range of the number field at ``path`` (``sources[0].speed``) as text
+    (``> 0 and <= 1000000.0``) and the reason given for it; None when ``path`` does not
+    lead to a bounded number. ``raw`` is the file decoded without the schema: its
+    ``type`` keys pick the member of a tagged union (a source, an action)."""
+    info: Any = msgspec.inspect.type_info(Config)
+    for name, index in _PATH_PART.findall(path):
+        while True:  # unwrap down to the struct or list the next part steps into
+            if isinstance(info, msgspec.inspect.Metadata):
+                info = info.type
+            elif isinstance(info, msgspec.inspect.UnionType):
+                # A tagged union (a source, an action): the member its tag names.
+                tag = raw.get("type") if isinstance(raw, dict) else None
+                members: list[Any] = [t for t in info.types if isinstance(
+                    t, msgspec.inspect.StructType | msgspec.inspect.ListType)]
+                tagged = [t for t in members if isinstance(t, msgspec.inspect.StructType)
+                          and t.tag is not None and t.tag == tag]
+                members = tagged or members
+                if not members:
+                    return None
+                info = members[0]
+            else:
+                break
+        if index:
+            if not isinstance(info, msgspec.inspect.ListType):
+                return None
+            info = info.item_type
+            raw = raw[int(index)] if isinstance(raw, list) and int(index) < len(raw) else None
+            continue
+        if not isinstance(info, msgspec.inspect.StructType):
+            return None
+        found = next((f for f in info.fields if f.encode_name == name), None)
+        if found is None:
+            return None
+        info = found.type
+        raw = raw.get(name) if isinstance(raw, dict) else None
+    for option in info.types if isinstance(info, msgspec.inspect.UnionType) else (info,):
+        reason = None
+        number = option
+        if isinstance(option, msgspec.inspect.Metadata):
+            reason = (option.extra_json_schema or {}).get("description")
+            number = option.type
+        if isinstance(number, msgspec.inspect.IntType | msgspec.inspect.FloatType):
+            limits = [f"{op} {value}" for op, value in (
+                (">", number.gt), (">=", number.ge), ("<", number.lt), ("<=", number.le))
+                if value is not None]
+            return " and ".join(limits), reason
+    return None
+
+
 def decode_config(data: bytes | str, *, base_dir: Path = Path(), source: str = "config"
                   ) -> Config:
     """Parse and validate TOML text; raises ConfigError naming the key path."""
@@ -447,6 +616,14 @@ def decode_config(data: bytes | str, *, base_dir: Path = Path(), source: str = "
             if unknown:
                 key = f"{path}.{unknown[1]}" if path else unknown[1]
                 raise ConfigError(f"{key}: unknown key") from exc
+            bounds = _bounds_of(path, msgspec.toml.decode(data)) if _BOUND.match(msg) else None
+            if bounds is not None:
+                limits, reason = bounds
+                kind = ("an integer" if msg.startswith("Expected `int`")
+                        else "a finite number")  # TOML's nan and inf are refused too
+                raise ConfigError(f"{path}: must be {limits} ({kind})",
+                                  hint=f"{reason}; see docs/config.md" if reason else None
+                                  ) from exc
             raise ConfigError(f"{path or source}: {msg}") from exc
         unknown = re.match(r"Object contains unknown field `(.*)`", str(exc))
         if unknown:
@@ -525,6 +702,32 @@ def resolve_detector(spec: str) -> Callable[..., object]:
 
 _DETECTOR_HINT = ("subclass edge_runtime.anomaly.protocols.DetectorBase (defaults for all "
                   "but update) and write update(t_s, value) -> score; see docs/config.md")
+_DETECTOR_SPEC = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+
+
+def one_line(exc: BaseException, *, with_type: bool = True) -> str:
+    """``Type: message`` of an exception on one line (a user's module may raise anything);
+    without ``with_type``, only the message (for the TypeError or ValueError of a
+    constructor refusing its parameters, whose message says it all)."""
+    text = " ".join(str(exc).split())
+    if not with_type:
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def load_detector_class(spec: str, where: str) -> Callable[..., object]:
+    """The class of ``{where}.detector`` (``anomaly`` or ``module:Class``); ConfigError
+    naming the key path when the spec is malformed or the module does not import (for
+    any reason: a syntax error, an exception at import) or lacks the class. ``check``,
+    every load of the config (a reload too) and the builder all go through here."""
+    if spec != "anomaly" and not _DETECTOR_SPEC.match(spec):
+        raise ConfigError(f"{where}.detector: {spec!r} is not 'anomaly' or 'module:Class'",
+                          hint="name a class as package.module:Class; see docs/config.md")
+    try:
+        return resolve_detector(spec)
+    except Exception as exc:  # importing runs the user's module: anything may come out
+        raise ConfigError(f"{where}.detector: cannot load {spec!r}: {one_line(exc)}",
+                          hint="check that the module is on the path and imports") from exc
 
 
 def make_detector(spec: str, params: dict[str, Any], where: str) -> Detector:
@@ -537,10 +740,8 @@ def make_detector(spec: str, params: dict[str, Any], where: str) -> Detector:
     """
     from edge_runtime.anomaly.protocols import Detector, missing_members
 
-    try:
-        cls = resolve_detector(spec)
-    except ImportError as exc:
-        raise ConfigError(f"{where}.detector: cannot load {spec!r}: {exc}") from exc
+    cls = load_detector_class(spec, where)
+    _check_free_numbers(params, f"{where}.detector_params")
     try:
         if spec == "anomaly":
             from edge_runtime.anomaly import DetectorConfig
@@ -549,8 +750,18 @@ def make_detector(spec: str, params: dict[str, Any], where: str) -> Detector:
         else:
             detector = cls(**params)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}.detector_params: {exc}") from exc
-    if not isinstance(detector, Detector) or not callable(detector.update):
+        raise ConfigError(f"{where}.detector_params: {one_line(exc, with_type=False)}"
+                          ) from exc
+    except Exception as exc:  # the user's constructor: translated at this boundary
+        raise ConfigError(f"{where}.detector: {spec!r} failed to build: {one_line(exc)}",
+                          hint="fix the detector's constructor, or its detector_params"
+                          ) from exc
+    try:
+        complete = isinstance(detector, Detector) and callable(detector.update)
+    except Exception as exc:  # a property of the user's class that raises
+        raise ConfigError(f"{where}.detector: {spec!r}: reading its members raised "
+                          f"{one_line(exc)}", hint=_DETECTOR_HINT) from exc
+    if not complete or not isinstance(detector, Detector):
         missing = missing_members(detector, Detector) or ["update"]
         raise ConfigError(
             f"{where}.detector: {spec!r} is not a Detector: it has no "
@@ -581,8 +792,14 @@ def check_config(config: Config) -> None:
     unique(config.sources, "sources")
     unique(config.pipelines, "pipelines")
     unique(config.actions, "actions")
-    if config.node.shutdown_timeout_s <= 0:
-        raise ConfigError("node.shutdown_timeout_s: must be > 0")
+    _check_pin_factory(config.node.gpio_pin_factory)
+    for i, action in enumerate(config.actions):
+        if isinstance(action, LogActionConfig) and log_level(action.level) is None:
+            raise ConfigError(f"actions[{i}].level: unknown log level {action.level!r}",
+                              hint="use DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    if config.budget.temp_soft_c > config.budget.temp_hard_c:
+        raise ConfigError("budget.temp_hard_c: must be >= temp_soft_c "
+                          f"(got {config.budget.temp_hard_c}, {config.budget.temp_soft_c})")
 
     for i, src in enumerate(config.sources):
         where = f"sources[{i}]"
@@ -596,13 +813,15 @@ def check_config(config: Config) -> None:
                                   f"(got {', '.join(given) or 'none'})")
             if src.path is not None and not config.resolve(src.path).is_file():
                 raise ConfigError(f"{where}.path: no video file at {config.resolve(src.path)}")
+            if src.reconnect_max_s < src.reconnect_min_s:
+                raise ConfigError(f"{where}.reconnect_max_s: must be >= reconnect_min_s")
         elif isinstance(src, ReplaySourceConfig):
             if not src.path:
                 raise ConfigError(f"{where}.path: a replay needs the recording's path")
             if not config.resolve(src.path).is_file():
                 raise ConfigError(f"{where}.path: no recording at {config.resolve(src.path)}")
-            if src.speed <= 0:
-                raise ConfigError(f"{where}.speed: must be > 0")
+        elif isinstance(src, AudioSourceConfig):
+            _check_audio_source(src, where, config)
         elif isinstance(src, BridgeSourceConfig):
             if (src.port is None) == (src.usb_id is None):
                 raise ConfigError(f"{where}: give exactly one of port or usb_id")
@@ -643,6 +862,8 @@ def check_config(config: Config) -> None:
                 hint="give each pipeline its own lossless source (the same file twice), "
                      "or set lossless = false")
         is_frame = isinstance(src, FRAME_SOURCES)
+        if isinstance(src, AudioSourceConfig):
+            _check_audio_pipeline(pipe, where, pipe.source)
         if pipe.model is not None:
             looks_like_path = "/" in pipe.model or pipe.model.endswith((".onnx", ".tflite"))
             if looks_like_path:
@@ -661,18 +882,9 @@ def check_config(config: Config) -> None:
                                   f"{pipe.source!r} is a camera")
             if pipe.model is not None:
                 raise ConfigError(f"{where}: give model or detector, not both")
-            try:
-                cls = resolve_detector(pipe.detector)
-            except ImportError as exc:
-                raise ConfigError(f"{where}.detector: cannot load {pipe.detector!r}: {exc}"
-                                  ) from exc
+            cls = load_detector_class(pipe.detector, where)
             if pipe.detector == "anomaly":
-                from edge_runtime.anomaly import DetectorConfig
-
-                try:
-                    DetectorConfig(**pipe.detector_params)
-                except (TypeError, ValueError) as exc:
-                    raise ConfigError(f"{where}.detector_params: {exc}") from exc
+                _check_detector_config(pipe.detector_params, f"{where}.detector_params")
             elif not callable(getattr(cls, "update", None)):
                 # The class alone shows this; `edge-runtime check` builds it for the rest.
                 raise ConfigError(f"{where}.detector: {pipe.detector!r} is not a Detector: "
@@ -687,27 +899,151 @@ def check_config(config: Config) -> None:
                 raise ConfigError(f"{where}.forecast: forecasts are for scalar sources, "
                                   f"{pipe.source!r} is a camera")
             make_forecaster(pipe.forecast, f"{where}.forecast")
-        if pipe.num_threads < 1:
-            raise ConfigError(f"{where}.num_threads: must be >= 1")
         policy = pipe.sampling.policy
         if policy == "motion" and not is_frame:
             raise ConfigError(f"{where}.sampling.policy: motion needs a camera source")
         if policy in ("change", "novelty", "detector") and is_frame:
             raise ConfigError(f"{where}.sampling.policy: {policy} needs a scalar source")
+        if policy == "detector":
+            # The gate builds its own anomaly detector from these (build.py, make_policy).
+            _check_detector_config(pipe.sampling.detector_params,
+                                   f"{where}.sampling.detector_params")
+        elif pipe.sampling.detector_params:
+            raise ConfigError(f"{where}.sampling.detector_params: only the detector policy "
+                              f"takes them (policy is {policy or 'the default'})")
         _check_rules(pipe.rules, f"{where}.rules", action_ids)
     _check_rules(config.health.rules, "health.rules", action_ids)
-    if config.health.interval_s <= 0:
-        raise ConfigError("health.interval_s: must be > 0")
     _check_upstream(config)
+
+
+def log_level(name: str) -> int | None:
+    """The :mod:`logging` level called ``name`` (any case), or None; a log action's
+    ``level`` (``LogAction`` resolves it the same way)."""
+    level = logging.getLevelName(name.upper())
+    return level if isinstance(level, int) else None
+
+
+@functools.cache
+def _pin_factory_names() -> frozenset[str]:
+    """gpiozero's installed pin factories (entry points: reading them opens no pin)."""
+    from importlib.metadata import entry_points
+
+    return frozenset(ep.name for ep in entry_points(group="gpiozero_pin_factories"))
+
+
+def _check_pin_factory(name: str | None) -> None:
+    """``node.gpio_pin_factory`` must name an installed factory, the way
+    :func:`edge_runtime.sources.gpio.pin_factory` looks it up (without starting it)."""
+    if name is None or name == "mock" or name.lower() in _pin_factory_names():
+        return
+    known = ", ".join(sorted({"mock", *_pin_factory_names()}))
+    raise ConfigError(f"node.gpio_pin_factory: unknown gpiozero pin factory {name!r}",
+                      hint=f"use one of {known}, or leave it out for gpiozero's choice")
+
+
+#: Limits on the numbers of the free-form tables (``cleaning``, ``detector_params``),
+#: whose keys belong to the class they configure: a float must be finite and within
+#: VALUE_LIMIT, an integer is a count (memory), at most a million.
+MAX_FREE_COUNT = 1_000_000
+
+
+def _check_free_numbers(params: dict[str, Any], where: str,
+                        may_be_infinite: Collection[str] = ()) -> None:
+    """Refuse NaN, inf (but where ``may_be_infinite``) and absurd magnitudes among the
+    numbers of a free-form table, naming the key."""
+    for key, value in params.items():
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, float):
+            if math.isnan(value) or (math.isinf(value) and key not in may_be_infinite):
+                raise ConfigError(f"{where}.{key}: must be a finite number (got {value})")
+            if math.isfinite(value) and abs(value) > VALUE_LIMIT:
+                raise ConfigError(f"{where}.{key}: must be within +-{VALUE_LIMIT:g}")
+        elif isinstance(value, int) and abs(value) > MAX_FREE_COUNT:
+            raise ConfigError(f"{where}.{key}: must be at most {MAX_FREE_COUNT} in size",
+                              hint="a count that large would exhaust memory; see "
+                                   "docs/config.md")
+
+
+def _check_detector_config(params: dict[str, Any], where: str) -> None:
+    """``params`` must make an anomaly ``DetectorConfig`` (its own checks, plus finite
+    numbers and bounded counts)."""
+    from edge_runtime.anomaly import DetectorConfig
+
+    _check_free_numbers(params, where)
+    try:
+        DetectorConfig(**params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {one_line(exc, with_type=False)}") from exc
+
+
+#: Bounds of the cleaning options beyond the cleaner's own checks, with why.
+_CLEANING_BOUNDS: dict[str, tuple[float, float, str]] = {
+    # A gap is filled point by point: a small interval and a long outage would allocate
+    # millions of points. 1 ms matches the 1 kHz rate cap.
+    "interval_s": (1e-3, WEEK_S, "the expected sample interval, 1 ms to a week"),
+    "max_fill": (0, 10_000, "points filled into one gap (memory)"),
+    # The window is kept sorted: each sample costs O(window).
+    "spike_window": (3, 10_000, "samples in the spike window (each sample costs as many)"),
+    "gap_factor": (1.0, 1e6, "a gap is this many intervals or more"),
+}
+
+
+def _check_audio_source(src: AudioSourceConfig, where: str, config: Config) -> None:
+    """What the schema alone lets through in an ``audio`` source."""
+    given = [k for k in ("path", "device", "command") if getattr(src, k) is not None]
+    if len(given) != 1:
+        raise ConfigError(f"{where}: give exactly one of path, device or command "
+                          f"(got {', '.join(given) or 'none'})")
+    if src.path is not None and not config.resolve(src.path).is_file():
+        raise ConfigError(f"{where}.path: no WAV file at {config.resolve(src.path)}")
+    if src.command is not None and not src.command:
+        raise ConfigError(f"{where}.command: name the program (a list: [\"parec\", ...])")
+    if not 1000 <= src.rate_hz <= 192_000:
+        raise ConfigError(f"{where}.rate_hz: a sample rate from 1000 to 192000 Hz "
+                          f"(got {src.rate_hz}); 16000 for most speech and sound models")
+    hop_s = src.window_s if src.hop_s is None else src.hop_s
+    for key, seconds in (("window_s", src.window_s), ("hop_s", hop_s)):
+        if not (math.isfinite(seconds) and 1.0 / src.rate_hz <= seconds <= 60.0):
+            raise ConfigError(f"{where}.{key}: from one sample to 60 s (got {seconds})")
+    if src.max_rate_hz * hop_s < 1.0 - 1e-9:
+        raise ConfigError(
+            f"{where}.max_rate_hz: {src.max_rate_hz:g} reads fewer windows than the source "
+            f"makes ({1.0 / hop_s:g} per second with hop_s = {hop_s:g}), so windows would be "
+            "dropped", hint=f"set max_rate_hz to at least {1.0 / hop_s:g}, or a longer hop_s")
+    if src.lossless and src.path is None:
+        raise ConfigError(f"{where}.lossless: only a file can wait for its reader; a "
+                          "capture device cannot")
+    if not 0 < src.reconnect_min_s <= src.reconnect_max_s:
+        raise ConfigError(f"{where}.reconnect_max_s: need 0 < reconnect_min_s <= "
+                          "reconnect_max_s")
+
+
+def _check_audio_pipeline(pipe: PipelineConfig, where: str, source_id: str) -> None:
+    """Stages of a pipeline that an audio source cannot feed."""
+    for key in ("detector", "cleaning", "forecast"):
+        if getattr(pipe, key) is not None:
+            raise ConfigError(f"{where}.{key}: it takes scalar values; {source_id!r} is an "
+                              "audio source", hint="give the pipeline an audio model instead")
+    if pipe.sampling.policy not in (None, "fixed", "score"):
+        raise ConfigError(f"{where}.sampling.policy: {pipe.sampling.policy} does not apply "
+                          f"to audio source {source_id!r}; use fixed or score")
 
 
 def _check_cleaning(params: dict[str, Any], where: str) -> None:
     from edge_runtime.anomaly.cleaning import Cleaner
 
+    _check_free_numbers(params, where, may_be_infinite=("valid_min", "valid_max"))
+    for key, (low, high, why) in _CLEANING_BOUNDS.items():
+        value = params.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) \
+                and not low <= value <= high:
+            raise ConfigError(f"{where}.{key}: must be >= {low:g} and <= {high:g}",
+                              hint=f"{why}; see docs/config.md")
     try:
         Cleaner(**params)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
+        raise ConfigError(f"{where}: {one_line(exc, with_type=False)}") from exc
 
 
 def make_forecaster(cfg: ForecastConfig, where: str) -> TrendForecaster:

@@ -27,9 +27,23 @@ def register(subparsers: Any) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from edge_runtime.config import check_detectors, load_config
+    from edge_runtime.config import load_config
 
     config = load_config(args.config)
+    check_loaded_config(config)
+    state_dir = check_state_dir(config)
+    print(f"{args.config}: ok ({len(config.sources)} source(s), {len(config.pipelines)} "
+          f"pipeline(s), {len(config.actions)} action(s)); state folder {state_dir} is "
+          "writable")
+    return 0
+
+
+def check_loaded_config(config: Config) -> None:
+    """What ``check`` adds to :func:`~edge_runtime.config.load_config` (which the daemon
+    also runs on a reload), short of touching the state folder: ConfigError if any fails.
+    """
+    from edge_runtime.config import check_detectors
+
     # A user's module:Class detector is built once here and checked against the
     # Detector protocol, so a missing member fails now, not when the daemon starts.
     check_detectors(config)
@@ -37,11 +51,6 @@ def _check(args: argparse.Namespace) -> int:
     from edge_runtime.models.verify import check_config_models
 
     check_config_models(config)
-    state_dir = check_state_dir(config)
-    print(f"{args.config}: ok ({len(config.sources)} source(s), {len(config.pipelines)} "
-          f"pipeline(s), {len(config.actions)} action(s)); state folder {state_dir} is "
-          "writable")
-    return 0
 
 
 def check_state_dir(config: Config) -> Path:
