@@ -34,8 +34,10 @@ Signals:
   still running is left open rather than closed under it.
 - SIGHUP: reload the config file. A config that does not validate is refused and the
   old one keeps running untouched; one that validates replaces the old generation. If
-  the new one then fails to build (a pin in use, a model that will not load), the old
-  config is built again.
+  the new one then fails to build (a pin in use, a model that will not load, or any
+  exception at all: a user's detector that raises), the old config is built again
+  (retried with backoff until it builds or a stop comes). Either way the failure is one
+  log line and ``last_reload_error`` in the status.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ from typing import Any
 
 import msgspec
 
-from edge_runtime.config import Config, load_config
+from edge_runtime.config import Config, load_config, one_line
 from edge_runtime.control import remove_socket_file, start_server
 from edge_runtime.errors import EdgeRuntimeError, FileWriteError
 from edge_runtime.files import state_folder, write_atomic
@@ -87,9 +89,13 @@ class Daemon:
 
     def __init__(self, config_path: str | Path | None, *, config: Config | None = None,
                  duration_s: float | None = None,
-                 early_signals: Callable[[], list[int]] | None = None) -> None:
+                 early_signals: Callable[[], list[int]] | None = None,
+                 builder: Callable[[Config], Runtime] = build_runtime) -> None:
         if config_path is None and config is None:
             raise ValueError("give config_path or config")
+        #: How a config becomes a runtime (blocking, run in an executor); tests give one
+        #: that fails the way a broken build does.
+        self._build = builder
         #: Signals that arrived before the loop's handlers were installed (the CLI
         #: catches them from its first line on); replayed as soon as :meth:`run` starts.
         self._early_signals = early_signals
@@ -141,7 +147,7 @@ class Daemon:
         for early in self._early_signals() if self._early_signals is not None else []:
             log.info("%s arrived while starting; handled now", signal.Signals(early).name)
             (self.request_reload if early == signal.SIGHUP else self.request_stop)()
-        self.runtime = await loop.run_in_executor(None, build_runtime, self.config)
+        self.runtime = await loop.run_in_executor(None, self._build, self.config)
         config = self.config
         try:
             # Resolving the path reads the filesystem (symlinks): not on the loop.
@@ -167,6 +173,9 @@ class Daemon:
                 if self._pending is not None:
                     await self._switch_to(self._pending)
                     self._pending = None
+                    if self._stop.is_set():  # a stop came while the runtime was built
+                        await self._close_runtime(self.runtime)  # safe twice
+                        break
         finally:
             if deadline_task is not None:
                 deadline_task.cancel()
@@ -280,10 +289,10 @@ class Daemon:
                 if self.config_path is None:
                     raise EdgeRuntimeError("this daemon was started without a config file")
                 new_config = await loop.run_in_executor(None, load_config, self.config_path)
-            except EdgeRuntimeError as exc:
-                self.reload_errors += 1
-                self.last_reload_error = str(exc)
-                log.error("reload refused, the running config stays: %s", exc)
+            except Exception as exc:  # whatever it is, the running generation goes on
+                self._reload_failed(exc)
+                log.error("reload refused, the running config stays: %s",
+                          self.last_reload_error)
                 continue
             log.info("reloading config from %s", self.config_path)
             self._pending = new_config
@@ -545,20 +554,48 @@ class Daemon:
             "inferences": float(sum(p.stats.inferences for p in runtime.pipelines)),
         }
 
+    def _reload_failed(self, exc: BaseException) -> None:
+        """Count a reload that failed and keep its reason, one line, for the status."""
+        self.reload_errors += 1
+        self.last_reload_error = str(exc) if isinstance(exc, EdgeRuntimeError) \
+            else one_line(exc)
+
     async def _switch_to(self, new_config: Config) -> None:
-        """Build the runtime of a validated new config; fall back to the old one."""
+        """Build the runtime of a validated new config; fall back to the old one.
+
+        Any exception from the build counts: a reload never takes the daemon down.
+        """
         loop = asyncio.get_running_loop()
         try:
-            self.runtime = await loop.run_in_executor(None, build_runtime, new_config)
-        except EdgeRuntimeError as exc:
-            self.reload_errors += 1
-            self.last_reload_error = str(exc)
-            log.error("new config failed to start (%s); restarting the old one", exc)
-            self.runtime = await loop.run_in_executor(None, build_runtime, self.config)
+            self.runtime = await loop.run_in_executor(None, self._build, new_config)
+        except Exception as exc:
+            self._reload_failed(exc)
+            log.error("new config failed to start (%s); restarting the old one",
+                      self.last_reload_error)
+            runtime = await self._rebuild_running_config()
+            if runtime is not None:
+                self.runtime = runtime
             return
         self.config = new_config
         self.reloads += 1
         log.info("config reloaded from %s", self.config_path)
+
+    async def _rebuild_running_config(self) -> Runtime | None:
+        """Build the config that ran before a failed reload again; retried with backoff
+        (a pin or a device not yet released) until it builds. None if a stop came first."""
+        loop = asyncio.get_running_loop()
+        retry_s = OPEN_RETRY_MIN_S
+        while True:
+            try:
+                return await loop.run_in_executor(None, self._build, self.config)
+            except Exception as exc:
+                self._errors.error("rebuild", "the running config failed to start again "
+                                   "(%s); retrying in %.1f s", one_line(exc), retry_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), retry_s)
+            if self._stop.is_set():
+                return None
+            retry_s = min(OPEN_RETRY_MAX_S, retry_s * 2)
 
     # -- status and shutdown -------------------------------------------------------------
 
