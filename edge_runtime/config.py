@@ -375,7 +375,9 @@ ActionConfig = GpioActionConfig | EventActionConfig | LogActionConfig
 
 
 class EventsConfig(msgspec.Struct, forbid_unknown_fields=True):
-    """The local event log (JSONL, fsynced, rotated)."""
+    """Deprecated: the old local event log. Events now go through the upstream outbox to
+    the JSONL file sink (``[upstream.file]``); a section that differs from these
+    defaults is accepted, ignored and warned about by ``run``."""
 
     path: str = "events.jsonl"  # relative to node.state_dir
     max_bytes: ByteSize = 10_000_000
@@ -531,8 +533,9 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
 
     @property
     def event_log_path(self) -> Path:
-        """Absolute event log path."""
-        p = Path(os.path.expanduser(self.events.path))
+        """Absolute path of the local JSONL record of events and summaries: the upstream
+        file sink (``upstream.file.path``, relative to the state folder)."""
+        p = Path(os.path.expanduser(self.upstream.file.path))
         return p if p.is_absolute() else self.state_dir / p
 
     def source(self, source_id: str) -> SourceConfig:

@@ -95,7 +95,8 @@ def test_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
     config = load_config(cfg)
     assert config.state_dir == tmp_path / "st"
     assert config.control_socket == tmp_path / "st" / "control.sock"
-    assert config.event_log_path == tmp_path / "st" / "events.jsonl"
+    # the local record of events and summaries: the upstream file sink
+    assert config.event_log_path == tmp_path / "st" / "upstream.jsonl"
 
 
 def test_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

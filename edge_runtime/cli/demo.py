@@ -64,7 +64,7 @@ def _daemon_demo(args: argparse.Namespace) -> int:
     if args.dir is not None:
         summary = run_daemon_demo(Path(args.dir), duration_s=args.duration_s)
         print_status(summary)
-        print(f"events: {Path(args.dir) / 'state' / 'events.jsonl'}")
+        print(f"events and summaries: {Path(args.dir) / 'state' / 'upstream.jsonl'}")
         return 0
     with tempfile.TemporaryDirectory(prefix="edge-runtime-demo-") as tmp:
         summary = run_daemon_demo(Path(tmp), duration_s=args.duration_s)

@@ -151,8 +151,30 @@ def print_status(reply: dict[str, Any]) -> None:
         active = [r for r, st in p["rules"].items() if st["active"]]
         if active:
             print(f"    active rules{' (stale)' if p.get('stale') else ''}: {', '.join(active)}")
+    _print_upstream(reply.get("upstream"))
     for sid, shared in reply.get("sources", {}).items():
         print(f"  source {sid} (shared by {', '.join(shared['pipelines'])}): read at "
               f"{_fmt(shared['read_rate_hz'], ' Hz', 2)}, {shared['read']} samples read, "
               f"{shared.get('dropped', 0)} dropped, {shared.get('reconnects', 0)} reconnects"
               f"{_liveness(shared)}")
+
+
+def _print_upstream(up: dict[str, Any] | None) -> None:
+    """One line for the outbox, one per sink (state, backlog, last error)."""
+    if not up:
+        return
+    box = up.get("outbox", {})
+    lost = sum((up.get("lost") or {}).values())
+    print(f"  upstream{'' if up.get('running', True) else ' (stopped)'}: outbox "
+          f"{box.get('rows', 0)} messages, {_fmt(box.get('stored_bytes', 0) / 1e6, ' MB', 2)}"
+          f" of {_fmt(box.get('max_bytes', 0) / 1e6, ' MB', 0)}, {lost} lost, written "
+          f"{_fmt(up.get('written_bytes_per_day', 0) / 1e6, ' MB/day', 1)}; "
+          f"this run stored {up.get('events_published', 0)} events and "
+          f"{up.get('summaries_published', 0)} summaries")
+    for name, sink in up.get("sinks", {}).items():
+        where = sink.get("url") or sink.get("path") or ""
+        error = sink.get("last_error")
+        print(f"    sink {name}{f' ({where})' if where else ''}: {sink.get('state')}, "
+              f"backlog {sink.get('backlog', 0)}, in flight {sink.get('in_flight', 0)}, "
+              f"delivered {sink.get('delivered', 0)}"
+              + (f", last error: {error}" if error else ""))

@@ -1,36 +1,25 @@
-"""Actions that rules trigger: GPIO outputs, events in a local JSONL log, log lines.
+"""Actions that rules trigger: GPIO outputs, events reported upstream, log lines.
 
 Every action gets both edges of a rule (:class:`~edge_runtime.pipelines.rules.Transition`
 with ``active`` True, then False). What they do with them:
 
 - :class:`GpioOutputAction` (LED, buzzer, relay through gpiozero): ``follow`` turns the
   output on while the rule is active; ``pulse`` turns it on for ``pulse_s`` at activation.
-- :class:`EventAction`: one JSON line per edge in the node's :class:`EventLog` (the seed
-  of upstream reporting).
+- :class:`EventAction`: one event per edge through the node's durable upstream outbox
+  (to the local JSONL file sink by default, and to MQTT/HTTP when configured; see
+  docs/reporting.md).
 - :class:`LogAction`: one log line per edge.
-
-:class:`EventLog` writes from one thread (ordering is kept), fsyncs each batch, and
-rotates at ``max_bytes`` keeping ``keep`` old files, so the log is bounded on disk and a
-power cut loses at most the batch being written.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import logging
 import math
-import os
-import queue
 import threading
-import time
-from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol
 
-import msgspec
-
-from edge_runtime.errors import ActionError, FileWriteError
-from edge_runtime.files import state_folder
+from edge_runtime.errors import ActionError
 from edge_runtime.pipelines.rules import Transition
 
 log = logging.getLogger(__name__)
@@ -50,8 +39,8 @@ class Action:
     Threads: the constructor runs when the daemon builds a config (in an executor, so it
     may open pins and files). :meth:`handle` runs **on the event loop**, in rule order,
     from ``Pipeline.decide`` and from the daemon's health task: it must not block.
-    Anything slow goes to a thread of the action's own (:class:`EventLog` queues lines
-    for its writer thread; a GPIO pulse is switched off from another thread). An
+    Anything slow goes to another thread (:class:`EventAction` hands its event to the
+    outbox's writer thread; a GPIO pulse is switched off from a timer thread). An
     exception it raises is logged and the pipeline goes on. :meth:`close` runs once, in
     an executor, after the pipelines have stopped; it may block briefly (join its own
     threads).
@@ -152,230 +141,76 @@ class GpioOutputAction(Action):
             self.device.close()
 
 
-class EventLog:
-    """Append-only JSONL event file with fsync and a size bound (rotation).
+class EventReporter(Protocol):
+    """Where :class:`EventAction` sends events: the daemon's upstream reporting (the
+    durable outbox, see :mod:`edge_runtime.upstream`). Both methods run on the loop and
+    never block."""
 
-    The file is created mode 0600 (events may say where things are; 0640 when the
-    state folder belongs to a group the operator shares it with). At open a torn
-    last line (a power cut mid-write) is cut off, so the next append starts on a line
-    of its own. A write that fails leaves no partial line behind. When the disk is
-    full, the oldest rotated files are deleted, then the current file rotated away, to
-    make room for the newest event (deleting and renaming need no free space); an
-    event that still cannot be written is counted in ``dropped``. Repeated errors are
-    logged at most once a minute, with their count.
-    """
+    def publish_event(self, *, type: str, name: str, state: str,
+                      pipeline: str | None = None, data: dict[str, Any] | None = None,
+                      snapshot: str | None = None) -> str: ...
 
-    #: Longest gap between two log lines about the same repeated error (seconds).
-    ERROR_LOG_INTERVAL_S = 60.0
-
-    def __init__(self, path: str | Path, *, max_bytes: int = 10_000_000, keep: int = 3) -> None:
-        self.path = Path(path)
-        self.max_bytes = max_bytes
-        self.keep = keep
-        self.written = 0
-        self.rotations = 0
-        #: Events lost: the queue was full, or the disk stayed full after freeing space.
-        self.dropped = 0
-        self.last_error: str | None = None
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=10_000)
-        self._encoder = msgspec.json.Encoder()
-        self._error_log: dict[str, tuple[float, int]] = {}
-        try:
-            self._file_mode = state_folder(self.path.parent)
-            self._fh = self._open_file()
-        except OSError as exc:
-            why = exc.message if isinstance(exc, FileWriteError) else exc.strerror
-            raise ActionError(f"cannot open event log {self.path}: {why}",
-                              hint="check that the state folder is writable") from exc
-        self._thread = threading.Thread(target=self._run, name="event-log", daemon=True)
-        self._thread.start()
-
-    def _open_file(self) -> Any:
-        """Open for appending (0600, or 0640 in a shared group's state folder), after
-        cutting off a torn last line."""
-        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-        fd = os.open(self.path, flags, self._file_mode)
-        fh = os.fdopen(fd, "ab")
-        size = os.fstat(fd).st_size
-        good = _last_line_end(fd, size)
-        if good < size:
-            os.ftruncate(fd, good)
-            log.warning("event log %s: cut off a torn last line (%d bytes, a power cut "
-                        "mid-write)", self.path, size - good)
-        self._size = good
-        return fh
-
-    def append(self, event: dict[str, Any]) -> None:
-        """Queue one event for writing; never blocks the caller for disk I/O."""
-        try:
-            self._queue.put_nowait(self._encoder.encode(event) + b"\n")
-        except queue.Full:
-            self.dropped += 1
-            self._error("queue", "event log queue full (the disk is too slow); events "
-                        "dropped, the last for rule %r", event.get("rule"))
-
-    def _error(self, key: str, msg: str, *args: object) -> None:
-        """Log ``msg`` now if it was not logged in the last minute; count it otherwise."""
-        now = time.monotonic()
-        last, count = self._error_log.get(key, (-math.inf, 0))
-        if now - last >= self.ERROR_LOG_INTERVAL_S:
-            suffix = f" ({count} more since the last report)" if count else ""
-            log.error(msg + suffix, *args)
-            self._error_log[key] = (now, 0)
-        else:
-            self._error_log[key] = (last, count + 1)
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            batch = [item]
-            while True:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            stop = None in batch
-            for line in batch:
-                if line is not None:
-                    self._write(line)
-            try:
-                self._fh.flush()
-                os.fsync(self._fh.fileno())
-            except OSError as exc:
-                self._error("fsync", "event log %s: fsync failed: %s", self.path, exc)
-            for _ in batch:
-                self._queue.task_done()
-            if stop:
-                return
-
-    def _write(self, line: bytes) -> None:
-        if self._size + len(line) > self.max_bytes and self._size > 0:
-            try:
-                self._rotate()
-            except OSError as exc:
-                self._error("rotate", "event log %s: rotation failed: %s", self.path, exc)
-        freed = self._rotated_oldest_first()
-        while True:
-            try:
-                self._fh.write(line)
-                self._fh.flush()
-            except OSError as exc:
-                self._undo_partial_write()
-                if exc.errno == errno.ENOSPC and self._free_space(freed):
-                    continue  # retry with the space just freed
-                self.dropped += 1
-                self.last_error = f"{exc.strerror or exc}"
-                self._error(f"write-{exc.errno}", "event log %s: write failed (%s); the "
-                            "event is dropped and counted", self.path, self.last_error)
-                return
-            self._size += len(line)
-            self.written += 1
-            return
-
-    def _undo_partial_write(self) -> None:
-        """Cut the file back to its last whole line after a failed write."""
-        with contextlib.suppress(OSError):
-            # Drop what the buffered writer still holds: it must not land later.
-            self._fh.close()
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
-            os.ftruncate(fd, self._size)
-            self._fh = os.fdopen(fd, "ab")
-        except OSError as exc:
-            self._error("reopen", "event log %s: cannot reopen: %s", self.path, exc)
-            self._fh = open(os.devnull, "ab")  # noqa: SIM115 - replaced on next rotation
-
-    def _rotated_oldest_first(self) -> list[Path]:
-        names = [self.path.with_name(f"{self.path.name}.{i}") for i in range(self.keep, 0, -1)]
-        return [p for p in names if p.exists()]
-
-    def _free_space(self, candidates: list[Path]) -> bool:
-        """Delete the oldest rotated file, else rotate the current one away; False when
-        nothing is left to free. Neither needs free space on the disk."""
-        if candidates:
-            victim = candidates.pop(0)
-            with contextlib.suppress(OSError):
-                victim.unlink()
-            self._error("full", "event log %s: the disk is full; deleted the oldest events "
-                        "(%s) to keep the newest", self.path, victim.name)
-            return True
-        if self._size > 0:
-            self._error("full", "event log %s: the disk is full; dropped the older events "
-                        "of the current file to keep the newest", self.path)
-            self._fh.close()
-            self.path.unlink()
-            self._fh = self._open_file()
-            return True
-        return False
-
-    def _rotate(self) -> None:
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
-        for i in range(self.keep - 1, 0, -1):
-            older = self.path.with_name(f"{self.path.name}.{i}")
-            if older.exists():
-                older.replace(self.path.with_name(f"{self.path.name}.{i + 1}"))
-        if self.keep > 0:
-            self.path.replace(self.path.with_name(f"{self.path.name}.1"))
-        else:
-            self.path.unlink()
-        self._fh = self._open_file()
-        self.rotations += 1
-
-    def flush(self, timeout_s: float = 2.0) -> bool:
-        """Wait until everything queued is on disk; False on timeout."""
-        deadline = time.monotonic() + timeout_s
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.005)
-        return not self._queue.unfinished_tasks
-
-    def close(self, timeout_s: float = 2.0) -> None:
-        """Write what is queued, fsync and close."""
-        if not self._thread.is_alive():
-            return
-        self._queue.put(None)
-        self._thread.join(timeout=timeout_s)
-        if not self._thread.is_alive():
-            self._fh.close()
-
-
-def _last_line_end(fd: int, size: int, chunk_bytes: int = 4096) -> int:
-    """Offset just past the last newline of the file (0 when it has none)."""
-    end = size
-    while end > 0:
-        start = max(0, end - chunk_bytes)
-        data = os.pread(fd, end - start, start)
-        cut = data.rfind(b"\n")
-        if cut >= 0:
-            return start + cut + 1
-        end = start
-    return 0
+    def attach_snapshot(self, pipeline: str, frame: Any,
+                        boxes: Sequence[Sequence[Any]] = ()) -> str | None: ...
 
 
 class EventAction(Action):
-    """Writes one event per edge to the node's event log."""
+    """Publishes one event per edge through the node's upstream outbox.
 
-    def __init__(self, action_id: str, *, event_log: EventLog, kind: str = "rule") -> None:
+    The event is stored durably (SQLite, committed within ``upstream.outbox
+    .commit_interval_s``) and then written to every sink: the local JSONL file
+    (``<state_dir>/upstream.jsonl`` by default) and MQTT/HTTP when configured. Nothing
+    is dropped on the way: there is no bounded queue in front of the outbox.
+
+    The daemon binds the reporter (:meth:`bind`) once its upstream has started; an edge
+    before that, or with ``[upstream] enabled = false``, is counted in
+    :attr:`unreported`. ``context`` may carry ``frame`` and ``boxes`` (a camera rule with
+    ``snapshot = true``): the JPEG is then attached to the activation's event.
+    """
+
+    def __init__(self, action_id: str, *, kind: str = "rule",
+                 reporter: EventReporter | None = None) -> None:
         super().__init__(action_id)
-        self.event_log = event_log
         self.kind = kind
+        self.reporter = reporter
+        #: Edges seen while no reporter was bound (reporting disabled or not started).
+        self.unreported = 0
+
+    def bind(self, reporter: EventReporter | None) -> None:
+        """Send this action's events to ``reporter`` from now on (on the loop)."""
+        self.reporter = reporter
 
     def _handle(self, transition: Transition, context: dict[str, Any]) -> None:
+        reporter = self.reporter
+        if reporter is None:
+            self.unreported += 1
+            return
         result = context.get("result") or {}
-        self.event_log.append({
-            "t_unix_s": round(time.time(), 6),
+        health = bool(context.get("health"))
+        pipeline = None if health else context.get("pipeline")
+        data: dict[str, Any] = {
+            # The edge's time on the sample clock (monotonic s), not when it was stored.
             "t_mono_s": round(transition.t_s, 6),
-            "kind": self.kind,
-            "node": context.get("node"),
-            "pipeline": context.get("pipeline"),
-            "rule": transition.rule_id,
-            "active": transition.active,
-            "field": transition.field,
-            "value": transition.value,
-            "result": {k: v for k, v in result.items()
+            "field": transition.field, "value": _plain(transition.value),
+            "result": {k: _plain(v) for k, v in result.items()
                        if isinstance(v, str | int | float | bool) or v is None},
-        })
+        }
+        if self.kind != "rule":
+            data["kind"] = self.kind
+        snapshot = None
+        frame = context.get("frame")
+        if transition.active and frame is not None and pipeline is not None:
+            snapshot = reporter.attach_snapshot(pipeline, frame, context.get("boxes", ()))
+        reporter.publish_event(type="health" if health else "rule", name=transition.rule_id,
+                               state="active" if transition.active else "clear",
+                               pipeline=pipeline, data=data, snapshot=snapshot)
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-friendly copy of a result value (NaN and inf become None)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 class LogAction(Action):

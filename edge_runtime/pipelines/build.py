@@ -35,7 +35,6 @@ from edge_runtime.errors import ConfigError
 from edge_runtime.pipelines.actions import (
     Action,
     EventAction,
-    EventLog,
     GpioOutputAction,
     LogAction,
 )
@@ -62,13 +61,12 @@ class Runtime:
     actions: dict[str, Action]
     pipelines: list[Pipeline]
     health_rules: list[Rule]
-    event_log: EventLog | None
     budget: Budget
     #: Sources that several pipelines read, by source id (the others feed one pipeline).
     shared: dict[str, SharedSource] = field(default_factory=dict)
 
     def close(self, *, busy: Collection[str] = ()) -> None:
-        """Close sources, switch outputs off, flush the event log (safe twice).
+        """Close sources, switch outputs off, close the models (safe twice).
 
         Blocking: the daemon calls it in an executor, under a timeout, after joining the
         worker threads. ``busy`` names pipelines whose worker is still running (stuck in
@@ -95,8 +93,11 @@ class Runtime:
                 action.close()
             except Exception as exc:
                 log.warning("closing action %r: %s", action.action_id, exc)
-        if self.event_log is not None:
-            self.event_log.close()
+
+    @property
+    def event_actions(self) -> list[EventAction]:
+        """The actions that report events upstream (the daemon binds them)."""
+        return [a for a in self.actions.values() if isinstance(a, EventAction)]
 
 
 def make_source(cfg: SourceConfig, config: Config) -> Source:
@@ -215,16 +216,11 @@ def build_runtime(config: Config) -> Runtime:
                     interval_s=config.budget.interval_s,
                     enabled=config.budget.enabled)
     budget.thermal_root = config.resolve(config.budget.thermal_root)
-    event_log: EventLog | None = None
     actions: dict[str, Action] = {}
-    runtime = Runtime(config, {}, actions, [], [], None, budget)
+    runtime = Runtime(config, {}, actions, [], [], budget)
     # A source read by several pipelines is shared: each of them gets a tap.
     readers = Counter(pipe.source for pipe in config.pipelines)
     try:
-        if any(not isinstance(a, GpioActionConfig | LogActionConfig) for a in config.actions):
-            event_log = EventLog(config.event_log_path, max_bytes=config.events.max_bytes,
-                                 keep=config.events.keep)
-            runtime.event_log = event_log
         for a in config.actions:
             if isinstance(a, GpioActionConfig):
                 actions[a.id] = GpioOutputAction(
@@ -233,8 +229,8 @@ def build_runtime(config: Config) -> Runtime:
             elif isinstance(a, LogActionConfig):
                 actions[a.id] = LogAction(a.id, message=a.message, level=a.level)
             else:
-                assert event_log is not None
-                actions[a.id] = EventAction(a.id, event_log=event_log, kind=a.kind)
+                # Unbound until the daemon's upstream has started (EventAction.bind).
+                actions[a.id] = EventAction(a.id, kind=a.kind)
         for i, pipe in enumerate(config.pipelines):
             src_cfg = config.source(pipe.source)
             # One source object however many pipelines read it: a camera opens once.
@@ -263,12 +259,19 @@ def build_runtime(config: Config) -> Runtime:
             policy = _make_policy(pipe, source.kind == "frame")
             controller = _make_controller(pipe, src_cfg, budget, policy)
             tap = Tap(pipe.id, controller) if readers[src_cfg.id] > 1 else None
+            snapshot_rules = frozenset(r.id for r in pipe.rules if r.snapshot)
+            if snapshot_rules and source.kind != "frame":
+                j = next(j for j, r in enumerate(pipe.rules) if r.snapshot)
+                raise ConfigError(f"pipelines[{i}].rules[{j}].snapshot: source {src_cfg.id!r} "
+                                  "has no frames to take a snapshot of",
+                                  hint="snapshots are for camera pipelines; remove "
+                                  "'snapshot = true'")
             try:
                 runtime.pipelines.append(Pipeline(
                     pipe.id, source, policy=policy, controller=controller,
                     rules=make_rules(pipe.rules), actions=actions, node_name=config.node.name,
                     model=model, detector=detector, cleaner=cleaner, forecast=forecast,
-                    tap=tap, time_scale=time_scale))
+                    tap=tap, time_scale=time_scale, snapshot_rules=snapshot_rules))
             except ConfigError as exc:
                 raise ConfigError(f"pipelines[{i}].model: {exc.message}") from exc
         for source_id, source in runtime.sources.items():
@@ -279,6 +282,10 @@ def build_runtime(config: Config) -> Runtime:
         for src_cfg in config.sources:
             if src_cfg.id not in runtime.sources:
                 runtime.sources[src_cfg.id] = make_source(src_cfg, config)
+        for j, r in enumerate(config.health.rules):
+            if r.snapshot:
+                raise ConfigError(f"health.rules[{j}].snapshot: a health rule has no frame "
+                                  "to take a snapshot of", hint="remove 'snapshot = true'")
         runtime.health_rules = make_rules(config.health.rules)
     except BaseException:
         runtime.close()

@@ -64,6 +64,7 @@ from edge_runtime.files import state_folder, write_atomic
 from edge_runtime.health import HealthMonitor
 from edge_runtime.pipelines.build import Runtime, build_runtime
 from edge_runtime.pipelines.pipeline import Pipeline
+from edge_runtime.pipelines.reporting import Reporting
 from edge_runtime.pipelines.shared import SharedSource
 from edge_runtime.pipelines.workers import READ_TIMEOUT_S, RateLimitedLog, SharedReader, Worker
 from edge_runtime.sampling.controller import Budget
@@ -124,6 +125,8 @@ class Daemon:
         self._workers: list[Worker] = []
         #: When the current stop began (monotonic s); the shutdown steps count from it.
         self._stop_started_s: float | None = None
+        #: Upstream reporting (one Upstream per process, kept across reloads).
+        self.reporting = Reporting()
 
     # -- public ------------------------------------------------------------------------
 
@@ -152,8 +155,11 @@ class Daemon:
         try:
             # Resolving the path reads the filesystem (symlinks): not on the loop.
             socket_path = await loop.run_in_executor(None, lambda: config.control_socket)
+            # Upstream before the socket: a node that cannot keep its outbox does not start.
+            await self.reporting.start(config, self.runtime)
             server = await start_server(socket_path, self._handle_request)
         except BaseException:
+            await self.reporting.close(config.node.shutdown_timeout_s)
             await self._close_runtime(self.runtime)
             self._read_pool.shutdown(wait=False)
             raise
@@ -161,7 +167,8 @@ class Daemon:
         if self.duration_s is not None:
             deadline_task = loop.call_later(self.duration_s, self.request_stop)
         runtime = self.runtime
-        notice.info("%s", await loop.run_in_executor(None, _up_line, runtime))
+        notice.info("%s", await loop.run_in_executor(None, _up_line, runtime,
+                                                     self.reporting.describe()))
         log.info("daemon %r running %d pipeline(s); control socket %s", self.config.node.name,
                  len(self.runtime.pipelines), socket_path)
         try:
@@ -176,6 +183,7 @@ class Daemon:
                     if self._stop.is_set():  # a stop came while the runtime was built
                         await self._close_runtime(self.runtime)  # safe twice
                         break
+                    await self.reporting.refresh(self.config, self.runtime)
         finally:
             if deadline_task is not None:
                 deadline_task.cancel()
@@ -207,6 +215,9 @@ class Daemon:
                 tg.create_task(self._stopper(runtime, tasks), name="stopper")
                 tg.create_task(self._watch_reload(), name="reload-watcher")
                 tg.create_task(self._watch_sources(runtime), name="source-watch")
+                if self.reporting.up is not None:
+                    tg.create_task(self.reporting.run(self._sleep_unless_stopped),
+                                   name="upstream-summaries")
         finally:
             busy = await self._join_workers(runtime)
             await self._close_runtime(runtime, busy)
@@ -513,7 +524,7 @@ class Daemon:
                 if tr is None:
                     continue
                 context = {"pipeline": "health", "node": runtime.config.node.name,
-                           "result": snapshot}
+                           "result": snapshot, "health": True}
                 for action_id in tr.actions:
                     try:
                         runtime.actions[action_id].handle(tr, context)
@@ -622,8 +633,9 @@ class Daemon:
             if runtime else {},
             "actions": {a.action_id: a.fired for a in runtime.actions.values()}
             if runtime else {},
-            "events_written": runtime.event_log.written if runtime and runtime.event_log
-            else 0,
+            # Events this process stored in the upstream outbox (rules, health, sources).
+            "events_written": self.reporting.events_published,
+            "upstream": self.reporting.status(),
         }
 
     async def _watch_sources(self, runtime: Runtime) -> None:
@@ -648,13 +660,16 @@ class Daemon:
                 names = ", ".join(repr(p.pipeline_id) for p in pipes)
                 if state == "up":
                     if was == "down":
-                        notice.info("source %r is back after %.1f s", sid,
-                                    now - down_since.pop(sid, now))
+                        down_s = now - down_since.pop(sid, now)
+                        notice.info("source %r is back after %.1f s", sid, down_s)
+                        self.reporting.source_event(sid, pipes, "back",
+                                                    {"down_s": round(down_s, 3)})
                     reported[sid] = "up"
                 elif state == "ended":
                     if was != "ended":
                         notice.info("source %r has ended; pipeline(s) %s keep their last "
                                     "results", sid, names)
+                        self.reporting.source_event(sid, pipes, "ended", {})
                     reported[sid] = "ended"
                 elif was == "up" or (was is None and now - min(
                         p.started_mono_s for p in pipes) > live["stale_after_s"]):
@@ -667,6 +682,8 @@ class Daemon:
                                    why, f": {error}" if error else "", names)
                     reported[sid] = "down"
                     down_since[sid] = now if age is None else now - age
+                    self.reporting.source_event(sid, pipes, "lost", {
+                        "state": state, "last_sample_age_s": age, "error": error})
 
     async def _handle_request(self, request: dict[str, Any]) -> dict[str, Any]:
         cmd = request.get("cmd")
@@ -678,8 +695,11 @@ class Daemon:
         return {"error": f"unknown command {cmd!r} (known: status, reload)"}
 
     async def _finish(self) -> None:
-        """Write summary.json, log the summary lines, stop the read pool (bounded)."""
+        """Close upstream reporting (the windows in progress are published, bounded by
+        ``node.shutdown_timeout_s``), write summary.json, log the summary lines, stop
+        the read pool (bounded)."""
         loop = asyncio.get_running_loop()
+        await self.reporting.close(self.config.node.shutdown_timeout_s)
         summary = self.status()
         summary["stopped"] = True
         await loop.run_in_executor(self._read_pool, _write_summary, self.config, summary)
@@ -729,16 +749,15 @@ def source_liveness(pipes: list[Pipeline], now_s: float | None = None) -> dict[s
             "stale_after_s": max(live["stale_after_s"] for live in lives)}
 
 
-def _up_line(runtime: Runtime) -> str:
-    """The line ``run`` prints when it is up (blocking: resolving paths reads the disk)."""
+def _up_line(runtime: Runtime, reports: str) -> str:
+    """The line ``run`` prints when it is up (blocking: resolving paths reads the disk);
+    ``reports``: where events and summaries go."""
     config = runtime.config
     sources = sorted({p.source.source_id for p in runtime.pipelines})
-    events = (str(runtime.event_log.path) if runtime.event_log is not None
-              else "nowhere (no event action)")
     return (f"node {config.node.name!r} up: {len(runtime.pipelines)} pipeline(s) "
             f"({', '.join(p.pipeline_id for p in runtime.pipelines)}) on {len(sources)} "
-            f"source(s) ({', '.join(sources)}); state in {config.state_dir}, events to "
-            f"{events}; see it with 'edge-runtime status --socket {config.control_socket}'")
+            f"source(s) ({', '.join(sources)}); state in {config.state_dir}, reports to "
+            f"{reports}; see it with 'edge-runtime status --socket {config.control_socket}'")
 
 
 def run_daemon(config_path: str | Path, *, duration_s: float | None = None,

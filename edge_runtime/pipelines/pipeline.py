@@ -62,6 +62,7 @@ from edge_runtime.sources.base import Sample, Source
 
 if TYPE_CHECKING:
     from edge_runtime.models.model import Model
+    from edge_runtime.upstream.summary import SummaryWindow
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,9 @@ LATENCY_WINDOW = 2000
 #: ``max(STALE_PERIODS sampling periods at the current rate, STALE_MIN_S)``.
 STALE_PERIODS = 3.0
 STALE_MIN_S = 5.0
+#: Result fields whose rules count as anomaly alarms in upstream summaries (a rule on a
+#: streaming detector's score going active).
+ALARM_FIELDS = frozenset({"score", "raw_score"})
 
 
 @dataclass
@@ -142,6 +146,7 @@ class Pipeline:
         forecast: ForecastStage | None = None,
         tap: Tap | None = None,
         time_scale: float = 1.0,
+        snapshot_rules: frozenset[str] = frozenset(),
     ) -> None:
         if not time_scale > 0:
             raise ValueError("time_scale must be > 0")
@@ -157,6 +162,15 @@ class Pipeline:
         self.cleaner = cleaner
         self.forecast = forecast
         self.tap = tap
+        #: Rules whose activation attaches a JPEG of the frame that fired it (camera).
+        self.snapshot_rules = snapshot_rules
+        #: The upstream summary window this pipeline counts into (set by the daemon's
+        #: reporting; None: not reported). Fed in :meth:`decide`, on the loop.
+        self.summary: SummaryWindow | None = None
+        #: Rules that count as anomaly alarms in the summary (on a detector's score).
+        self._alarm_rules = frozenset(r.rule_id for r in rules
+                                      if r.condition.on.field in ALARM_FIELDS)
+        self._warning_on = False  # the forecast's early warning, for its rising edges
         #: Health of the monitored device (0..100) for scalar pipelines that detect or
         #: forecast; on the source's clock (a replay's recorded seconds) like the forecast.
         self.health: HealthScore | None = None
@@ -374,6 +388,8 @@ class Pipeline:
                 self.stats.latencies_s.append(max(0.0, now - sample.t_mono_s))
             activity = max(activity, self.policy.observe_result(step.result))
             self.last_result = step.result
+        if self.summary is not None:
+            self._count(sample, step, now)
         self.controller.update(sample.t_mono_s, activity)
         transitions: list[Transition] = []
         if step.result is not None:
@@ -381,11 +397,43 @@ class Pipeline:
                 tr = rule.update(sample.t_mono_s, step.result)
                 if tr is not None:
                     transitions.append(tr)
-                    self._fire(tr, step.result)
+                    self._fire(tr, step.result, sample)
         return transitions
 
-    def _fire(self, tr: Transition, result: dict[str, Any]) -> None:
-        context = {"pipeline": self.pipeline_id, "node": self.node_name, "result": result}
+    def _count(self, sample: Sample, step: Step, now: float) -> None:
+        """Feed the summary window (a few additions; on the loop, per sample)."""
+        w = self.summary
+        assert w is not None
+        w.add_sample()
+        result = step.result
+        if result is None:
+            if sample.frame is not None:
+                w.add_gated()
+            return
+        if result.get("gated"):
+            w.add_gated()
+        if step.inferred:
+            w.add_inference(max(0.0, now - sample.t_mono_s) * 1000.0)
+        w.add_result(result)
+        warning = result.get("early_warning")
+        if warning is not None:
+            on = bool(warning)
+            if on and not self._warning_on:
+                w.add_early_warning()
+            self._warning_on = on
+
+    def _fire(self, tr: Transition, result: dict[str, Any],
+              sample: Sample | None = None) -> None:
+        context: dict[str, Any] = {"pipeline": self.pipeline_id, "node": self.node_name,
+                                   "result": result}
+        if tr.active:
+            if self.summary is not None and self.detector is not None \
+                    and tr.rule_id in self._alarm_rules:
+                self.summary.add_alarm()
+            if tr.rule_id in self.snapshot_rules and sample is not None \
+                    and sample.frame is not None:
+                context["frame"] = sample.frame
+                context["boxes"] = snapshot_boxes(result)
         for action_id in tr.actions:
             action = self.actions[action_id]
             try:
@@ -394,6 +442,8 @@ class Pipeline:
                 log.error("pipeline %r: action %r failed: %s", self.pipeline_id, action_id, exc)
 
     def _on_rate_change(self, old_hz: float, new_hz: float, reason: str) -> None:
+        if self.summary is not None:
+            self.summary.add_rate_change(new_hz)
         log.info("pipeline %r: rate %.3g -> %.3g Hz (%s)", self.pipeline_id, old_hz, new_hz,
                  reason)
         # A shared source listens to its readers' controllers and sets the rate itself.
@@ -459,3 +509,16 @@ class Pipeline:
             "health": round(self.health.value, 1) if self.health is not None else None,
             "last_result": last,
         }
+
+
+def snapshot_boxes(result: dict[str, Any]) -> list[tuple[float, float, float, float, str, float]]:
+    """The detections of a result as snapshot boxes ``(x0, y0, x1, y1, label, score)``
+    in frame pixels (what :mod:`edge_runtime.pipelines.postprocess` decodes)."""
+    boxes = []
+    for det in result.get("detections") or []:
+        box = det.get("box_px") if isinstance(det, dict) else None
+        if box is None or len(box) < 4:
+            continue
+        boxes.append((float(box[0]), float(box[1]), float(box[2]), float(box[3]),
+                      str(det.get("label", "")), float(det.get("score", 0.0))))
+    return boxes

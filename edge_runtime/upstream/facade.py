@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge_runtime.errors import OutboxClosedError, SnapshotError
+from edge_runtime.errors import OutboxClosedError, SinkError, SnapshotError
 from edge_runtime.upstream.delivery import Delivery
 from edge_runtime.upstream.ha_discovery import PipelineInfo
 from edge_runtime.upstream.outbox import Outbox
@@ -85,6 +85,9 @@ class Upstream:
         self._io: concurrent.futures.ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._snapshot_jobs: set[asyncio.Future[Any]] = set()
+        #: Snapshot file name -> the id of the event that references it (set by
+        #: :meth:`publish_event`, read when the JPEG is written).
+        self._snapshot_events: dict[str, str] = {}
         self.snapshots_dropped = 0
         self.snapshot_errors = 0
         self._started = False
@@ -139,7 +142,13 @@ class Upstream:
             tls, host, port = parse_broker_url(m.url)
             password = m.password
             if m.password_file:
-                password = _under(self.base_dir, m.password_file).read_text().splitlines()[0]
+                secret = _under(self.base_dir, m.password_file)
+                try:
+                    password = (secret.read_text().splitlines() or [""])[0]
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise SinkError(f"upstream.mqtt.password_file: cannot read {secret} "
+                                    f"({exc})", hint="make it a text file this user may "
+                                    "read, the password on its first line") from exc
 
             def path(p: str | None) -> str | None:
                 return str(_under(self.base_dir, p)) if p else None
@@ -166,8 +175,10 @@ class Upstream:
         return sinks
 
     async def close(self, timeout_s: float = 2.0) -> None:
-        """Commit what was published, stop the sinks (MQTT says offline), close the
-        outbox. Bounded by ``timeout_s``; what is not delivered stays in the outbox."""
+        """Commit what was published, give connected sinks a moment to take it (the
+        local file at least), stop the sinks (MQTT says offline), close the outbox.
+        Bounded by ``timeout_s``; what is not delivered stays in the outbox and is sent
+        after the next start."""
         if self._closed:
             return
         self._closed = True
@@ -179,6 +190,7 @@ class Upstream:
                 await self.flush(timeout_s / 4)
             except TimeoutError:
                 log.warning("upstream: the outbox did not commit within %.1f s", timeout_s / 4)
+            await self._drain(deadline - timeout_s / 4)
         for driver in self.drivers:
             await driver.close()
         for sink in self.sinks:
@@ -195,6 +207,19 @@ class Upstream:
             io = self._io
             await loop.run_in_executor(None, lambda: io.shutdown(wait=True))
 
+    async def _drain(self, until_mono_s: float) -> None:
+        """Wait (until ``until_mono_s``) for every connected sink to confirm its backlog."""
+        outbox = self.outbox
+        assert outbox is not None
+
+        def pending() -> bool:
+            return any(d.sink.ready() and (outbox.backlog.get(d.name, 0)
+                                           or d.status()["in_flight"])
+                       for d in self.drivers)
+
+        while pending() and time.monotonic() < until_mono_s:
+            await asyncio.sleep(0.02)
+
     # -- publishing (loop, non-blocking) ---------------------------------------------------
 
     def _outbox(self) -> Outbox:
@@ -210,6 +235,8 @@ class Upstream:
         event = self.factory.event(type=type, name=name, state=state, pipeline=pipeline,
                                    data=data, snapshot=snapshot)
         self._outbox().put(event)
+        if snapshot is not None and snapshot in self._snapshot_events:
+            self._snapshot_events[snapshot] = event.id  # its JPEG is still being written
         return event.id
 
     def publish_summary(self, summary: Summary | SummaryWindow) -> str:
@@ -245,9 +272,11 @@ class Upstream:
         job = self._loop.run_in_executor(self._io, self.snapshots.write, name, frame,
                                          box_list)
         self._snapshot_jobs.add(job)
+        self._snapshot_events[name] = event_id or ""
 
         def done(fut: asyncio.Future[tuple[int, int, int]]) -> None:
             self._snapshot_jobs.discard(fut)
+            linked = self._snapshot_events.pop(name, "") or None
             if fut.cancelled():
                 return
             exc = fut.exception()
@@ -258,7 +287,7 @@ class Upstream:
                 return
             size, width, height = fut.result()
             if self.outbox is not None:
-                self.outbox.put(Snapshot(**header, file=name, event_id=event_id,
+                self.outbox.put(Snapshot(**header, file=name, event_id=event_id or linked,
                                          size_bytes=size, width=width, height=height,
                                          boxes=box_list))
 

@@ -26,6 +26,7 @@ import pytest
 from edge_runtime import control
 from edge_runtime.errors import DaemonError
 from tests.firmware_bridge.conftest import FIRMWARE, SimDevice, compile_c
+from tests.helpers.events import read_events
 from tests.helpers.media import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -135,10 +136,8 @@ def _stream_rate_hz(sock: Path, window_s: float) -> float:
 
 
 def _events(tmp_path: Path) -> list[dict[str, Any]]:
-    path = tmp_path / "state" / "events.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    """The events the daemon reported to its file sink (``state/upstream.jsonl``)."""
+    return read_events(tmp_path / "state")
 
 
 def test_firmware_stream_drives_the_daemon(device: SimDevice, tmp_path: Path) -> None:
@@ -181,10 +180,10 @@ def test_firmware_stream_drives_the_daemon(device: SimDevice, tmp_path: Path) ->
             f"device rates after the step {_device_rates(device, mark)}"
         busy_stream_hz = _stream_rate_hz(sock, 1.0)  # inside hold_s = 2 s
         assert busy_stream_hz >= 0.6 * MAX_HZ, busy_stream_hz
-        assert wait_for(lambda: any(e["rule"] == "step" and e["active"]
+        assert wait_for(lambda: any(e["name"] == "step" and e["state"] == "active"
                                     for e in _events(tmp_path)), 5.0, 0.05)
-        step_event = next(e for e in _events(tmp_path) if e["rule"] == "step")
-        assert 99.0 <= step_event["value"] <= 101.0
+        step_event = next(e for e in _events(tmp_path) if e["name"] == "step")
+        assert 99.0 <= step_event["data"]["value"] <= 101.0
 
         # 4a. Garbage on the line while streaming fast: each glitch tears the frame in
         # flight and puts junk on the wire; the decoder resyncs.

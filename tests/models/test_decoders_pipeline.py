@@ -4,7 +4,6 @@ appears only when the frame has something bright on it."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -15,6 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from tests.helpers.events import read_events
 from tests.helpers.media import frame_with_square, wait_for
 from tests.models.test_decoders import _face_model
 
@@ -33,10 +33,8 @@ def _video(path: Path, black: int, bright: int, size: tuple[int, int] = (64, 48)
 
 
 def _events(state: Path) -> list[dict[str, Any]]:
-    path = state / "events.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The events the daemon reported to its file sink (``state/upstream.jsonl``)."""
+    return read_events(state)
 
 
 def test_a_decoded_face_fires_a_rule_in_a_camera_pipeline(tmp_path: Path) -> None:
@@ -82,7 +80,7 @@ id = "event"
     state = tmp_path / "state"
     try:
         # The face appears with the bright frames and goes with the black ones, in a loop.
-        assert wait_for(lambda: [e["active"] for e in _events(state)][:2] == [True, False]
+        assert wait_for(lambda: [e["state"] for e in _events(state)][:2] == ["active", "clear"]
                         or proc.poll() is not None, 40.0, 0.2)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -90,6 +88,6 @@ id = "event"
     assert proc.returncode == 0, err.decode()
     events = _events(state)
     on = events[0]
-    assert on["rule"] == "face" and on["active"] is True and on["value"] == 1
-    assert on["result"]["count"] == 1 and on["result"]["max_score"] > 0.99
-    assert events[1]["active"] is False and events[1]["result"]["count_face"] == 0
+    assert on["name"] == "face" and on["state"] == "active" and on["data"]["value"] == 1
+    assert on["data"]["result"]["count"] == 1 and on["data"]["result"]["max_score"] > 0.99
+    assert events[1]["state"] == "clear" and events[1]["data"]["result"]["count_face"] == 0

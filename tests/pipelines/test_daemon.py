@@ -22,6 +22,7 @@ from edge_runtime.config import load_config
 from edge_runtime.errors import DaemonError
 from edge_runtime.pipelines.daemon import Daemon
 from edge_runtime.sources.gpio import pin_factory
+from tests.helpers.events import read_events
 from tests.helpers.media import MJPEGServer, make_video, wait_for, write_csv
 
 REPO = Path(__file__).resolve().parents[2]
@@ -126,10 +127,8 @@ id = "log"
 
 
 def _events(tmp_path: Path) -> list[dict[str, Any]]:
-    path = tmp_path / "state" / "events.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    """The events the daemon reported to its file sink (``state/upstream.jsonl``)."""
+    return read_events(tmp_path / "state")
 
 
 def _status(sock: Path) -> dict[str, Any] | None:
@@ -186,9 +185,10 @@ def test_daemon_subprocess_end_to_end_and_clean_sigterm(tmp_path: Path) -> None:
     assert sensor["sampling"]["rate_changes"] >= 2
     assert sensor["source_stats"]["dropped"] > 0
     events = _events(tmp_path)
-    spikes = [e for e in events if e["rule"] == "spike"]
-    assert spikes and spikes[0]["active"] is True and spikes[0]["value"] >= 30.0
-    assert any(e["rule"] == "moving" for e in events)
+    spikes = [e for e in events if e["name"] == "spike"]
+    assert spikes and spikes[0]["state"] == "active" and spikes[0]["data"]["value"] >= 30.0
+    assert spikes[0]["pipeline"] == "sensor" and spikes[0]["type"] == "rule"
+    assert any(e["name"] == "moving" for e in events)
     summary = json.loads((tmp_path / "state" / "summary.json").read_text())
     assert summary["stopped"] is True
     assert summary["pipelines"]["digits"]["inferences"] >= digits["inferences"]
@@ -215,7 +215,10 @@ def test_sighup_refuses_bad_config_and_applies_good_one(tmp_path: Path) -> None:
                         ["pipelines"]["digits"]["samples"] > before, 10.0, 0.1)
         cfg.write_text(good.replace('name = "e2e"', 'name = "renamed"'))
         proc.send_signal(signal.SIGHUP)
-        assert wait_for(lambda: (_status(sock) or {}).get("node") == "renamed", 15.0, 0.1)
+        # The new name shows once the config is switched; the generation once it runs
+        # (the upstream of the renamed node is restarted in between).
+        assert wait_for(lambda: (_status(sock) or {}).get("node") == "renamed"
+                        and (_status(sock) or {}).get("generation") == 2, 15.0, 0.1)
         st = _status(sock)
         assert st is not None and st["generation"] == 2 and st["reloads"] == 1
     finally:
@@ -289,7 +292,7 @@ def test_done_when_camera_drops_out_gpio_action_fires_and_exits_cleanly(tmp_path
                                  if t.name.startswith(("pipeline-", "camera-"))], 3.0)
     assert status["actions"]["led"] >= 2  # on, then off
     assert status["pipelines"]["sensor"]["samples"] > 0
-    rules = {e["rule"] for e in _events(tmp_path)}
+    rules = {e["name"] for e in _events(tmp_path)}
     assert {"someone", "moving"} <= rules
 
 
@@ -370,7 +373,8 @@ id = "event"
     stop_s = asyncio.run(main())
     assert stop_s < 2.0
     events = _events(tmp_path)
-    assert [e["rule"] for e in events] == ["seen"]  # the sample in flight was decided
+    # the sample in flight was decided
+    assert [e["name"] for e in events if e["type"] == "rule"] == ["seen"]
     summary = json.loads((tmp_path / "state" / "summary.json").read_text())
     assert summary["pipelines"]["p"]["inferences"] == 1
 
@@ -415,4 +419,5 @@ id = "event"
     assert status["health_rules"]["memory-used"]["activations"] == 1
     assert "health alarms: memory-used" in capsys.readouterr().out
     events = _events(tmp_path)
-    assert events[0]["pipeline"] == "health" and events[0]["field"] == "memory_percent"
+    assert events[0]["type"] == "health" and events[0]["pipeline"] is None
+    assert events[0]["data"]["field"] == "memory_percent"

@@ -22,6 +22,7 @@ from edge_runtime.config import decode_config
 from edge_runtime.errors import ConfigError
 from edge_runtime.pipelines.build import build_runtime
 from tests.helpers.data import NAB_ROOT
+from tests.helpers.events import record_events
 
 NAME = "realKnownCause/machine_temperature_system_failure.csv"
 SPEED = 1e7
@@ -77,6 +78,7 @@ def test_early_warning_event_before_the_machine_temperature_failure(
                json.loads((nab_root / "combined_windows.json").read_text())[NAME]]
     config = decode_config(CONFIG.format(path=path, speed=SPEED), base_dir=tmp_path)
     runtime = build_runtime(config)
+    recorder = record_events(runtime)
     try:
         pipe = runtime.pipelines[0]
         first_mono: float | None = None
@@ -95,9 +97,9 @@ def test_early_warning_event_before_the_machine_temperature_failure(
     finally:
         runtime.close()
     assert first_mono is not None
-    events = [json.loads(line) for line in config.event_log_path.read_text().splitlines()]
-    onsets = [times[0] + (e["t_mono_s"] - first_mono) * SPEED
-              for e in events if e["active"] and e["kind"] == "early_warning"]
+    onsets = [times[0] + (e["data"]["t_mono_s"] - first_mono) * SPEED
+              for e in recorder.events if e["state"] == "active"
+              and e["data"].get("kind") == "early_warning"]
     assert len(onsets) == status["warnings"]
     # The warning that counts: raised in the 48 h before the failure, before the failure.
     lead_h = [(failure_s - t) / 3600 for t in onsets if 0 < failure_s - t <= 48 * 3600]
@@ -113,7 +115,7 @@ def test_early_warning_event_before_the_machine_temperature_failure(
     # Regression guard on false early warnings: 5 with the default 2 h hold (9 without;
     # benchmarks/forecast_bench.py, docs/forecast-experiments.md).
     assert len(false) <= 5
-    assert events[0]["result"]["time_to_limit_high_s"] <= 86400.0
+    assert recorder.events[0]["data"]["result"]["time_to_limit_high_s"] <= 86400.0
     # The device's health score: near 0 in the half day before the failure, and seldom
     # low in normal operation (outside the labelled windows, > 48 h before the failure:
     # 11 h below 40 in about 1440 h at this commit).

@@ -7,7 +7,6 @@ in-process with a real MJPEG server; every test stops what it starts.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import signal
@@ -28,6 +27,7 @@ from edge_runtime.pipelines.pipeline import STALE_MIN_S, Pipeline
 from edge_runtime.sampling.controller import RateController
 from edge_runtime.sampling.policy import ActivityPolicy
 from edge_runtime.sources.camera import OpenCVCamera
+from tests.helpers.events import read_events
 from tests.helpers.media import MJPEGServer, make_video, wait_for, write_csv
 
 REPO = Path(__file__).resolve().parents[2]
@@ -102,10 +102,8 @@ def _status(sock: Path) -> dict[str, Any] | None:
 
 
 def _events(folder: Path) -> list[dict[str, Any]]:
-    path = folder / "state" / "events.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    """The events the daemon reported to its file sink (``state/upstream.jsonl``)."""
+    return read_events(folder / "state")
 
 
 def _watch(sock: Path, generation: int) -> dict[str, Any] | None:
@@ -143,7 +141,7 @@ def test_still_camera_fires_no_motion_rule_at_start_nor_after_reload(tmp_path: P
         assert watch["sampling"]["frames_with_motion"] == 0
         assert watch["rules"]["moving"]["activations"] == 0
     assert st["actions"]["relay"] == 0
-    assert [e for e in _events(tmp_path) if e["rule"] == "moving"] == []
+    assert [e for e in _events(tmp_path) if e["name"] == "moving"] == []
 
 
 # --- check: the state folder ---------------------------------------------------------------
@@ -370,7 +368,8 @@ def test_run_says_when_it_is_up_and_when_a_camera_drops_out_and_comes_back(
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 3, err
     assert "edge_runtime.run: node 'door' up: 1 pipeline(s) (watch) on 1 source(s) (cam); " \
-           f"state in {tmp_path / 'state'}, events to {tmp_path / 'state' / 'events.jsonl'}" \
+           f"state in {tmp_path / 'state'}, reports to file " \
+           f"{tmp_path / 'state' / 'upstream.jsonl'}" \
            in lines[0]
     assert f"'edge-runtime status --socket {sock}'" in lines[0]
     assert "WARNING edge_runtime.run: source 'cam' dropped out (disconnected" in lines[1]

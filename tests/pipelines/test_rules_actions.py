@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
-from pathlib import Path
 
+import numpy as np
 import pytest
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from edge_runtime.errors import ActionError
-from edge_runtime.pipelines.actions import EventAction, EventLog, GpioOutputAction, LogAction
+from edge_runtime.pipelines.actions import EventAction, GpioOutputAction, LogAction
 from edge_runtime.pipelines.rules import Rule, Threshold, Transition
+from tests.helpers.events import RecordingReporter
 from tests.helpers.media import wait_for
 
 
@@ -102,22 +102,38 @@ def test_gpio_output_on_bad_pin_is_typed(mock_pins: MockFactory) -> None:
         GpioOutputAction("x", device="led", pin=999)
 
 
-def test_event_log_writes_fsynced_jsonl_and_rotates(tmp_path: Path) -> None:
-    path = tmp_path / "ev" / "events.jsonl"
-    ev_log = EventLog(path, max_bytes=600, keep=2)
-    action = EventAction("ev", event_log=ev_log)
-    for i in range(12):
+def test_event_action_publishes_each_edge_with_its_values() -> None:
+    recorder = RecordingReporter()
+    action = EventAction("ev", kind="alarm")
+    action.handle(_tr(True), {"pipeline": "p", "result": {"score": 0.9}})
+    assert action.unreported == 1 and recorder.events == []  # not bound yet: counted
+    action.bind(recorder)
+    for i in range(4):
         action.handle(_tr(i % 2 == 0), {"pipeline": "p", "node": "n",
-                                        "result": {"score": 0.9, "top_k": [("a", 1.0)]}})
-    assert ev_log.flush(2.0)
-    ev_log.close()
-    files = sorted(tmp_path.joinpath("ev").iterdir())
-    assert [f.name for f in files] == ["events.jsonl", "events.jsonl.1", "events.jsonl.2"]
-    assert all(f.stat().st_size <= 600 for f in files)
-    events = [json.loads(line) for line in path.read_text().splitlines()]
-    assert events[-1]["rule"] == "hot" and events[-1]["active"] is False
-    assert events[-1]["result"] == {"score": 0.9}  # lists are left out of the event
-    assert ev_log.rotations >= 2 and ev_log.written == 12
+                                        "result": {"score": 0.9, "top_k": [("a", 1.0)],
+                                                   "nan": float("nan")}})
+    assert [e["state"] for e in recorder.events] == ["active", "clear"] * 2
+    last = recorder.events[-1]
+    assert last["type"] == "rule" and last["name"] == "hot" and last["pipeline"] == "p"
+    # lists are left out of the event; NaN becomes null; the action's kind is kept
+    assert last["data"]["result"] == {"score": 0.9, "nan": None}
+    assert last["data"]["kind"] == "alarm" and last["data"]["field"] == "score"
+    assert last["snapshot"] is None and recorder.snapshots == []
+
+
+def test_event_action_on_a_health_rule_and_with_a_frame() -> None:
+    recorder = RecordingReporter()
+    action = EventAction("ev", reporter=recorder)
+    action.handle(_tr(True), {"pipeline": "health", "health": True, "result": {}})
+    assert recorder.events[0]["type"] == "health" and recorder.events[0]["pipeline"] is None
+    frame = np.zeros((4, 4, 3), np.uint8)
+    boxes = [(0.0, 0.0, 2.0, 2.0, "face", 0.9)]
+    action.handle(_tr(True), {"pipeline": "cam", "result": {}, "frame": frame,
+                              "boxes": boxes})
+    action.handle(_tr(False), {"pipeline": "cam", "result": {}, "frame": frame})
+    on, off = recorder.events[1:]
+    assert on["snapshot"] == "cam-0.jpg" and off["snapshot"] is None  # activations only
+    assert recorder.snapshots == [("cam-0.jpg", frame, boxes)]
 
 
 def test_log_action(caplog: pytest.LogCaptureFixture) -> None:

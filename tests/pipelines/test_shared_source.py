@@ -30,6 +30,7 @@ from edge_runtime.sampling.policy import ActivityPolicy, ChangePolicy, MotionGat
 from edge_runtime.sources.base import Sample, Source
 from edge_runtime.sources.camera import OpenCVCamera
 from edge_runtime.sources.gpio import pin_factory
+from tests.helpers.events import read_events
 from tests.helpers.media import frame_with_square, make_video, wait_for, write_csv
 
 REPO = Path(__file__).resolve().parents[2]
@@ -427,9 +428,7 @@ def test_one_camera_feeds_two_pipelines_in_process(tmp_path: Path) -> None:
     # No reader, worker or camera thread outlives the daemon.
     assert wait_for(lambda: not [t for t in threading.enumerate()
                                  if t.name.startswith(("pipeline-", "camera-", "source-"))], 3.0)
-    events = [json.loads(line) for line in
-              (tmp_path / "state" / "events.jsonl").read_text().splitlines()]
-    assert {"moving", "open"} <= {e["rule"] for e in events}
+    assert {"moving", "open"} <= {e["name"] for e in read_events(tmp_path / "state")}
     summary = json.loads((tmp_path / "state" / "summary.json").read_text())
     assert set(summary["sources"]) == {"cam", "pir"}
 

@@ -3,7 +3,6 @@ the test writes), and an overheating run that raises an alarm through a pipeline
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from edge_runtime.config import decode_config
 from edge_runtime.errors import ConfigError, SourceUnavailableError
 from edge_runtime.pipelines.build import build_runtime
 from edge_runtime.sources.system import CHANNELS, SystemSource
+from tests.helpers.events import record_events
 
 
 class FakeHost:
@@ -181,6 +181,7 @@ def test_overheating_node_raises_an_alarm_event(tmp_path: Path) -> None:
     config = decode_config(CONFIG.format(channel="cpu_temperature_c", root=tmp_path),
                            base_dir=tmp_path)
     runtime = build_runtime(config)
+    recorder = record_events(runtime)
     rng = random.Random(7)
     clock = Clock()
     period_s, calm_reads, hot_reads = 10.0, 1800, 240
@@ -215,7 +216,7 @@ def test_overheating_node_raises_an_alarm_event(tmp_path: Path) -> None:
     # detector learns; the hour before the fan stops is quiet
     assert len(calm_alarms) <= 3 and all(i < calm_reads - 360 for i in calm_alarms), calm_alarms
     assert hot_alarms and hot_alarms[0] - calm_reads <= 30  # within 5 minutes (< +5 C)
-    events = [json.loads(line) for line in config.event_log_path.read_text().splitlines()]
-    onsets = [e for e in events if e["active"] and e["kind"] == "node_anomaly"]
+    onsets = [e for e in recorder.events if e["state"] == "active"
+              and e["data"].get("kind") == "node_anomaly"]
     assert len(onsets) >= 1
     assert min(health[calm_reads:]) < min(health[:calm_reads])  # and the health score falls
