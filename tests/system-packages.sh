@@ -9,12 +9,15 @@
 #                          GStreamer's RTSP server (run by the system python3), the IP
 #                          camera of the RTSP tests; plugins-bad brings the H.264 encoder
 #   mosquitto mosquitto-clients  the real MQTT broker (and mosquitto_passwd) the upstream tests publish to
+#   espeak-ng              speaks the words the audio tests mix with silence and noise
+#   alsa-utils             arecord, the ALSA capture child process of the audio source
 set -eu
 
 PACKAGES="gcc g++ libc6-dev
 python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
 gstreamer1.0-plugins-bad
-mosquitto mosquitto-clients"
+mosquitto mosquitto-clients
+espeak-ng alsa-utils"
 
 if ! command -v dpkg >/dev/null 2>&1; then
     echo "tests/system-packages.sh: this is not a Debian-based system (no dpkg)." >&2

@@ -51,6 +51,41 @@ class WindowPreprocessing(msgspec.Struct, forbid_unknown_fields=True, tag="windo
     rate_hz: float | None = None
 
 
+class AudioPreprocessing(msgspec.Struct, forbid_unknown_fields=True, tag="audio"):
+    """How a window of sound (an audio source's float32 mono samples in [-1, 1]) becomes
+    model input.
+
+    The model takes windows of ``window_s`` seconds at ``sample_rate_hz``; the audio source
+    must deliver exactly those (a pipeline refuses one that does not, naming both). The
+    samples go to the input called ``input`` (default: the first input that is neither a
+    state nor a constant), times ``scale``, reshaped to its shape (the open dimension
+    after the batch takes the window's length).
+    """
+
+    sample_rate_hz: int
+    window_s: float
+    input: str | None = None
+    scale: float = 1.0
+
+    @property
+    def length(self) -> int:
+        """Samples per window."""
+        return round(self.window_s * self.sample_rate_hz)
+
+
+class StatePair(msgspec.Struct, forbid_unknown_fields=True):
+    """A recurrent state the model reads from ``input`` and writes to ``output``.
+
+    A pipeline feeds each inference's ``output`` back as the next one's ``input``; the
+    first inference, and the first after the source reconnects, get ``initial`` (every
+    element; the input's shape and dtype).
+    """
+
+    input: str
+    output: str
+    initial: float = 0.0
+
+
 class ClassificationPostprocessing(msgspec.Struct, forbid_unknown_fields=True, tag="classes"):
     """Outputs are class scores; ``softmax`` says whether to apply one (logits)."""
 
@@ -67,6 +102,20 @@ class ForecastPostprocessing(msgspec.Struct, forbid_unknown_fields=True, tag="fo
 
     output: str | None = None
     residual_threshold: float = 3.0
+
+
+class ProbabilityPostprocessing(msgspec.Struct, forbid_unknown_fields=True,
+                                tag="probability"):
+    """The output is one probability (a voice-activity model's speech probability).
+
+    The result has ``probability`` and ``score`` (the same number, for rules), and
+    ``label`` (``label`` when the probability is at least ``threshold``, else ``other``).
+    """
+
+    output: str | None = None
+    label: str = "positive"
+    other: str = "negative"
+    threshold: float = 0.5
 
 
 class AnchorConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -162,9 +211,12 @@ class PluginPostprocessing(msgspec.Struct, forbid_unknown_fields=True, tag="plug
     options: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-Preprocessing = ImagePreprocessing | WindowPreprocessing
+Preprocessing = ImagePreprocessing | WindowPreprocessing | AudioPreprocessing
 Postprocessing = (ClassificationPostprocessing | ForecastPostprocessing | DetectionPostprocessing
-                  | SegmentationPostprocessing | PluginPostprocessing)
+                  | SegmentationPostprocessing | PluginPostprocessing
+                  | ProbabilityPostprocessing)
+#: A constant input's value: a number, or nested lists of numbers (the input's shape).
+ConstantValue = int | float | list[Any]
 
 
 class Accuracy(msgspec.Struct, forbid_unknown_fields=True):
@@ -195,6 +247,11 @@ class Manifest(msgspec.Struct, forbid_unknown_fields=True):
     quantization: Literal["int8", "uint8", "float32", "float16"] | None = None
     #: Name of the float model this one was quantized from (for int8 vs fp32 comparisons).
     float_model: str | None = None
+    #: Recurrent states fed back from one inference to the next (stateful models such as
+    #: Silero VAD: ``state = [{input = "state", output = "stateN"}]``).
+    state: list[StatePair] = msgspec.field(default_factory=list)
+    #: Inputs given the same value every time (``constant_inputs = {sr = 16000}``).
+    constant_inputs: dict[str, ConstantValue] = msgspec.field(default_factory=dict)
 
     # Filled in by load_manifest, not read from the file.
     path: Path = Path()
@@ -234,7 +291,7 @@ def load_manifest(path: Path) -> Manifest:
 _TAGS: dict[type, str] = {
     ClassificationPostprocessing: "classes", ForecastPostprocessing: "forecast",
     DetectionPostprocessing: "detection", SegmentationPostprocessing: "segmentation",
-    PluginPostprocessing: "plugin",
+    PluginPostprocessing: "plugin", ProbabilityPostprocessing: "probability",
 }
 
 #: The postprocessing types that can decode each task's outputs.
@@ -248,6 +305,13 @@ def _check_task(manifest: Manifest, path: Path) -> None:
     """Refuse what the schema alone lets through: a task nobody can decode, empty text."""
     if not manifest.description.strip():
         raise ManifestError(f"manifest {path}: `description` is empty; say what the model does")
+    seen: set[str] = set()
+    for i, pair in enumerate(manifest.state):
+        for name in (pair.input, pair.output):
+            if name in seen or name in manifest.constant_inputs:
+                raise ManifestError(f"manifest {path}: `state[{i}]` names {name!r} twice; "
+                                    "each state has an input and an output of its own")
+            seen.add(name)
     wanted = _TASK_POST.get(manifest.task)
     post = manifest.postprocessing
     if wanted is None:

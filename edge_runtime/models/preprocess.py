@@ -15,7 +15,11 @@ from typing import Any, Literal
 import numpy as np
 
 from edge_runtime.errors import InputError
-from edge_runtime.models.manifest import ImagePreprocessing, WindowPreprocessing
+from edge_runtime.models.manifest import (
+    AudioPreprocessing,
+    ImagePreprocessing,
+    WindowPreprocessing,
+)
 from edge_runtime.models.types import TensorSpec
 
 ImageFn = Callable[[np.ndarray], np.ndarray]
@@ -196,3 +200,31 @@ def window_tensor(values: np.ndarray, recipe: WindowPreprocessing, spec: TensorS
         raise InputError(
             f"a window of {recipe.length} does not fit input shape {spec.shape}"
         ) from exc
+
+
+def audio_tensor(window: np.ndarray, recipe: AudioPreprocessing, spec: TensorSpec) -> np.ndarray:
+    """One window of sound (float32 mono), times ``recipe.scale``, shaped for ``spec``.
+
+    Fixed dimensions are kept; an open one after the batch takes the window's length
+    (``(1, ?)`` becomes ``(1, 512)``), the batch is 1.
+    """
+    samples = np.asarray(window, dtype=np.float32)
+    if samples.size != recipe.length:
+        raise InputError(f"the model needs windows of {recipe.length} samples "
+                         f"({recipe.window_s:g} s at {recipe.sample_rate_hz} Hz), got "
+                         f"{samples.size}")
+    if recipe.scale != 1.0:
+        samples = samples * np.float32(recipe.scale)
+    dims = list(spec.shape) or [samples.size]
+    if dims[0] is None:
+        dims[0] = 1
+    fixed = int(np.prod([d for d in dims if d is not None]))
+    open_dims = [i for i, d in enumerate(dims) if d is None]
+    if open_dims and fixed and samples.size % fixed == 0:
+        dims[open_dims[-1]] = samples.size // fixed
+    shape = tuple(1 if d is None else int(d) for d in dims)
+    try:
+        return samples.reshape(shape)
+    except ValueError as exc:
+        raise InputError(f"a window of {samples.size} samples does not fit input "
+                         f"{spec.name!r} of shape {spec.shape}") from exc

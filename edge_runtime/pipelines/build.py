@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from edge_runtime.config import (
+    AudioSourceConfig,
     BridgeSourceConfig,
     CameraSourceConfig,
     Config,
@@ -137,6 +138,15 @@ def make_source(cfg: SourceConfig, config: Config) -> Source:
                             sys_root=config.resolve(cfg.sys_root),
                             disk_path=config.resolve(cfg.disk_path),
                             interface=cfg.interface, device=cfg.device)
+    if isinstance(cfg, AudioSourceConfig):
+        from edge_runtime.sources.audio import AudioSource
+
+        return AudioSource(
+            cfg.id, path=config.resolve(cfg.path) if cfg.path is not None else None,
+            device=cfg.device, command=cfg.command, rate_hz=cfg.rate_hz,
+            window_s=cfg.window_s, hop_s=cfg.hop_s, realtime=cfg.realtime,
+            lossless=cfg.lossless, loop=cfg.loop, reconnect_min_s=cfg.reconnect_min_s,
+            reconnect_max_s=cfg.reconnect_max_s)
     assert isinstance(cfg, ReplaySourceConfig)
     from edge_runtime.sources.replay import ReplaySource
 

@@ -38,10 +38,13 @@ from edge_runtime.anomaly.health import HealthScore
 from edge_runtime.anomaly.protocols import Cleaner, Detector
 from edge_runtime.errors import EdgeRuntimeError
 from edge_runtime.models.manifest import (
+    AudioPreprocessing,
     ClassificationPostprocessing,
     ForecastPostprocessing,
+    ProbabilityPostprocessing,
     WindowPreprocessing,
 )
+from edge_runtime.models.state import ModelInputs, data_input
 from edge_runtime.pipelines import postprocess
 from edge_runtime.pipelines.actions import (
     Action,
@@ -50,6 +53,8 @@ from edge_runtime.pipelines.forecast import ForecastStage
 from edge_runtime.pipelines.preprocess import (
     FrameFn,
     SlidingWindow,
+    audio_input,
+    audio_recipe,
     frame_preprocessor,
     window_input,
     window_recipe,
@@ -58,6 +63,7 @@ from edge_runtime.pipelines.rules import Rule, Transition
 from edge_runtime.pipelines.shared import Tap
 from edge_runtime.sampling.controller import RateController
 from edge_runtime.sampling.policy import ActivityPolicy
+from edge_runtime.sources.audio import AudioSource
 from edge_runtime.sources.base import Sample, Source
 
 if TYPE_CHECKING:
@@ -195,10 +201,23 @@ class Pipeline:
         #: Detection / segmentation / plugin decoder, bound to the model's outputs here so
         #: a manifest that does not fit the model is refused before anything runs.
         self._decoder = postprocess.decoder_for_model(model) if model is not None else None
+        self._audio_recipe: AudioPreprocessing | None = None
+        #: The model's state and constant inputs (models/state.py), fed on every run; the
+        #: state starts again when the source's reconnect count changes.
+        self._inputs: ModelInputs | None = None
+        self._reconnects_seen = source.stats.reconnects
         if model is not None:
+            if isinstance(source, AudioSource):
+                self._audio_recipe = audio_recipe(model, source.source_id, source.rate_hz,
+                                                  source.window_s)
+                self._inputs = ModelInputs(model, data_input(
+                    model.manifest, model.inputs, self._audio_recipe.input))
+            elif model.manifest is not None and (model.manifest.state
+                                                 or model.manifest.constant_inputs):
+                self._inputs = ModelInputs(model, data_input(model.manifest, model.inputs))
             if source.kind == "frame":
                 self._frame_fn = frame_preprocessor(model)
-            else:
+            elif source.kind == "scalar":
                 self._window_recipe = window_recipe(model)
                 rate_hz = self._window_recipe.rate_hz
                 self._window = SlidingWindow(self._window_recipe.length,
@@ -217,6 +236,8 @@ class Pipeline:
     def infer(self, sample: Sample) -> Step:
         """Gate, preprocess and run the model on one sample (blocking; executor only)."""
         activity = self.policy.observe(sample)
+        if sample.audio is not None:
+            return self._infer_audio(activity, sample.audio)
         if sample.frame is not None:
             if not self.policy.wants_inference(sample, activity):
                 return Step(activity, None)
@@ -224,7 +245,7 @@ class Pipeline:
                 return Step(activity, {"motion": activity})
             started = time.perf_counter()
             x = self._frame_fn(sample.frame)
-            outputs = self.model.run(x)
+            outputs = self._run_model(x)
             result = self._postprocess(outputs, sample.frame.shape)
             result["motion"] = activity
             return Step(activity, result, True, time.perf_counter() - started)
@@ -337,7 +358,7 @@ class Pipeline:
             self._window.push(t_stream_s, value)
             return Step(activity, {"value": value, "warming": True})
         started = time.perf_counter()
-        outputs = self.model.run(window_input(self._window, t_stream_s, recipe, self.model))
+        outputs = self._run_model(window_input(self._window, t_stream_s, recipe, self.model))
         self._window.push(t_stream_s, value)
         if isinstance(self._post, ForecastPostprocessing):
             actual = (value - recipe.mean) / recipe.std
@@ -348,11 +369,36 @@ class Pipeline:
         result["value"] = value
         return Step(activity, result, True, time.perf_counter() - started)
 
+    def _infer_audio(self, activity: float, window: np.ndarray[Any, Any]) -> Step:
+        """One window of sound through the model (a stateful one keeps its state)."""
+        if self.model is None or self._audio_recipe is None or self._inputs is None:
+            return Step(activity, {"rms": float(np.sqrt(np.mean(np.square(window))))})
+        started = time.perf_counter()
+        x = audio_input(window, self._audio_recipe,
+                        next(s for s in self.model.inputs if s.name == self._inputs.data_name))
+        result = self._postprocess(self._run_model(x))
+        return Step(activity, result, True, time.perf_counter() - started)
+
+    def _run_model(self, x: np.ndarray[Any, Any]) -> dict[str, np.ndarray[Any, Any]]:
+        """The model on one input, with its state and constants when it has them."""
+        assert self.model is not None
+        inputs = self._inputs
+        if inputs is None:
+            return self.model.run(x)
+        reconnects = self.source.stats.reconnects
+        if reconnects != self._reconnects_seen:
+            # A new stream: the state of the old one says nothing about it.
+            self._reconnects_seen = reconnects
+            inputs.reset()
+        return inputs.run(x)
+
     def _postprocess(self, outputs: dict[str, np.ndarray[Any, Any]],
                      frame_shape: tuple[int, ...] | None = None) -> dict[str, Any]:
         post = self._post
         if self._decoder is not None:
             return self._decoder(outputs, frame_shape)
+        if isinstance(post, ProbabilityPostprocessing):
+            return postprocess.probability(outputs, post)
         if isinstance(post, ClassificationPostprocessing) or post is None:
             spec = post if post is not None else ClassificationPostprocessing()
             first = np.asarray(next(iter(outputs.values())))

@@ -6,6 +6,9 @@
   once (:func:`check_outputs`, which refuses a manifest that does not fit); detections
   have ``box`` in ``[x1, y1, x2, y2]`` fractions of the source frame (letterbox undone),
   ``count``, ``max_score`` and ``count_<label>``; segmentation gives ``fraction_<label>``;
+- probability (one number, a voice-activity model's speech probability): ``probability``,
+  ``score`` (the same, for rules) and ``label`` (the manifest's label at or above its
+  threshold, else its ``other``);
 - forecast (a next-value regressor): ``forecast``, ``residual`` (normalised units) and an
   anomaly ``score`` in [0, 1] that reaches 0.5 at the manifest's residual threshold.
 
@@ -32,6 +35,7 @@ from edge_runtime.models.manifest import (
     Manifest,
     PluginPostprocessing,
     Postprocessing,
+    ProbabilityPostprocessing,
     SegmentationPostprocessing,
 )
 from edge_runtime.models.preprocess import FrameGeometry, frame_geometry
@@ -72,6 +76,14 @@ def classify(
 
     top = [(name(int(i)), float(scores[i])) for i in order]
     return {"label": top[0][0], "score": top[0][1], "class_index": int(order[0]), "top_k": top}
+
+
+def probability(outputs: Mapping[str, np.ndarray[Any, Any]],
+                spec: ProbabilityPostprocessing) -> Result:
+    """The first element of the first (or named) output as a probability."""
+    p = float(np.asarray(_pick(outputs, spec.output)).reshape(-1)[0])
+    return {"probability": p, "score": p,
+            "label": spec.label if p >= spec.threshold else spec.other}
 
 
 iou = _nms.iou
@@ -143,10 +155,19 @@ def check_outputs(manifest: Manifest, inputs: Sequence[TensorSpec],
     expected, or :class:`~edge_runtime.errors.PluginError`.
     """
     post = manifest.postprocessing
+    # State outputs go back into the model (models/state.py); they are not results.
+    fed_back = {p.output for p in manifest.state}
+    outputs = [s for s in outputs if s.name not in fed_back]
     decoder = make_decoder(post, manifest.labels, input_size_of(manifest, inputs))
     if decoder is not None:
         decoder.bind(outputs)
         return decoder
+    if isinstance(post, ProbabilityPostprocessing):
+        if post.output is not None and all(s.name != post.output for s in outputs):
+            raise ManifestMismatchError(
+                f"postprocessing.output names {post.output!r} but the model's outputs are "
+                f"{', '.join(s.name for s in outputs)}")
+        return None
     if isinstance(post, ClassificationPostprocessing) or (
             post is None and manifest.task == "classification"):
         name = post.output if isinstance(post, ClassificationPostprocessing) else None

@@ -1,4 +1,4 @@
-"""Preprocessing glue between samples and a model: frames and sliding windows.
+"""Preprocessing glue between samples and a model: frames, sliding windows and sound.
 
 The recipes themselves (resize or letterbox, colour order, layout, normalisation) live
 with the model API in :mod:`edge_runtime.models.preprocess` and are driven by the model's
@@ -16,8 +16,13 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_runtime.errors import ConfigError
-from edge_runtime.models.manifest import ImagePreprocessing, WindowPreprocessing
+from edge_runtime.models.manifest import (
+    AudioPreprocessing,
+    ImagePreprocessing,
+    WindowPreprocessing,
+)
 from edge_runtime.models.preprocess import (
+    audio_tensor,
     default_image_preprocessing,
     image_preprocessor,
     window_tensor,
@@ -25,6 +30,7 @@ from edge_runtime.models.preprocess import (
 
 if TYPE_CHECKING:
     from edge_runtime.models.model import Model
+    from edge_runtime.models.types import TensorSpec
 
 FrameFn = Callable[[npt.NDArray[np.uint8]], np.ndarray[Any, Any]]
 
@@ -87,6 +93,9 @@ def frame_preprocessor(model: Model) -> FrameFn:
     recipe = manifest.preprocessing if manifest is not None else None
     if recipe is None:
         recipe = default_image_preprocessing(spec)
+    if isinstance(recipe, AudioPreprocessing):
+        raise ConfigError(f"model {model.name} takes sound, not camera frames",
+                          hint="feed it from an audio source")
     if not isinstance(recipe, ImagePreprocessing):
         raise ConfigError(f"model {model.name} takes a sensor window, "
                           "not camera frames", hint="feed it from a scalar source")
@@ -100,10 +109,45 @@ def window_recipe(model: Model) -> WindowPreprocessing:
     if recipe is None:
         length = next((d for d in reversed(model.inputs[0].shape) if d and d > 1), 1)
         return WindowPreprocessing(length=int(length))
+    if isinstance(recipe, AudioPreprocessing):
+        raise ConfigError(f"model {model.name} takes sound, not a sensor stream",
+                          hint="feed it from an audio source")
     if not isinstance(recipe, WindowPreprocessing):
         raise ConfigError(f"model {model.name} takes images, not a sensor stream",
                           hint="feed it from a camera source")
     return recipe
+
+
+def audio_recipe(model: Model, source_id: str, rate_hz: int, window_s: float,
+                 ) -> AudioPreprocessing:
+    """The sound recipe of an audio model, checked against what the source delivers.
+
+    A model without an ``audio`` preprocessing table gets one from the source (its rate
+    and window length). One with a table must be fed windows of its own length at its
+    own rate: anything else is a :class:`ConfigError` naming both.
+    """
+    manifest = model.manifest
+    recipe = manifest.preprocessing if manifest is not None else None
+    if recipe is None:
+        return AudioPreprocessing(sample_rate_hz=rate_hz, window_s=window_s)
+    if not isinstance(recipe, AudioPreprocessing):
+        kind = "images" if isinstance(recipe, ImagePreprocessing) else "sensor windows"
+        raise ConfigError(f"model {model.name} takes {kind}, not sound",
+                          hint="give it a camera or scalar source, or an audio model")
+    if recipe.sample_rate_hz != rate_hz or recipe.length != round(window_s * rate_hz):
+        raise ConfigError(
+            f"model {model.name} takes windows of {recipe.window_s:g} s at "
+            f"{recipe.sample_rate_hz} Hz but audio source {source_id!r} delivers "
+            f"{window_s:g} s at {rate_hz} Hz",
+            hint=f"set rate_hz = {recipe.sample_rate_hz} and window_s = {recipe.window_s:g} "
+                 "on the source (a file at another rate is resampled)")
+    return recipe
+
+
+def audio_input(window: npt.NDArray[np.float32], recipe: AudioPreprocessing,
+                spec: TensorSpec) -> np.ndarray[Any, Any]:
+    """One sound window as the tensor for the model's data input ``spec``."""
+    return audio_tensor(window, recipe, spec)
 
 
 def window_input(window: SlidingWindow, t_s: float, recipe: WindowPreprocessing,

@@ -203,8 +203,9 @@ class SharedSource:
     def publish(self, sample: Sample) -> None:
         """Offer one sample the reader got to every pipeline (no copies)."""
         self.read += 1
-        if sample.frame is not None:
-            sample.frame.flags.writeable = False
+        for array in (sample.frame, sample.audio):
+            if array is not None:
+                array.flags.writeable = False
         rate_hz = self.rate_hz
         for tap in self.taps:
             tap.offer(sample, rate_hz)

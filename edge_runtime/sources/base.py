@@ -21,7 +21,7 @@ method                default                                      called from
 ``aset_rate``         ``set_rate`` in the executor                 awaited on the loop
 ====================  ===========================================  =========================
 
-Implementing a blocking source (camera, replay, GPIO): you **must** override ``_open``,
+Implementing a blocking source (camera, replay, audio, GPIO): you **must** override ``_open``,
 ``_read`` and ``_close``; they run in an executor or a worker thread, never on the loop,
 so they may block (``_read`` for at most ``timeout_s``). You **may** set ``can_set_rate``
 and override ``set_rate`` when the device can change its own sampling rate (the rate
@@ -57,7 +57,7 @@ import numpy.typing as npt
 
 from edge_runtime.errors import SourceUnavailableError
 
-SampleKind = Literal["frame", "scalar"]
+SampleKind = Literal["frame", "scalar", "audio"]
 _T = TypeVar("_T")
 _log = logging.getLogger(__name__)
 
@@ -68,8 +68,12 @@ class Sample:
 
     ``t_mono_s`` is on the :func:`time.monotonic` clock of this process (for a replay, the
     moment the sample was due); ``seq`` counts samples produced by the source, so gaps in
-    it are samples this consumer did not see. Exactly one of ``value`` (scalar sensors)
-    and ``frame`` (uint8 image, HxWx3 BGR or HxW gray) is set.
+    it are samples this consumer did not see. Exactly one of ``value`` (scalar sensors),
+    ``frame`` (uint8 image, HxWx3 BGR or HxW gray) and ``audio`` (one window of sound:
+    float32 mono samples in [-1, 1], oldest first, at the source's ``rate_hz``; ``t_mono_s``
+    is when its last sample arrived) is set. Audio has a field of its own rather than
+    sharing ``frame``: everything that looks at frames (motion gate, recorder, image
+    preprocessing) would otherwise have to tell a sound from a 1 x N image.
 
     ``envelope`` is ``(min, max)`` of every value the sensor measured since the previous
     sample this consumer got, this one included, when the source knows it (a bridge
@@ -83,11 +87,15 @@ class Sample:
     value: float | None = None
     frame: npt.NDArray[np.uint8] | None = None
     envelope: tuple[float, float] | None = None
+    audio: npt.NDArray[np.float32] | None = None
 
     @property
     def kind(self) -> SampleKind:
-        """``"frame"`` for images, ``"scalar"`` for sensor values."""
-        return "frame" if self.frame is not None else "scalar"
+        """``"frame"`` for images, ``"audio"`` for sound windows, ``"scalar"`` for sensor
+        values."""
+        if self.frame is not None:
+            return "frame"
+        return "audio" if self.audio is not None else "scalar"
 
 
 @dataclass(slots=True)
@@ -120,7 +128,7 @@ class SourceStats:
 class Source(ABC):
     """Base class of every source; see the module docstring for the contract."""
 
-    #: What ``read`` returns: images or scalar values.
+    #: What ``read`` returns: images, sound windows or scalar values.
     kind: ClassVar[SampleKind] = "scalar"
     #: True when :meth:`set_rate` changes how often the device itself samples.
     can_set_rate: ClassVar[bool] = False

@@ -48,6 +48,11 @@ class Recorder:
 
     def write(self, sample: Sample) -> None:
         """Append one sample; frames need a video path, scalars a CSV/NPY path."""
+        if sample.audio is not None:
+            raise RecordingError(
+                f"source {sample.source_id!r} gives audio windows; {self.path.name} cannot "
+                "hold them", hint="record sound with arecord (alsa-utils): "
+                "arecord -f S16_LE -c 1 -r 16000 -d 60 out.wav")
         if (sample.frame is not None) != self.is_video:
             raise RecordingError(
                 f"source {sample.source_id!r} gives {sample.kind} samples; "
