@@ -62,6 +62,7 @@ from edge_runtime.control import remove_socket_file, start_server
 from edge_runtime.errors import EdgeRuntimeError, FileWriteError
 from edge_runtime.files import state_folder, write_atomic
 from edge_runtime.health import HealthMonitor
+from edge_runtime.notify import Notifier, run_watchdog, wedged_workers
 from edge_runtime.pipelines.build import Runtime, build_runtime
 from edge_runtime.pipelines.pipeline import Pipeline
 from edge_runtime.pipelines.reporting import Reporting
@@ -127,6 +128,8 @@ class Daemon:
         self._stop_started_s: float | None = None
         #: Upstream reporting (one Upstream per process, kept across reloads).
         self.reporting = Reporting()
+        #: systemd's notification socket (READY, watchdog pings; nothing without one).
+        self.notifier = Notifier.from_env()
 
     # -- public ------------------------------------------------------------------------
 
@@ -169,6 +172,10 @@ class Daemon:
         runtime = self.runtime
         notice.info("%s", await loop.run_in_executor(None, _up_line, runtime,
                                                      self.reporting.describe()))
+        self.notifier.send("READY=1", f"STATUS=node {self.config.node.name!r}: "
+                           f"{len(runtime.pipelines)} pipeline(s) running")
+        watchdog = loop.create_task(run_watchdog(self.notifier, self._stop, self._wedged),
+                                    name="systemd-watchdog")
         log.info("daemon %r running %d pipeline(s); control socket %s", self.config.node.name,
                  len(self.runtime.pipelines), socket_path)
         try:
@@ -187,6 +194,7 @@ class Daemon:
         finally:
             if deadline_task is not None:
                 deadline_task.cancel()
+            watchdog.cancel()  # after STOPPING=1 (it sends that when the stop is set)
             server.close()
             await loop.run_in_executor(None, remove_socket_file, socket_path)
             await self._finish()
@@ -607,6 +615,12 @@ class Daemon:
             if self._stop.is_set():
                 return None
             retry_s = min(OPEN_RETRY_MAX_S, retry_s * 2)
+
+    def _wedged(self, limit_s: float) -> str | None:
+        """Why the systemd watchdog must not be pinged (a worker stuck for longer than
+        ``limit_s``), or None (see :mod:`edge_runtime.notify`)."""
+        return wedged_workers([(w.pipe.pipeline_id, w.busy_since_mono_s)
+                               for w in self._workers if w.alive], limit_s)
 
     # -- status and shutdown -------------------------------------------------------------
 

@@ -74,6 +74,9 @@ class Worker:
         self._wake_scheduled = False
         self._thread = threading.Thread(target=self._run, name=f"pipeline-{pipe.pipeline_id}",
                                         daemon=True)
+        #: When the step in progress (one read + inference) began (monotonic s); None
+        #: between steps. The systemd watchdog stops while a step takes too long.
+        self.busy_since_mono_s: float | None = None
 
     def start(self) -> None:
         """Start the thread."""
@@ -114,12 +117,15 @@ class Worker:
         pipe = self.pipe
         while not self.stop.is_set():
             started = time.monotonic()
+            self.busy_since_mono_s = started
             try:
                 sample, step = _read_and_infer(pipe, self.tap)
             except Exception as exc:  # a bad sample must not kill a 24/7 pipeline
+                self.busy_since_mono_s = None
                 self._post(("error", None, None, exc))
                 self.stop.wait(pipe.controller.period_s)
                 continue
+            self.busy_since_mono_s = None
             if sample is None or step is None:
                 if self.tap.ended if self.tap is not None else pipe.source.exhausted:
                     self._post(("end", None, None, None))
