@@ -54,16 +54,22 @@ def hard_nms(boxes: FloatArray, scores: FloatArray, iou_threshold: float,
     order = np.argsort(-scores, kind="stable")
     keep: list[int] = []
     if 0 < order.size <= MATRIX_MAX:
-        over = (iou_matrix(work[order]) > iou_threshold).tolist()
-        suppressed = [False] * order.size
+        # Each row of the overlap matrix as one Python int (bit j: overlaps rank j), so
+        # suppressing a box's cluster is one OR, not a pass over every candidate.
+        over = iou_matrix(work[order]) > iou_threshold
+        rows = np.packbits(over, axis=1, bitorder="little")
+        packed, width = rows.tobytes(), rows.shape[1]
+        masks = [int.from_bytes(packed[k:k + width], "little")
+                 for k in range(0, len(packed), width)]
+        suppressed = 0
         ranks = order.tolist()
-        for i, row in enumerate(over):
-            if suppressed[i]:
+        for i, mask in enumerate(masks):
+            if suppressed >> i & 1:
                 continue
             keep.append(ranks[i])
             if max_out is not None and len(keep) >= max_out:
                 break
-            suppressed = [a or b for a, b in zip(suppressed, row, strict=True)]
+            suppressed |= mask
         return keep
     while order.size:
         best = int(order[0])
@@ -105,7 +111,10 @@ def weighted_nms(boxes: FloatArray, scores: FloatArray, iou_threshold: float,
             merged.append(w @ ranked[members] / total)
             if ranked_extra is not None:
                 cluster = ranked_extra[members]
-                merged_extra.append((np.tensordot(w, cluster, axes=1) / total)
+                # w @ (n, k) is what tensordot(w, cluster, 1) computes, without its
+                # per-call shape bookkeeping.
+                flat = w @ cluster.reshape(cluster.shape[0], -1)
+                merged_extra.append((flat.reshape(cluster.shape[1:]) / total)
                                     .astype(np.float32))
             if max_out is not None and len(keep) >= max_out:
                 break
