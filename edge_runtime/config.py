@@ -88,8 +88,9 @@ Threads = Annotated[int, msgspec.Meta(
     ge=1, le=256, description="engine threads: 1 to 256 (more than any core count; the "
                               "engine is capped at the cores anyway)")]
 PinNumber = Annotated[int, msgspec.Meta(
-    ge=0, le=63, description="a BCM GPIO number (0..27 on the 40-pin header, up to 57 on a "
-                             "Compute Module); write names such as 'BOARD11' as strings")]
+    ge=0, le=27, description="a BCM GPIO number on the 40-pin header (0..27; gpiozero "
+                             "refuses others there); name a Compute Module's higher lines, "
+                             "or a header pin, as a string: 'GPIO40', 'BOARD11'")]
 Pixels = Annotated[int, msgspec.Meta(
     gt=0, le=16384, description="a frame side in pixels, at most 16384")]
 Celsius = Annotated[float, msgspec.Meta(
