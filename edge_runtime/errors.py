@@ -12,6 +12,7 @@ Families:
 - :class:`ConfigError`: a configuration file or value that is not acceptable.
 - :class:`CliUsageError`: a command-line argument that cannot be used.
 - :class:`UpstreamError`: reporting upstream (outbox, MQTT, HTTP, file sinks, snapshots).
+- :class:`UpdateError`: ``edge-runtime update`` (signature, replay, self-test, health).
 
 Later subsystems (sources, bridge, mesh, upstream) add their own family bases here.
 """
@@ -267,3 +268,34 @@ class SnapshotError(UpstreamError, OSError):
     """A snapshot could not be encoded or written to the snapshot folder."""
 
     hint = "check upstream.snapshots.path is writable and the frame is an image array"
+
+
+# --- updates (edge-runtime update) -----------------------------------------------------
+
+
+class UpdateError(EdgeRuntimeError):
+    """Base of every error about a model or config update; the installed one stays."""
+
+
+class SignatureError(UpdateError, ValueError):
+    """A signature, key file or trusted comment that does not verify or cannot be read."""
+
+    hint = "sign the file with the fleet's key (minisign -S, or 'edge-runtime update --sign')"
+
+
+class ReplayError(UpdateError, ValueError):
+    """An artefact whose signed version is not newer than the installed one."""
+
+    hint = "sign the new artefact with a higher version (trusted comment 'version=N')"
+
+
+class SelfTestError(UpdateError, ValueError):
+    """The new artefact did not load or run (a model) or validate (a config)."""
+
+    hint = "fix the artefact; the installed version keeps running"
+
+
+class HealthCheckError(UpdateError, RuntimeError):
+    """The daemon did not come up with the new artefact in time; it was rolled back."""
+
+    hint = "see 'journalctl -u edge-runtime' for why; the previous version is back"

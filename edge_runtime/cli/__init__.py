@@ -34,6 +34,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "record",
     "detect",
     "bridge",
+    "update",
+    "web",
 )
 
 EXIT_OK = 0
