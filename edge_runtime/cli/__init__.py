@@ -35,7 +35,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "detect",
     "bridge",
     "update",
-    "web",
 )
 
 EXIT_OK = 0
