@@ -14,7 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from tests.helpers.events import read_events
+from tests.helpers.events import read_events, read_reports
 from tests.helpers.media import frame_with_square, wait_for
 from tests.models.test_decoders import _face_model
 
@@ -68,6 +68,7 @@ id = "face"
 field = "count_face"
 above = 1.0
 actions = ["event"]
+snapshot = true
 
 [[actions]]
 type = "event"
@@ -91,3 +92,11 @@ id = "event"
     assert on["name"] == "face" and on["state"] == "active" and on["data"]["value"] == 1
     assert on["data"]["result"]["count"] == 1 and on["data"]["result"]["max_score"] > 0.99
     assert events[1]["state"] == "clear" and events[1]["data"]["result"]["count_face"] == 0
+    # The activation carries a JPEG of the frame that fired it, with the face's box.
+    assert on["snapshot"] and events[1]["snapshot"] is None
+    jpeg = (state / "snapshots" / on["snapshot"]).read_bytes()
+    assert jpeg[:2] == b"\xff\xd8" and len(jpeg) > 500
+    snaps = [m for m in read_reports(state / "upstream.jsonl") if m["kind"] == "snapshot"]
+    first = next(m for m in snaps if m["file"] == on["snapshot"])
+    assert first["event_id"] == on["id"] and first["pipeline"] == "door"
+    assert first["boxes"] and first["boxes"][0][4] == "face" and first["width"] > 0
