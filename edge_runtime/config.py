@@ -500,6 +500,33 @@ class UpstreamConfig(msgspec.Struct, forbid_unknown_fields=True):
     http: HttpSinkConfig | None = None
 
 
+# --- the local web page and Prometheus metrics ([web]; docs/web.md) ---------------------
+
+
+class WebConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """The node's own web page, JSON status and ``/metrics`` (off unless enabled).
+
+    Loopback needs nothing more; any other address needs ``tls_cert`` + ``tls_key``
+    (HTTPS) and a token (``edge-runtime web token``) on every request.
+    """
+
+    enabled: bool = False
+    #: ``host:port`` (``[::1]:8080`` for IPv6); a non-loopback host needs TLS and a token.
+    listen: Annotated[str, msgspec.Meta(
+        pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):[0-9]{1,5}$",
+        description="host:port")] = "127.0.0.1:8080"
+    #: The bearer token's file (created 0600 on first use), relative to node.state_dir.
+    token_file: str = "web.token"
+    #: PEM certificate chain and private key: HTTPS (required off loopback).
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    #: Allow POST actions (reload the config) from the page; read-only when false.
+    actions: bool = False
+    #: One point of each pipeline's live chart per this many seconds (the server keeps
+    #: the last hour).
+    chart_interval_s: PositiveSeconds = 5.0
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True):
     """The whole file."""
 
@@ -511,6 +538,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     budget: BudgetConfig = msgspec.field(default_factory=BudgetConfig)
     health: HealthConfig = msgspec.field(default_factory=HealthConfig)
     upstream: UpstreamConfig = msgspec.field(default_factory=UpstreamConfig)
+    web: WebConfig = msgspec.field(default_factory=WebConfig)
 
     # Filled in by load_config: the folder relative paths are resolved against.
     base_dir: Path = Path()

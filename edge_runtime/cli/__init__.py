@@ -35,6 +35,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "detect",
     "bridge",
     "update",
+    "web",
 )
 
 EXIT_OK = 0

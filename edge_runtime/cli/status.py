@@ -23,6 +23,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--socket", type=Path, default=None, help="control socket path")
     parser.add_argument("--json", action="store_true", help="print the full reply as JSON")
     parser.add_argument("--timeout-s", type=float, default=3.0, help="reply timeout (s)")
+    parser.add_argument("--watch", action="store_true",
+                        help="refresh every --interval-s until Ctrl-C (in place on a terminal)")
+    parser.add_argument("--interval-s", type=float, default=1.0,
+                        help="seconds between refreshes with --watch (default 1)")
     parser.set_defaults(handler=_status)
 
 
@@ -82,6 +86,43 @@ def find_daemon(timeout_s: float) -> dict[str, Any]:
 
 
 def _status(args: argparse.Namespace) -> int:
+    if args.watch:
+        return _watch(args)
+    return _status_once(args)
+
+
+#: Home the cursor and clear the screen (only written to a terminal).
+CLEAR_SCREEN = "\x1b[H\x1b[2J"
+
+
+def _watch(args: argparse.Namespace) -> int:
+    """Print the status every ``--interval-s`` until Ctrl-C (exit 0). On a terminal each
+    refresh replaces the last; otherwise refreshes follow one another. A daemon that
+    stops answering (a restart) is one line per refresh until it is back."""
+    import sys
+    import time
+
+    from edge_runtime.errors import EdgeRuntimeError
+
+    tty = sys.stdout.isatty()
+    interval_s = max(0.1, args.interval_s)
+    try:
+        while True:
+            started = time.monotonic()
+            if tty:
+                sys.stdout.write(CLEAR_SCREEN)
+            try:
+                _status_once(args)
+            except EdgeRuntimeError as exc:
+                print(f"edge-runtime status: {exc} (retrying every {interval_s:g} s)")
+            print(f"-- {time.strftime('%H:%M:%S')}, every {interval_s:g} s; Ctrl-C ends"
+                  + ("" if tty else "\n"), flush=True)
+            time.sleep(max(0.0, interval_s - (time.monotonic() - started)))
+    except KeyboardInterrupt:
+        return 0
+
+
+def _status_once(args: argparse.Namespace) -> int:
     from edge_runtime.control import request
 
     if args.socket is not None:

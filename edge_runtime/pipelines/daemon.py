@@ -53,7 +53,7 @@ import time
 from collections.abc import Awaitable, Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -64,12 +64,16 @@ from edge_runtime.files import state_folder, write_atomic
 from edge_runtime.health import HealthMonitor
 from edge_runtime.notify import Notifier, run_watchdog, wedged_workers
 from edge_runtime.pipelines.build import Runtime, build_runtime
-from edge_runtime.pipelines.pipeline import Pipeline
+from edge_runtime.pipelines.pipeline import Pipeline, snapshot_boxes
 from edge_runtime.pipelines.reporting import Reporting
 from edge_runtime.pipelines.shared import SharedSource
 from edge_runtime.pipelines.workers import READ_TIMEOUT_S, RateLimitedLog, SharedReader, Worker
 from edge_runtime.sampling.controller import Budget
 from edge_runtime.sources.base import Sample, Source
+from edge_runtime.web import start_web
+
+if TYPE_CHECKING:
+    from edge_runtime.web.server import WebServer
 
 log = logging.getLogger(__name__)
 #: What ``edge-runtime run`` prints at its default verbosity (cli/run.py turns it on at
@@ -130,6 +134,10 @@ class Daemon:
         self.reporting = Reporting()
         #: systemd's notification socket (READY, watchdog pings; nothing without one).
         self.notifier = Notifier.from_env()
+        #: The [web] page and /metrics (one per process, kept across reloads), and each
+        #: camera pipeline's newest frame with its result, for its live view.
+        self.web: WebServer | None = None
+        self._frames: dict[str, tuple[Sample, dict[str, Any] | None]] = {}
 
     # -- public ------------------------------------------------------------------------
 
@@ -160,8 +168,13 @@ class Daemon:
             socket_path = await loop.run_in_executor(None, lambda: config.control_socket)
             # Upstream before the socket: a node that cannot keep its outbox does not start.
             await self.reporting.start(config, self.runtime)
+            self.web = await start_web(config, status_provider=self.status,
+                                       frame_provider=self.latest_frame,
+                                       reload=self.request_reload)
             server = await start_server(socket_path, self._handle_request)
         except BaseException:
+            if self.web is not None:
+                await self.web.close()
             await self.reporting.close(config.node.shutdown_timeout_s)
             await self._close_runtime(self.runtime)
             self._read_pool.shutdown(wait=False)
@@ -196,6 +209,8 @@ class Daemon:
                 deadline_task.cancel()
             watchdog.cancel()  # after STOPPING=1 (it sends that when the stop is set)
             server.close()
+            if self.web is not None:
+                await self.web.close()
             await loop.run_in_executor(None, remove_socket_file, socket_path)
             await self._finish()
         return 0
@@ -505,6 +520,8 @@ class Daemon:
             for kind, sample, step, exc in await worker.next_batch():
                 if kind == "result":
                     assert sample is not None and step is not None
+                    if sample.frame is not None:  # the live view's newest frame
+                        self._frames[pipe.pipeline_id] = (sample, step.result)
                     try:
                         pipe.decide(sample, step)
                     except Exception as error:  # a bad result must not end the pipeline
@@ -623,6 +640,19 @@ class Daemon:
                                for w in self._workers if w.alive], limit_s)
 
     # -- status and shutdown -------------------------------------------------------------
+
+    def latest_frame(self, pipeline_id: str) -> tuple[float, Any, list[Any]] | None:
+        """The web live view's frame provider: ``(key, frame, boxes)`` of a camera
+        pipeline's newest frame (boxes of the newest result when it was gated), or None."""
+        got = self._frames.get(pipeline_id)
+        runtime = self.runtime
+        if got is None or runtime is None:
+            return None
+        sample, result = got
+        if result is None:
+            pipe = next((p for p in runtime.pipelines if p.pipeline_id == pipeline_id), None)
+            result = pipe.last_result if pipe is not None else None
+        return sample.t_mono_s, sample.frame, snapshot_boxes(result or {})
 
     def status(self) -> dict[str, Any]:
         """The reply to ``edge-runtime status`` (also written to summary.json at exit)."""
