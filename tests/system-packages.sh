@@ -11,13 +11,18 @@
 #   mosquitto mosquitto-clients  the real MQTT broker (and mosquitto_passwd) the upstream tests publish to
 #   espeak-ng              speaks the words the audio tests mix with silence and noise
 #   alsa-utils             arecord, the ALSA capture child process of the audio source
+#   systemd                systemd-analyze: verify the unit and score its exposure (works
+#                          without systemd running, so in containers too)
+#   minisign               the real signing tool: update signatures it makes must verify
+#                          in the runtime, and the runtime's must verify with minisign -V
 set -eu
 
 PACKAGES="gcc g++ libc6-dev
 python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
 gstreamer1.0-plugins-bad
 mosquitto mosquitto-clients
-espeak-ng alsa-utils"
+espeak-ng alsa-utils
+systemd minisign"
 
 if ! command -v dpkg >/dev/null 2>&1; then
     echo "tests/system-packages.sh: this is not a Debian-based system (no dpkg)." >&2
