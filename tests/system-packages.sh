@@ -15,6 +15,8 @@
 #                          without systemd running, so in containers too)
 #   minisign               the real signing tool: update signatures it makes must verify
 #                          in the runtime, and the runtime's must verify with minisign -V
+#   chromium               the real browser tests/web loads the node's page in (via Playwright)
+#   prometheus             the real Prometheus server tests/web lets scrape /metrics
 set -eu
 
 PACKAGES="gcc g++ libc6-dev
@@ -22,7 +24,8 @@ python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plu
 gstreamer1.0-plugins-bad
 mosquitto mosquitto-clients
 espeak-ng alsa-utils
-systemd minisign"
+systemd minisign
+chromium prometheus"
 
 if ! command -v dpkg >/dev/null 2>&1; then
     echo "tests/system-packages.sh: this is not a Debian-based system (no dpkg)." >&2

@@ -71,8 +71,8 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     else:
         try:
             response = await handler(request)
-        except web.HTTPException as exc:
-            response = exc
+        except web.HTTPException as exc:  # 404s and the like: a plain answer
+            response = web.Response(status=exc.status, reason=exc.reason, text=exc.text)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["Content-Security-Policy"] = CSP
@@ -104,7 +104,7 @@ async def index(request: web.Request) -> web.StreamResponse:
     if "token" in request.query:
         if guard.required and not guard.token_ok(request.query["token"]):
             return web.Response(status=401, text="401: that token is not this node's.\n")
-        response: web.StreamResponse = web.HTTPSeeOther("/")
+        response: web.StreamResponse = web.Response(status=303, headers={"Location": "/"})
         _set_session(server, response)
         return response
     response = web.Response(body=await _static(server, "index.html"),

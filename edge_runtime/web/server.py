@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import ssl
 import time
@@ -172,10 +173,13 @@ class WebServer:
 
     async def start(self) -> None:
         """Listen; raises :class:`WebStartError` / :class:`WebConfigError`."""
+        loop = asyncio.get_running_loop()
+        # Import aiohttp's app and prometheus_client off the loop: the latter reads /proc
+        # as it is imported (its global registry's process collector, which we never use).
+        await loop.run_in_executor(self.pool, importlib.import_module, "edge_runtime.web.app")
         from edge_runtime.web.app import build_app
         from edge_runtime.web.metrics import make_registry
 
-        loop = asyncio.get_running_loop()
         try:
             token: str | None = None
             if not self.loopback:
