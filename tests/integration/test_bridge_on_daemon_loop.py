@@ -23,7 +23,9 @@ from tests.firmware_bridge.conftest import FIRMWARE, SimDevice, compile_c
 
 #: Threads the daemon may have besides the main one: executor threads (its read pool,
 #: the loop's default executor) and pipeline workers. A bridge must add none.
-DAEMON_THREAD_PREFIXES = ("read_", "asyncio_", "pipeline-")
+#: The daemon's own threads: its read pool, the loop's executor, pipeline workers, and the
+#: upstream outbox's writer and I/O pool (one per process, not per device).
+DAEMON_THREAD_PREFIXES = ("read_", "asyncio_", "pipeline-", "upstream-")
 
 
 @pytest.fixture(scope="module")
