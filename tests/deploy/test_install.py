@@ -66,3 +66,24 @@ def test_32_bit_and_relative_state_dir_are_refused_with_a_reason(tmp_path: Path)
     assert done.returncode == 2 and "state_dir is relative" in done.stderr, done.stderr
     missing = install("--prefix", str(tmp_path / "m"), "--config", str(tmp_path / "nope"))
     assert missing.returncode == 2 and "no config file" in missing.stderr
+
+
+def test_cloud_init_config_passes_check(tmp_path: Path) -> None:
+    """The config cloud-init writes is one ``edge-runtime check`` accepts (state_dir moved
+    into the test's folder), and the enrolment placeholder is there and marked."""
+    text = (REPO / "deploy" / "cloud-init" / "user-data").read_text()
+    assert text.startswith("#cloud-config\n")
+    assert "PLACEHOLDER (mesh issue)" in text and "deploy/install.sh" in text
+    lines = text.splitlines()
+    start = lines.index("  - path: /etc/edge-runtime/config.toml") + 3
+    assert lines[start - 1].strip() == "content: |"
+    body = []
+    for line in lines[start:]:
+        if line.strip() and not line.startswith("      "):
+            break
+        body.append(line[6:])
+    config = tmp_path / "config.toml"
+    config.write_text("\n".join(body).replace("/var/lib/edge-runtime", str(tmp_path / "s")))
+    from edge_runtime.cli import main
+
+    assert main(["check", str(config)]) == 0
