@@ -81,6 +81,10 @@ Count = Annotated[int, msgspec.Meta(
 ByteSize = Annotated[int, msgspec.Meta(
     gt=0, le=1 << 40, description="a disk cap: more than 0, at most 1 TiB (more than any "
                                   "disk on the device)")]
+OutboxBytes = Annotated[int, msgspec.Meta(
+    ge=1 << 20, le=1 << 40, description="the outbox's disk cap: 1 MiB to 1 TiB (below 1 MiB "
+                                       "the cap's own loss reports fill it, and the writer "
+                                       "compacts on every commit)")]
 KeepFiles = Annotated[int, msgspec.Meta(
     ge=0, le=100, description="rotated files kept: each rotation renames them one by one, "
                               "so thousands would stall the writer")]
@@ -416,7 +420,7 @@ class OutboxConfig(msgspec.Struct, forbid_unknown_fields=True):
 
     path: str = "outbox.db"  # relative to node.state_dir
     #: Disk cap of the stored messages (bytes); old summaries are merged first, events last.
-    max_bytes: ByteSize = 50_000_000
+    max_bytes: OutboxBytes = 50_000_000
     #: At most one commit (one fsync) per this many seconds, however many messages flow.
     commit_interval_s: PositiveSeconds = 0.1
     #: At most one ``outbox_loss`` event per this many seconds while the cap forces loss.

@@ -181,7 +181,7 @@ def base_configs(draw: st.DrawFn, hostile: bool = True) -> dict[str, Any]:
                            "mode": draw(st.sampled_from(["follow", "pulse"])), "pulse_s": 0.05}
     upstream: dict[str, Any] = {
         "summary_interval_s": 60.0,
-        "outbox": {"max_bytes": 1_000_000, "commit_interval_s": 0.1,
+        "outbox": {"max_bytes": 2_000_000, "commit_interval_s": 0.1,
                    "loss_report_interval_s": 60.0},
         "snapshots": {"max_bytes": 1_000_000, "jpeg_quality": 80},
         "file": {"max_bytes": 1_000_000, "keep": 2},

@@ -382,7 +382,10 @@ class Outbox:
                     self.on_commit(self.last_seq)
                 for cb in callbacks:
                     cb()
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            # PASSIVE at stop: TRUNCATE would wait (the busy timeout, seconds) for every
+            # reader to let go, and a reload opens the next outbox on this file at once;
+            # what is left in the WAL is checkpointed by the next writer.
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
             self.checkpoints += 1
             self._io_now = _read_thread_io()
         except BaseException as exc:  # a dead writer must be loud, never silent

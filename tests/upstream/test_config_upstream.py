@@ -24,7 +24,8 @@ from edge_runtime.errors import ConfigError
     ('[upstream.mqtt]\nurl = "mqtt://b"\n[upstream.mqtt.home_assistant]\nprefix = "ha/+"\n',
      "upstream.mqtt.home_assistant.prefix:"),
     ('[upstream.http]\nurl = "ftp://x"\n', "upstream.http.url:"),
-    ('[upstream.outbox]\nmax_bytes = 0\n', "upstream.outbox.max_bytes: must be > 0"),
+    ('[upstream.outbox]\nmax_bytes = 0\n', "upstream.outbox.max_bytes: must be >= 1048576"),
+    ('[upstream.outbox]\nmax_bytes = 10\n', "below 1 MiB the cap's own loss reports fill it"),
     ("[upstream]\nsummary_interval_s = 0\n", "upstream.summary_interval_s: must be > 0"),
 ])
 def test_upstream_errors_name_the_key_path(text: str, message: str) -> None:
