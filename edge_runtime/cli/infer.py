@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import struct
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +21,9 @@ if TYPE_CHECKING:
 
     from edge_runtime.models import Model
 
+#: Largest input image read (pixels, 64 Mpx: 8192 x 8192); checked by OpenCV from the
+#: header, before it allocates anything.
+MAX_IMAGE_PIXELS = 1 << 26
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".webp", ".tif", ".tiff"}
 
 
@@ -157,7 +162,14 @@ def load_npz(model: Model, path: Path) -> dict[str, Any]:
 
 
 def load_image(model: Model, path: Path) -> tuple[np.ndarray, np.ndarray, Any]:
-    """An image file as (input tensor, the frame as read, its FrameGeometry)."""
+    """An image file as (input tensor, the frame as read, its FrameGeometry).
+
+    An image of more than :data:`MAX_IMAGE_PIXELS` is refused from its header, before
+    anything is decoded (a PNG claiming 60000 x 60000 would need 10 GB): PNG and JPEG
+    headers are read here; other formats rely on OpenCV's own header check
+    (``OPENCV_IO_MAX_IMAGE_PIXELS``, set to the same limit unless the user set it).
+    """
+    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))
     import cv2
 
     from edge_runtime.errors import CliUsageError
@@ -172,7 +184,21 @@ def load_image(model: Model, path: Path) -> tuple[np.ndarray, np.ndarray, Any]:
     if len(model.inputs) != 1:
         raise CliUsageError("an image only fits a model with a single input",
                             hint="give an .npz file with one array per input name")
-    frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    claimed = _claimed_size(path)
+    if claimed is not None and claimed[0] * claimed[1] > MAX_IMAGE_PIXELS:
+        raise CliUsageError(f"{path} cannot be read as an image: it claims {claimed[0]} x "
+                            f"{claimed[1]}, more than the {MAX_IMAGE_PIXELS} pixels an input "
+                            "image may have", hint="give a smaller image (it is resized to "
+                            "the model's input anyway)")
+    try:
+        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # e.g. a header claiming more pixels than the limit
+        reason = ("it claims more than the "
+                  f"{os.environ['OPENCV_IO_MAX_IMAGE_PIXELS']} pixels an input image may have"
+                  if "CV_IO_MAX_IMAGE_PIXELS" in str(exc) else str(exc).strip().splitlines()[-1])
+        raise CliUsageError(f"{path} cannot be read as an image: {reason}",
+                            hint="give a smaller image (it is resized to the model's input "
+                            "anyway); OPENCV_IO_MAX_IMAGE_PIXELS raises the limit") from None
     if frame is None:
         raise CliUsageError(f"{path} is not a readable image")
     spec = model.inputs[0]
@@ -197,6 +223,29 @@ def top_k(model: Model, outputs: dict[str, np.ndarray], k: int) -> list[dict[str
     return [{"label": label, "score": score} for label, score in result["top_k"]]
 
 
+def _claimed_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from a PNG or JPEG header; None for other or unreadable files."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(1 << 16)
+    except OSError:
+        return None
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) >= 24:
+        width, height = struct.unpack(">II", head[16:24])
+        return int(width), int(height)
+    if head[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 <= len(head) and head[i] == 0xFF:
+            marker = head[i + 1]
+            length = int.from_bytes(head[i + 2:i + 4], "big")
+            # SOF0..SOF15 but DHT (C4), JPG (C8) and DAC (CC): height, then width.
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                height, width = struct.unpack(">HH", head[i + 5:i + 9])
+                return int(width), int(height)
+            i += 2 + length
+    return None
+
+
 def _infer(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -204,6 +253,8 @@ def _infer(args: argparse.Namespace) -> int:
     from edge_runtime.models import load_model
     from edge_runtime.pipelines.postprocess import decoder_for_model
 
+    if args.top_k is not None and args.top_k < 1:
+        raise CliUsageError(f"--top-k must be at least 1, got {args.top_k}")
     model = load_model(args.model, num_threads=args.threads)
     decoder = None if args.raw else decoder_for_model(model)
     frame = geometry = None
