@@ -59,7 +59,7 @@ import msgspec
 
 from edge_runtime.config import Config, load_config, one_line
 from edge_runtime.control import remove_socket_file, start_server
-from edge_runtime.errors import EdgeRuntimeError, FileWriteError
+from edge_runtime.errors import ConfigError, EdgeRuntimeError, FileWriteError
 from edge_runtime.files import state_folder, write_atomic
 from edge_runtime.health import HealthMonitor
 from edge_runtime.notify import Notifier, run_watchdog, wedged_workers
@@ -323,6 +323,13 @@ class Daemon:
                 if self.config_path is None:
                     raise EdgeRuntimeError("this daemon was started without a config file")
                 new_config = await loop.run_in_executor(None, load_config, self.config_path)
+                moved = await loop.run_in_executor(None, _moved_paths, self.config,
+                                                   new_config)
+                if moved:
+                    raise ConfigError(
+                        f"{moved} changed; a reload does not move the daemon's state folder "
+                        "or control socket (another process may own the new path)",
+                        hint="restart the daemon to use the new path")
             except Exception as exc:  # whatever it is, the running generation goes on
                 self._reload_failed(exc)
                 log.error("reload refused, the running config stays: %s",
@@ -756,6 +763,15 @@ class Daemon:
         if not await loop.run_in_executor(None, _shutdown_pool, self._read_pool, timeout_s):
             log.warning("a read-pool thread is still blocked after %.1f s; abandoned",
                         timeout_s)
+
+
+def _moved_paths(old: Config, new: Config) -> str:
+    """Blocking (resolves paths): which of ``node.state_dir`` and ``node.control_socket``
+    a reload from ``old`` to ``new`` would move ("" when neither)."""
+    moved = [key for key, a, b in (
+        ("node.state_dir", old.state_dir, new.state_dir),
+        ("node.control_socket", old.control_socket, new.control_socket)) if a != b]
+    return " and ".join(moved)
 
 
 def _write_summary(config: Config, summary: dict[str, Any]) -> None:
