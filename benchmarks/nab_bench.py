@@ -6,8 +6,9 @@ subset in ``tests/data/nab`` (the 35 dev series only), with NAB's scoring rules:
 - ``edge_runtime`` (AnomalyDetector, default settings), windowed Gaussian, null, random,
   with one corpus-wide swept threshold per profile; for ``edge_runtime`` also the score
   at the shipped default threshold (its alarm level), the one a deployed node has;
-- leave-one-category-out: the setting (alarm level, warm-up) is chosen on three of the
-  four categories by its fixed-threshold score and the fourth is scored at it;
+- leave-one-category-out: the setting (alarm level, block-pattern grids and cell
+  width) is chosen on three of the four categories by its fixed-threshold score and
+  the fourth is scored at it;
 - scale freedom: the default detector on the series resampled to 10-minute, 30-minute
   and hourly intervals (bucket means, windows kept as timestamps) and on their first
   1,600 rows;
@@ -192,11 +193,13 @@ JITTER_SEEDS = 4
 DEFAULT_THRESHOLD = DetectorConfig().alarm_level
 
 #: Settings the leave-one-category-out protocol may choose from (the alarm level is
-#: the threshold a deployment fixes in advance; the warm-up its only other choice).
+#: the threshold a deployment fixes in advance; the block-pattern novelty's grid vote
+#: and cell width are the settings its score is most sensitive to).
 LOCO_GRID: list[dict[str, Any]] = [
-    {"alarm_level": al, "warmup_points": w}
+    {"alarm_level": al, "pattern_min_grids": g, "pattern_coarse": c}
     for al in (0.31, 0.4, 0.5)
-    for w in (20, 24, 32)
+    for g in (1, 2, 3)
+    for c in (3.0, 3.5, 4.0)
 ]
 
 #: Knob landscapes: neighbouring values of each setting around the default. A knob
@@ -211,6 +214,11 @@ LANDSCAPE: dict[str, list[Any]] = {
     "breakthrough": [0.3, 0.5, 0.7],
     "rebin_bins": [20, 24, 32],
     "levels": [8, 10, 12],
+    "pattern_points": [16, 20, 24, 28, 32],
+    "pattern_coarse": [2.5, 3.0, 3.5, 4.0, 4.5],
+    "pattern_min_grids": [1, 2, 3],
+    "pattern_order": [2, 3, 4],
+    "pattern_quiet_blocks": [8, 12, 16, 24, 32],
 }
 SWING_LIMIT_POINTS = 2.0
 
@@ -294,8 +302,13 @@ def landscapes(corpus: list[Series]) -> dict[str, Any]:
     for knob, values in LANDSCAPE.items():
         scores = [_default_score(corpus, {knob: v})["default"] for v in values]
         swing = max(abs(a - b) for a, b in pairwise(scores))
-        out[knob] = {"values": values, "default": getattr(DetectorConfig(), knob),
+        default = getattr(DetectorConfig(), knob)
+        # the swing to the default's own neighbours (the landscape's ends may be steeper)
+        at = values.index(default)
+        near = [abs(scores[at] - scores[j]) for j in (at - 1, at + 1) if 0 <= j < len(values)]
+        out[knob] = {"values": values, "default": default,
                      "scores": scores, "max_neighbour_swing": round(swing, 1),
+                     "default_neighbour_swing": round(max(near), 1),
                      "stable": swing <= SWING_LIMIT_POINTS}
     return out
 
@@ -356,7 +369,8 @@ def main() -> int:
               f"({v['tp']} of {v['windows']} windows, {v['fp']} FP, {v['points']} points)")
     for knob, ls in results["landscapes"].items():
         print(f"landscape {knob:14s}: {dict(zip(ls['values'], ls['scores'], strict=True))} "
-              f"swing {ls['max_neighbour_swing']}{'' if ls['stable'] else ' (unstable)'}")
+              f"swing {ls['max_neighbour_swing']}{'' if ls['stable'] else ' (unstable)'}, "
+              f"around the default {ls['default_neighbour_swing']}")
     for mode, a in results["adaptive_sampling"].items():
         spread = a.get("jittered")
         extra = (f"; due times jittered, {len(spread['standard'])} seeds: mean "

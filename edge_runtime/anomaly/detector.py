@@ -25,17 +25,28 @@ contextual detectors, written from the description of the problem):
    level shifts and values outside the learnt range.
 3. **Context novelty.** The sequences of the last 2..``context_orders`` bins are
    hashed; the fraction of them not seen within the horizon measures a change of
-   *pattern* (a missing daily peak, a flat line where the signal used to move).
-4. **Raw score** = ``(1 - context_weight) * value_novelty + context_weight *
-   context_novelty``, minus a running mean of itself, so a channel that is always a
-   little novel (noisy) does not keep alarming (:attr:`AnomalyDetector.last_raw`).
-5. **Alarm decision.** A point alarms when its score reaches ``alarm_level``, which
+   *pattern* over a few points (a flat line where the signal used to move).
+4. **Block-pattern novelty.** Every ``pattern_points`` intervals (24) close a block;
+   its mean is quantised into coarse cells (``pattern_coarse`` = 3.5 bins wide) on
+   ``pattern_grids`` (8) grids shifted by an eighth of a cell each. A sequence of the
+   last ``pattern_order`` (3) block cells never seen within the horizon, on at least
+   ``pattern_min_grids`` (2) of the grids, is a change of the signal's shape at a scale
+   the point contexts cannot see (a missing daily peak, a quiet holiday, denser spikes,
+   a slow pre-failure drift inside the usual range). It counts only when the channel
+   had gone ``pattern_quiet_blocks`` (16) blocks without such a novelty (a channel
+   still meeting new shapes is still learning them), and then it is worth 1.
+5. **Raw score** = the larger of ``(1 - context_weight) * value_novelty +
+   context_weight * context_novelty`` and the block-pattern novelty, minus a running
+   mean of itself, so a channel that is always a little novel (noisy) does not keep
+   alarming (:attr:`AnomalyDetector.last_raw`).
+6. **Alarm decision.** A point alarms when its score reaches ``alarm_level``, which
    sits between the score's discrete levels: it needs a value away from every bin
-   seen (context novelty alone, at most ``context_weight = 0.3``, never alarms).
+   seen or a novel block pattern (context novelty alone, at most ``context_weight =
+   0.3``, never alarms).
    The reported score is that score for an alarm and 0 otherwise, so the detector's
    decision *is* its output: no band of near-threshold points is left for a threshold
    sweep to pick from, and any threshold in ``(0, alarm_level]`` gives the same alarms.
-6. **Rest period.** After an alarm the detector reports 0 for ``rest_s`` of the
+7. **Rest period.** After an alarm the detector reports 0 for ``rest_s`` of the
    channel's own time, but for at most ``rest_max_intervals`` of its sample intervals
    (one anomaly episode gives one alarm, which is what rules and NAB's scoring want;
    12.5 h for 5-minute or slower data, 25 min for a 10-s reading). A clearly stronger
@@ -53,8 +64,10 @@ at most the channel's age. Fixed counts (``rest_points``, ``horizon_points``,
 ``baseline_alpha``) remain available for a channel whose scale is known.
 
 Seen bins live in a map bounded to 200 entries (oldest dropped first); contexts in a
-fixed-size table of last-seen point indices (``2 ** table_bits`` int32 slots), where a
-hashing collision can only make a context look familiar, never allocate memory.
+fixed-size table of last-seen point indices (``2 ** table_bits`` int32 slots), block
+patterns in another (2,048 slots, 8 KB), where a hashing collision can only make a
+context look familiar, never allocate memory. When the bin width doubles, the block
+patterns (cells of the old width) are forgotten and the quiet count starts again.
 
 Non-finite values are ignored (score 0, state untouched); clean data first with
 :mod:`edge_runtime.anomaly.cleaning`.
@@ -78,6 +91,8 @@ _HASH_MUL = 0x9E3779B1  # odd multiplier (golden ratio) for integer hashing
 _ORDER_SALT = 0x85EBCA6B
 #: Recent points kept to rebuild the context table when the bin width changes (2**k).
 _RECENT = 512
+#: int32 slots of the block-pattern table (8 KB; the NAB series use at most 300 keys).
+_PATTERN_SLOTS = 1 << 11
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,6 +158,27 @@ class DetectorConfig:
     rebin_bins: int = 24
     #: Flat run: consecutive steps no larger than this many bins (:attr:`AnomalyDetector.flat_run`).
     flat_tolerance: float = 0.05
+    #: Block-pattern novelty (0 disables it): the mean of every ``pattern_points`` nominal
+    #: intervals is one block (24: a whole number of blocks per day at any sampling
+    #: interval that divides an hour, and one per day for hourly data, so a daily cycle
+    #: always meets the blocks at the same phase). A sequence of ``pattern_order`` block
+    #: means that was never seen within the horizon is a change of the signal's shape at
+    #: a scale the point-level contexts cannot see (a missing daily peak, a quiet holiday,
+    #: denser spikes): it alarms on its own (score 1 minus the running mean).
+    pattern_points: int = 24
+    #: Block means are quantised at this many bins (the current bin width) per cell ...
+    pattern_coarse: float = 3.5
+    #: ... on this many grids, each shifted by ``1 / pattern_grids`` of a cell, so the
+    #: decision does not hang on where one grid's cell edges fall ...
+    pattern_grids: int = 8
+    #: ... and a block sequence is novel when it is new on at least this many grids.
+    pattern_min_grids: int = 2
+    #: Blocks in a sequence (3: two consecutive block-to-block transitions).
+    pattern_order: int = 3
+    #: A novel block sequence alarms only after this many blocks without one (counted
+    #: from the first block and from each bin-width change): a channel still meeting new
+    #: shapes is still learning them, not anomalous. 16 blocks: 32 h of 5-minute data.
+    pattern_quiet_blocks: int = 16
     #: :attr:`AnomalyDetector.stuck` needs a flat run at least this many intervals ...
     stuck_points: int = 12
     #: ... and this many times longer than the longest flat run before it.
@@ -172,6 +208,14 @@ class DetectorConfig:
             (self.flat_tolerance >= 0.0, "flat_tolerance must be >= 0"),
             (self.stuck_points >= 2, "stuck_points must be >= 2"),
             (self.stuck_factor >= 1.0, "stuck_factor must be >= 1"),
+            (self.pattern_points >= 0, "pattern_points must be >= 0"),
+            (self.pattern_coarse > 0.0 and math.isfinite(self.pattern_coarse),
+             "pattern_coarse must be > 0"),
+            (1 <= self.pattern_grids <= 64, "pattern_grids must be in 1..64"),
+            (1 <= self.pattern_min_grids <= self.pattern_grids,
+             "pattern_min_grids must be in 1..pattern_grids"),
+            (2 <= self.pattern_order <= 8, "pattern_order must be in 2..8"),
+            (self.pattern_quiet_blocks >= 0, "pattern_quiet_blocks must be >= 0"),
             (
                 self.rebin_bins == 0 or 2 <= self.rebin_bins <= _MAX_BINS,
                 f"rebin_bins must be 0 or in 2..{_MAX_BINS}",
@@ -206,6 +250,12 @@ class AnomalyDetector:
         "_mask",
         "_max_run",
         "_n",
+        "_pat_blocks",
+        "_pat_cnt",
+        "_pat_hist",
+        "_pat_last",
+        "_pat_sum",
+        "_pat_table",
         "_prev",
         "_quiet_until",
         "_ring_i",
@@ -251,6 +301,15 @@ class AnomalyDetector:
         self._prev = math.nan  # previous finite value, for the flat-run count
         self._run = 0  # points in the current flat run (steps within the tolerance)
         self._max_run = -1  # longest flat run that has ended; -1: never moved yet
+        # block-pattern novelty: the open block's sum and length (intervals), the cells
+        # of the last pattern_order - 1 blocks (latest first, one per grid), blocks
+        # closed, the block of the last novel sequence, and the seen-sequence table
+        self._pat_sum = 0.0
+        self._pat_cnt = 0
+        self._pat_hist: list[list[int]] = []
+        self._pat_blocks = 0
+        self._pat_last = 0
+        self._pat_table = array("i", [_NEVER]) * _PATTERN_SLOTS
 
     @property
     def config(self) -> DetectorConfig:
@@ -342,6 +401,11 @@ class AnomalyDetector:
         tick = self._tick + steps
         self._tick = tick
         raw = self._learn(tick, value)
+        if steps and cfg.pattern_points:
+            self._pat_sum += value * steps
+            self._pat_cnt += steps
+            if self._pat_cnt >= cfg.pattern_points:
+                raw = max(raw, self._close_block(tick))
         base = self._base
         alpha = cfg.baseline_alpha
         if alpha is None:
@@ -367,6 +431,46 @@ class AnomalyDetector:
         self._quiet_until = tick + 1 + self._rest_ticks(age)
         self._alarm = score
         return score
+
+    def _close_block(self, tick: int) -> float:
+        """Close the open block: 1.0 if the sequence it ends is novel and the channel
+        had gone ``pattern_quiet_blocks`` blocks without one, else 0.0."""
+        cfg = self._cfg
+        mean = self._pat_sum / self._pat_cnt  # weighted by the intervals each value held
+        self._pat_sum = 0.0
+        self._pat_cnt = 0
+        self._pat_blocks += 1
+        grids = cfg.pattern_grids
+        u = (mean - self._lo) / (self._width * cfg.pattern_coarse)
+        cells = [math.floor(u + g / grids) for g in range(grids)]
+        hist = self._pat_hist
+        novel = 0
+        if len(hist) == cfg.pattern_order - 1:
+            table = self._pat_table
+            mask = _PATTERN_SLOTS - 1
+            horizon = self._horizon
+            for g in range(grids):
+                key = g * _ORDER_SALT + cells[g]
+                for past in hist:
+                    key = (key * _HASH_MUL + past[g]) & 0xFFFFFFFFFFFF
+                slot = (key ^ (key >> 23)) & mask
+                if tick - table[slot] > horizon:
+                    novel += 1
+                table[slot] = tick
+        hist.insert(0, cells)
+        del hist[cfg.pattern_order - 1 :]
+        if novel < cfg.pattern_min_grids:
+            return 0.0
+        quiet = self._pat_blocks - self._pat_last
+        self._pat_last = self._pat_blocks
+        return 1.0 if quiet > cfg.pattern_quiet_blocks else 0.0
+
+    def _reset_patterns(self) -> None:
+        """Forget the block sequences (their cells were of the old bin width) and start
+        the quiet count again; the open block goes on."""
+        self._pat_table[:] = array("i", [_NEVER]) * _PATTERN_SLOTS
+        self._pat_hist = []
+        self._pat_last = self._pat_blocks
 
     def _rest_ticks(self, age: int) -> int:
         """Length of a rest period started now, in intervals."""
@@ -515,6 +619,7 @@ class AnomalyDetector:
             bins = self._double_width(bins)
         self._bins = bins
         self._rebuild_contexts()
+        self._reset_patterns()
         return True
 
     def _double_width(self, bins: dict[int, int]) -> dict[int, int]:
@@ -576,6 +681,9 @@ class AnomalyDetector:
             + 32 * len(self._hist)
             + sys.getsizeof(self._ring_v)
             + sys.getsizeof(self._ring_t)
+            + sys.getsizeof(self._pat_table)
+            + sys.getsizeof(self._pat_hist)
+            + sum(sys.getsizeof(cells) + 32 * len(cells) for cells in self._pat_hist)
             + (sys.getsizeof(self._warm) if self._warm is not None else 0)
         )
 

@@ -136,6 +136,10 @@ def test_config_rejects_bad_values() -> None:
         DetectorConfig(levels=0)
     with pytest.raises(ValueError, match="rebin_bins"):
         DetectorConfig(rebin_bins=1)
+    with pytest.raises(ValueError, match="pattern_min_grids"):
+        DetectorConfig(pattern_grids=4, pattern_min_grids=5)
+    with pytest.raises(ValueError, match="pattern_order"):
+        DetectorConfig(pattern_order=1)
 
 
 def test_multichannel_takes_the_worst_axis() -> None:
@@ -360,3 +364,23 @@ def test_a_fast_channel_rests_for_its_own_intervals_not_for_hours() -> None:
     # at 5-minute sampling the cap does not bind: the rest is still 12.5 h (150 points)
     at_5_min = DetectorConfig(breakthrough=1.0, rest_max_intervals=None)
     assert _run_at(values, cfg, 300.0) == _run_at(values, at_5_min, 300.0)
+
+
+def test_denser_spikes_alarm_through_the_block_pattern() -> None:
+    """Spikes to a height seen every day, then every 20 minutes for a day: no value is
+    new, but the blocks' means reach a sequence never seen (NAB's
+    ``art_increase_spike_density``). Without block patterns nothing alarms that day."""
+    day = 288
+    values = _noise(day * 20)
+    for i in range(100, day * 15, day):
+        values[i] = 20.0
+    start = day * 15
+    for i in range(start, start + day, 4):
+        values[i] = 20.0
+    with_blocks = _run(values)
+    without = _run(values, AnomalyDetector(DetectorConfig(pattern_points=0)))
+    level = DetectorConfig().alarm_level
+    assert max(with_blocks[start : start + day]) >= level
+    assert max(without[start : start + day]) < level
+    # before the change the two agree: the block patterns were learnt, not alarmed on
+    assert with_blocks[day * 3 : start] == without[day * 3 : start]
