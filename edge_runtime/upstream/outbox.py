@@ -30,6 +30,7 @@ started, and an ``upstream``/``outbox_corrupt`` event says so.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -58,6 +59,10 @@ MAX_MERGED = 1440
 #: Kinds dropped, in this order, when merging is not enough: events go last.
 DROP_ORDER = ("summary", "status", "snapshot", "event")
 #: Checkpoint the WAL after this many commits or WAL bytes, whichever comes first.
+#: While the disk is full: messages kept in memory at most, and the retry delays (s).
+MAX_PENDING_MESSAGES = 10_000
+MIN_RETRY_S = 0.5
+MAX_RETRY_S = 5.0
 CHECKPOINT_EVERY_COMMITS = 50
 CHECKPOINT_EVERY_BYTES = 4_000_000
 MAX_SINKS = 62
@@ -87,6 +92,18 @@ class Row:
     kind: str
     pipeline: str | None
     body: bytes
+
+
+def _retryable(exc: sqlite3.OperationalError) -> bool:
+    """A commit that may work later: the disk is full, an I/O error, a lock held."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (_SQLITE_BUSY, _SQLITE_IOERR, _SQLITE_FULL)
+    text = str(exc).lower()
+    return "full" in text or "i/o" in text or "locked" in text
+
+
+_SQLITE_BUSY, _SQLITE_IOERR, _SQLITE_FULL = 5, 10, 13
 
 
 def _read_thread_io() -> dict[str, int]:
@@ -157,6 +174,10 @@ class Outbox:
         self._io_now: dict[str, int] = {}
         self._last_loss_report_mono = -1e18
         self._loss_unreported = False
+        #: Commits that failed and were retried (a full disk), and the last such error.
+        self.write_errors = 0
+        self.last_write_error: str | None = None
+        self._write_error_logged_mono = -1e18
 
     # -- open / close (blocking) -----------------------------------------------------------
 
@@ -345,35 +366,79 @@ class Outbox:
         wal_commits = 0
         wal_bytes = 0
         stop = False
+        #: A batch whose commit failed on a full disk (or an I/O or lock error): kept in
+        #: memory, bounded, and retried with backoff until the disk has room again.
+        pending: list[tuple[Any, ...]] = []
+        retry_s = 0.0
         try:
             while not stop:
-                ops = [self._q.get()]
-                wait_s = last_commit + self.commit_interval_s - time.monotonic()
-                if wait_s > 0 and ops[0][0] != "stop":
-                    time.sleep(wait_s)
+                if pending:
+                    try:
+                        ops = [*pending, self._q.get(timeout=retry_s)]
+                    except queue.Empty:
+                        ops = list(pending)
+                else:
+                    ops = [self._q.get()]
+                    wait_s = last_commit + self.commit_interval_s - time.monotonic()
+                    if wait_s > 0 and ops[0][0] != "stop":
+                        time.sleep(wait_s)
                 while True:
                     try:
                         ops.append(self._q.get_nowait())
                     except queue.Empty:
                         break
+                if pending:
+                    ops = self._bound_pending(ops)
                 callbacks: list[Callable[[], None]] = []
-                conn.execute("BEGIN IMMEDIATE")
-                written, ticket = self._apply(conn, ops, callbacks)
-                if self.total_bytes > self.max_bytes:
-                    self._compact(conn)
-                self._maybe_report_loss(conn)
-                conn.execute("INSERT OR REPLACE INTO meta VALUES ('next_seq', ?)",
-                             (str(self.last_seq + 1),))
-                conn.execute("COMMIT")
+                saved = self._counters()
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    written, ticket = self._apply(conn, ops, callbacks)
+                    if self.total_bytes > self.max_bytes:
+                        self._compact(conn)
+                    self._maybe_report_loss(conn)
+                    conn.execute("INSERT OR REPLACE INTO meta VALUES ('next_seq', ?)",
+                                 (str(self.last_seq + 1),))
+                    conn.execute("COMMIT")
+                except sqlite3.OperationalError as exc:
+                    if not _retryable(exc):
+                        raise
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                    self._restore(saved)
+                    if any(op[0] == "stop" for op in ops):
+                        # Stopping with the disk still full: what waits in memory cannot
+                        # be kept; say how much, once, and stop cleanly.
+                        lost = sum(op[0] == "put" for op in ops)
+                        log.error("outbox %s: stopping while commits fail (%s); %d "
+                                  "message(s) not stored", self.path, exc, lost)
+                        break
+                    pending = ops
+                    retry_s = min(MAX_RETRY_S, max(MIN_RETRY_S, retry_s * 2))
+                    self.write_errors += 1
+                    self.last_write_error = str(exc)
+                    if time.monotonic() - self._write_error_logged_mono >= 60.0:
+                        self._write_error_logged_mono = time.monotonic()
+                        log.error("outbox %s: cannot commit (%s); %d message(s) wait in "
+                                  "memory, retrying every %.0f s at most (error %d)",
+                                  self.path, exc, sum(op[0] == "put" for op in ops),
+                                  MAX_RETRY_S, self.write_errors)
+                    continue
+                if pending:
+                    log.warning("outbox %s: committing again after %d failed attempt(s)",
+                                self.path, self.write_errors)
+                pending = []
+                retry_s = 0.0
                 last_commit = time.monotonic()
                 self.commits += 1
                 wal_commits += 1
                 wal_bytes += written
                 self.committed_ticket = max(self.committed_ticket, ticket)
                 if wal_commits >= CHECKPOINT_EVERY_COMMITS or wal_bytes >= CHECKPOINT_EVERY_BYTES:
-                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                    self.checkpoints += 1
-                    wal_commits = wal_bytes = 0
+                    with contextlib.suppress(sqlite3.OperationalError):  # full disk: later
+                        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                        self.checkpoints += 1
+                        wal_commits = wal_bytes = 0
                 if last_commit - last_io >= 1.0:
                     self._io_now = _read_thread_io()
                     last_io = last_commit
@@ -385,8 +450,9 @@ class Outbox:
             # PASSIVE at stop: TRUNCATE would wait (the busy timeout, seconds) for every
             # reader to let go, and a reload opens the next outbox on this file at once;
             # what is left in the WAL is checkpointed by the next writer.
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            self.checkpoints += 1
+            with contextlib.suppress(sqlite3.OperationalError):  # a full disk: next writer
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                self.checkpoints += 1
             self._io_now = _read_thread_io()
         except BaseException as exc:  # a dead writer must be loud, never silent
             self._failure = exc
@@ -394,6 +460,40 @@ class Outbox:
             raise
         finally:
             conn.close()
+
+    #: In-memory counters a batch changes; restored when its commit fails.
+    _COUNTERS = ("last_seq", "rows", "stored", "total_bytes", "merged", "compactions",
+                 "_loss_unreported", "_last_loss_report_mono")
+
+    def _counters(self) -> tuple[Any, ...]:
+        return (tuple(getattr(self, name) for name in self._COUNTERS), dict(self.backlog),
+                dict(self.lost))
+
+    def _restore(self, saved: tuple[Any, ...]) -> None:
+        values, backlog, lost = saved
+        for name, value in zip(self._COUNTERS, values, strict=True):
+            setattr(self, name, value)
+        self.backlog.clear()
+        self.backlog.update(backlog)
+        self.lost.clear()
+        self.lost.update(lost)
+
+    def _bound_pending(self, ops: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """While commits fail, at most :data:`MAX_PENDING_MESSAGES` messages wait in
+        memory: beyond that the oldest are dropped, summaries before events, and counted
+        as lost (reported once the outbox commits again)."""
+        puts = [i for i, op in enumerate(ops) if op[0] == "put"]
+        excess = len(puts) - MAX_PENDING_MESSAGES
+        if excess <= 0:
+            return ops
+        rank = {kind: n for n, kind in enumerate(DROP_ORDER)}
+        order = sorted(puts, key=lambda i: (rank.get(ops[i][1].__struct_config__.tag, 0), i))
+        drop = set(order[:excess])
+        for i in drop:
+            kind = ops[i][1].__struct_config__.tag
+            self.lost[kind] = self.lost.get(kind, 0) + 1
+        self._loss_unreported = True
+        return [op for i, op in enumerate(ops) if i not in drop]
 
     def _apply(self, conn: sqlite3.Connection, ops: list[tuple[Any, ...]],
                callbacks: list[Callable[[], None]]) -> tuple[int, int]:
