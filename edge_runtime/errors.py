@@ -299,3 +299,38 @@ class HealthCheckError(UpdateError, RuntimeError):
     """The daemon did not come up with the new artefact in time; it was rolled back."""
 
     hint = "see 'journalctl -u edge-runtime' for why; the previous version is back"
+
+
+# --- mesh (peers over the Open Inference Protocol; fleet mutual TLS) ---------------------
+
+
+class MeshError(EdgeRuntimeError):
+    """Base of every error about a peer: reaching it, its answers, the fleet's TLS."""
+
+
+# --- mesh: discovery and scheduling (mesh/discovery.py, mesh/scheduler.py) ---------------
+
+
+class DiscoveryError(MeshError):
+    """mDNS discovery cannot start or advertise this node."""
+
+    hint = "see docs/mesh.md, 'Discovery and scheduling'"
+
+
+class DiscoveryInterfaceError(DiscoveryError, OSError):
+    """No usable network interface (none named exists, or none carries the default route)."""
+
+    hint = ("name the interfaces in [mesh.discovery] interfaces (see 'ip -brief addr'), "
+            "or give the node a default route")
+
+
+class TxtRecordTooLargeError(DiscoveryError, ValueError):
+    """The advertised TXT record is over its size limit."""
+
+    hint = "shorten the node id or advertise fewer fields"
+
+
+class SchedulerError(MeshError, ValueError):
+    """The scheduler was given settings or calls it cannot use."""
+
+    hint = "see the model in edge_runtime/mesh/scheduler.py's docstring"
