@@ -254,6 +254,8 @@ class AnomalyDetector:
         "_pat_cnt",
         "_pat_hist",
         "_pat_last",
+        "_pat_mid",
+        "_pat_skipped",
         "_pat_sum",
         "_pat_table",
         "_prev",
@@ -309,6 +311,9 @@ class AnomalyDetector:
         self._pat_hist: list[list[int]] = []
         self._pat_blocks = 0
         self._pat_last = 0
+        # an envelope's skipped intervals, and their midrange, until the read closes them
+        self._pat_skipped = 0
+        self._pat_mid = 0.0
         self._pat_table = array("i", [_NEVER]) * _PATTERN_SLOTS
 
     @property
@@ -350,7 +355,9 @@ class AnomalyDetector:
         :attr:`edge_runtime.sources.base.Sample.envelope`). Its end further from
         ``value`` is scored first, as a point one nominal interval before ``t_s``, so a
         spike between two reads is still seen; the larger of the two scores (and of the
-        two raw scores, in :attr:`last_raw`) is kept.
+        two raw scores, in :attr:`last_raw`) is kept. In the block means the intervals
+        skipped count at the envelope's midrange (a closer estimate of their mean than
+        the extreme or the value read).
         """
         if envelope is not None and self._warm is None:
             lo, hi = envelope
@@ -358,7 +365,9 @@ class AnomalyDetector:
             if extreme != value and math.isfinite(extreme):
                 dt = self._dt
                 if t_s - self._t_last > 1.5 * dt:
-                    first = self._update(t_s - dt, extreme)
+                    # the intervals skipped enter the block mean at the envelope's midrange
+                    self._pat_mid = 0.5 * (lo + hi)
+                    first = self._update(t_s - dt, extreme, skipped=True)
                 else:  # read one interval after the last: the clock moves once, not twice
                     first = self._update(self._t_last, extreme, advance=False)
                 first_raw = self.last_raw
@@ -367,9 +376,13 @@ class AnomalyDetector:
                 return max(first, score)
         return self._update(t_s, value)
 
-    def _update(self, t_s: float, value: float, advance: bool = True) -> float:
+    def _update(
+        self, t_s: float, value: float, advance: bool = True, skipped: bool = False
+    ) -> float:
         """Score one value; ``advance=False`` scores it at the last point's tick (an
-        envelope extreme read one interval after the previous point)."""
+        envelope extreme read one interval after the previous point). ``skipped``: an
+        envelope extreme standing for the intervals skipped, which the block mean takes
+        at the envelope's midrange when the read value that follows closes them."""
         if not math.isfinite(value):
             return 0.0
         cfg = self._cfg
@@ -401,9 +414,13 @@ class AnomalyDetector:
         tick = self._tick + steps
         self._tick = tick
         raw = self._learn(tick, value)
-        if steps and cfg.pattern_points:
-            self._pat_sum += value * steps
-            self._pat_cnt += steps
+        if skipped:
+            self._pat_skipped += steps
+        elif steps and cfg.pattern_points:
+            gap = self._pat_skipped
+            self._pat_skipped = 0
+            self._pat_sum += value * steps + self._pat_mid * gap
+            self._pat_cnt += steps + gap
             if self._pat_cnt >= cfg.pattern_points:
                 raw = max(raw, self._close_block(tick))
         base = self._base

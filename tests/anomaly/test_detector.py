@@ -384,3 +384,17 @@ def test_denser_spikes_alarm_through_the_block_pattern() -> None:
     assert max(without[start : start + day]) < level
     # before the change the two agree: the block patterns were learnt, not alarmed on
     assert with_blocks[day * 3 : start] == without[day * 3 : start]
+
+
+def test_skipped_intervals_enter_block_means_at_the_envelope_midrange() -> None:
+    """A read after 3 skipped intervals with a peak-hold envelope: the extreme is scored
+    as a point, but in the block mean the skipped intervals count at the envelope's
+    midrange, not at the extreme (which would push every block outward on a noisy
+    channel) nor at the value read."""
+    det = AnomalyDetector()
+    for i in range(det.config.warmup_points):
+        det.update(300.0 * i, 10.0 + (i % 3))
+    t = 300.0 * (det.config.warmup_points - 1)
+    det.update(t + 4 * 300.0, 10.0, envelope=(9.0, 13.0))
+    assert det._pat_cnt == 4
+    assert det._pat_sum == 10.0 + 3 * 11.0
