@@ -93,6 +93,9 @@ _ORDER_SALT = 0x85EBCA6B
 _RECENT = 512
 #: int32 slots of the block-pattern table (8 KB; the NAB series use at most 300 keys).
 _PATTERN_SLOTS = 1 << 11
+#: Largest magnitude a value is scored at: a detector's spans and bin arithmetic on
+#: values near the float limit (1e308) would overflow.
+MAX_ABS_VALUE = 1e300
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -358,9 +361,16 @@ class AnomalyDetector:
         two raw scores, in :attr:`last_raw`) is kept. In the block means the intervals
         skipped count at the envelope's midrange (a closer estimate of their mean than
         the extreme or the value read).
+
+        A finite value beyond +-:data:`MAX_ABS_VALUE` (a sensor's garbage, 1e308) is
+        scored as that bound: the arithmetic on it stays finite, so it alarms like any
+        far outlier instead of overflowing.
         """
+        if not -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE and math.isfinite(value):
+            value = math.copysign(MAX_ABS_VALUE, value)
         if envelope is not None and self._warm is None:
-            lo, hi = envelope
+            lo, hi = (min(max(end, -MAX_ABS_VALUE), MAX_ABS_VALUE) if math.isfinite(end)
+                      else end for end in envelope)
             extreme = lo if value - lo > hi - value else hi
             if extreme != value and math.isfinite(extreme):
                 dt = self._dt

@@ -398,3 +398,30 @@ def test_skipped_intervals_enter_block_means_at_the_envelope_midrange() -> None:
     det.update(t + 4 * 300.0, 10.0, envelope=(9.0, 13.0))
     assert det._pat_cnt == 4
     assert det._pat_sum == 10.0 + 3 * 11.0
+
+
+def test_a_value_near_the_float_limit_alarms_instead_of_overflowing() -> None:
+    """A sensor's garbage (1e308, -1.7e308, in a value or an envelope) raised an
+    OverflowError inside the detector; it now scores as a far outlier, and the detector
+    goes on catching ordinary anomalies afterwards."""
+    from edge_runtime.anomaly import AnomalyDetector
+
+    det = AnomalyDetector()
+    t = 0.0
+    for i in range(600):
+        t += 60.0
+        det.update(t, 20.0 + i % 5)
+    scores = []
+    for value in (1e308, -1.7e308):
+        t += 60.0
+        scores.append(det.update(t, value))
+    t += 60.0
+    det.update(t, 20.0, (20.0, 1.7e308))
+    assert max(scores) >= det.config.alarm_level
+    calm = []
+    for i in range(2000):
+        t += 60.0
+        calm.append(det.update(t, 20.0 + i % 5))
+    assert max(calm[500:]) == 0.0
+    t += 60.0
+    assert det.update(t, 60.0) >= det.config.alarm_level
