@@ -69,7 +69,7 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise FileWriteError(f"{target}: cannot write ({_reason(exc)})") from exc
-    _fsync_folder(folder)
+    fsync_folder(folder)
     return resolved
 
 
@@ -110,7 +110,7 @@ def _write_through(target: Path, resolved: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def _fsync_folder(folder: Path) -> None:
+def fsync_folder(folder: Path) -> None:
     """Make the rename itself durable (best effort: some filesystems refuse)."""
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -62,7 +62,7 @@ from edge_runtime.errors import (
     SignatureError,
     UpdateError,
 )
-from edge_runtime.files import state_folder, write_atomic
+from edge_runtime.files import fsync_folder, state_folder, write_atomic
 
 #: The steps, in order; ``EDGE_RUNTIME_TEST_CRASH_AT`` names one (test hook).
 STEPS = ("staged", "verified", "self_tested", "recorded", "previous_kept", "copied",
@@ -338,15 +338,6 @@ def _sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _own_like(path: Path, like: Path) -> None:
     """Give ``path`` the owner of ``like`` (only root can; others keep their own)."""
     if os.geteuid() != 0:
@@ -369,7 +360,7 @@ def _link_atomic(source: Path, link: Path) -> None:
             tmp.unlink()
         raise FileWriteError(f"cannot keep the previous version as {link}: {exc.strerror}"
                              ) from exc
-    _fsync_dir(link.parent)
+    fsync_folder(link.parent)
 
 
 def _install_bytes(source: Path, data: bytes, *, target: Path | None = None) -> None:
@@ -399,5 +390,5 @@ def _install_bytes(source: Path, data: bytes, *, target: Path | None = None) -> 
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise FileWriteError(f"{target}: cannot write ({exc.strerror})") from exc
-    _fsync_dir(folder)
+    fsync_folder(folder)
     crash_point("swapped")
