@@ -308,6 +308,57 @@ class MeshError(EdgeRuntimeError):
     """Base of every error about a peer: reaching it, its answers, the fleet's TLS."""
 
 
+class PeerUnavailableError(MeshError, ConnectionError):
+    """The peer cannot be reached (refused, reset, unknown name)."""
+
+    hint = "check that 'edge-runtime serve' runs on the peer and its [mesh] listen address"
+
+
+class PeerTlsError(PeerUnavailableError):
+    """The TLS handshake failed: a certificate from another CA, expired, revoked or absent."""
+
+    hint = ("give both nodes certificates from the same fleet CA ('edge-runtime fleet enroll') "
+            "and its current crl.pem")
+
+
+class PeerTimeoutError(MeshError, TimeoutError):
+    """The peer did not answer within the request's deadline."""
+
+    hint = "raise the timeout, or offload to a less busy peer"
+
+
+class PeerBusyError(MeshError, ConnectionError):
+    """The peer's queue for this node is full (HTTP 429); try again after ``retry_after_s``."""
+
+    hint = "retry after the delay the peer gave, or run the model locally"
+
+    def __init__(self, message: str, *, retry_after_s: float, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after_s = retry_after_s
+
+
+class PeerProtocolError(MeshError, ValueError):
+    """A request or answer that breaks the Open Inference Protocol (bad JSON, sizes)."""
+
+    hint = "check both sides speak KServe v2 (docs/mesh.md)"
+
+
+class PeerRequestError(MeshError, RuntimeError):
+    """The peer refused the request (an HTTP error status other than busy or timeout)."""
+
+    hint = "see the peer's message; 'edge-runtime models list' on the peer shows its models"
+
+    def __init__(self, message: str, *, status: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+
+
+class FleetError(MeshError, ValueError):
+    """A fleet CA operation that cannot be done (missing CA, bad CSR, unknown node)."""
+
+    hint = "see 'edge-runtime fleet --help'; docs/mesh.md walks through the fleet CA"
+
+
 # --- mesh: discovery and scheduling (mesh/discovery.py, mesh/scheduler.py) ---------------
 
 
