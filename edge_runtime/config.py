@@ -531,6 +531,51 @@ class WebConfig(msgspec.Struct, forbid_unknown_fields=True):
     chart_interval_s: PositiveSeconds = 5.0
 
 
+# --- the peer mesh ([mesh]; docs/mesh.md) -------------------------------------------------
+
+BodyBytes = Annotated[int, msgspec.Meta(
+    ge=1024, le=1 << 30, description="a request body cap: 1 KiB to 1 GiB (the server holds "
+                                     "each body in memory)")]
+PeerConcurrency = Annotated[int, msgspec.Meta(
+    ge=1, le=64, description="inferences one peer may run at once: 1 to 64 (more only "
+                             "queues in the engine)")]
+QueueLength = Annotated[int, msgspec.Meta(
+    ge=0, le=1024, description="requests one peer may have waiting: 0 to 1024 (each holds "
+                               "its body in memory)")]
+
+
+class MeshConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """Serving models to peers (Open Inference Protocol) and reaching static peers.
+
+    Mutual TLS with the fleet CA (``tls_*``) unless ``insecure_plaintext`` is set; a
+    plaintext server listens on loopback only unless insecure_plaintext says otherwise.
+    """
+
+    #: ``host:port`` the OIP server listens on (``edge-runtime serve``).
+    listen: Annotated[str, msgspec.Meta(
+        pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):[0-9]{1,5}$",
+        description="host:port")] = "127.0.0.1:8001"
+    #: Peers by URL (``https://garage:8001``; ``http://`` for a plain Triton).
+    peers: list[str] = msgspec.field(default_factory=list)
+    #: Models served to peers (names or manifest paths); empty: none.
+    models: list[str] = msgspec.field(default_factory=list)
+    #: This node's certificate and key, the fleet CA and its CRL (PEM; relative to the
+    #: config file). ``edge-runtime fleet`` makes them.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_ca: str | None = None
+    tls_crl: str | None = None
+    #: No TLS at all: anyone who can reach the port runs models. Warned at every start.
+    insecure_plaintext: bool = False
+    max_body_bytes: BodyBytes = 64 << 20
+    max_concurrency_per_peer: PeerConcurrency = 2
+    queue_limit: QueueLength = 8
+    #: Inference threads of the server.
+    workers: Threads = 2
+    #: Deadline of a request that names none, and the remote backend's per-call timeout.
+    request_timeout_s: TimeoutSeconds = 10.0
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True):
     """The whole file."""
 
@@ -543,6 +588,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     health: HealthConfig = msgspec.field(default_factory=HealthConfig)
     upstream: UpstreamConfig = msgspec.field(default_factory=UpstreamConfig)
     web: WebConfig = msgspec.field(default_factory=WebConfig)
+    mesh: MeshConfig = msgspec.field(default_factory=MeshConfig)
 
     # Filled in by load_config: the folder relative paths are resolved against.
     base_dir: Path = Path()

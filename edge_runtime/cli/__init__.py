@@ -36,6 +36,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bridge",
     "update",
     "web",
+    "serve",
+    "fleet",
 )
 
 EXIT_OK = 0

@@ -107,3 +107,20 @@ def node(fleet: fl.Fleet, folder: Path, name: str, *, hosts: Sequence[str] = (
     else:
         cert.write_bytes(fl.enroll(fleet, name, csr).read_bytes())
     return Node(fl.TlsFiles(cert=cert, key=key, ca=fleet.ca_cert_path, crl=fleet.crl_path))
+
+
+def write_identity_onnx(path: Path, *, shape: Sequence[int | str], elem: str = "FLOAT"
+                        ) -> Path:
+    """An ONNX model ``y = Identity(x)`` (``elem``: an onnx TensorProto type name)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    kind = getattr(TensorProto, elem)
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])], "identity",
+        [helper.make_tensor_value_info("x", kind, list(shape))],
+        [helper.make_tensor_value_info("y", kind, list(shape))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path

@@ -208,10 +208,18 @@ class OipClient:
             raise PeerTlsError(f"{url}: TLS with the peer failed: {exc}") from exc
         except aiohttp.ClientConnectionError as exc:
             cause = exc.__cause__ or exc.__context__
-            if isinstance(cause, _ssl.SSLError) or "SSL" in type(cause).__name__ or \
-                    _tls_alert(exc):
-                raise PeerTlsError(f"{url}: the peer ended the TLS session (it refused this "
-                                   f"node's certificate?): {exc}") from exc
+            if isinstance(cause, _ssl.SSLError) or _tls_alert(exc):
+                raise PeerTlsError(f"{url}: the peer ended the TLS session: {exc}") from exc
+            if url.startswith("https://") and isinstance(
+                    exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError) and not \
+                    isinstance(exc, aiohttp.ClientConnectorError):
+                # Under TLS 1.3 the server checks the client's certificate after the
+                # client has finished its handshake; a refusal then arrives as a reset
+                # (its alert is lost when it closes with our request unread).
+                raise PeerTlsError(
+                    f"{url}: the peer closed the connection before answering ({exc}); under "
+                    "TLS 1.3 that is how a peer refuses this node's certificate (another "
+                    "CA, expired or revoked)") from exc
             raise PeerUnavailableError(f"{url}: {exc}") from exc
         except aiohttp.ClientError as exc:
             raise PeerProtocolError(f"{url}: {exc}") from exc

@@ -1,0 +1,98 @@
+"""A node's ``[mesh]`` section turned into what the server and clients use: the listen
+address, the TLS contexts, the static peers. Checked once, with errors naming the key.
+
+Blocking (reads the PEM files): call :func:`mesh_plan` in an executor from async code.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from edge_runtime.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MeshPlan:
+    """Where to listen and how to talk TLS; ``*_ssl`` are None in plaintext mode."""
+
+    host: str
+    port: int
+    server_ssl: ssl.SSLContext | None
+    client_ssl: ssl.SSLContext | None
+    peers: tuple[str, ...]
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:8001``) as ``(host, port)``."""
+    host, sep, port_text = listen.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise ConfigError(f"mesh.listen = {listen!r} is not host:port",
+                          hint="write it like 127.0.0.1:8001 or [::1]:8001")
+    return host.strip("[]"), int(port_text)
+
+
+def check_peer_url(url: str, where: str) -> str:
+    """A peer URL: ``https://host:port`` (or ``http://`` for plaintext), no path."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/") \
+            or parts.query:
+        raise ConfigError(f"{where} = {url!r} is not a peer URL",
+                          hint="write it like https://garage:8001 (no path)")
+    return url.rstrip("/")
+
+
+def tls_files(config: Any) -> Any:
+    """The ``[mesh] tls_*`` files as :class:`~edge_runtime.mesh.fleet.TlsFiles`, or None
+    when none is set; ConfigError when only some are."""
+    from edge_runtime.mesh.fleet import TlsFiles
+
+    mesh = config.mesh
+    keys = {"tls_cert": mesh.tls_cert, "tls_key": mesh.tls_key, "tls_ca": mesh.tls_ca,
+            "tls_crl": mesh.tls_crl}
+    given = [k for k, v in keys.items() if v]
+    if not given:
+        return None
+    if len(given) != 4:
+        missing = [k for k in keys if k not in given]
+        raise ConfigError(f"mesh.{missing[0]}: the mesh's TLS needs all of tls_cert, "
+                          "tls_key, tls_ca and tls_crl",
+                          hint="see docs/mesh.md for the fleet CA how-to")
+    paths: dict[str, Path] = {k: config.resolve(v) for k, v in keys.items() if v}
+    return TlsFiles(cert=paths["tls_cert"], key=paths["tls_key"], ca=paths["tls_ca"],
+                    crl=paths["tls_crl"])
+
+
+def mesh_plan(config: Any, listen: str | None = None) -> MeshPlan:
+    """Check ``config.mesh`` and build the contexts; warns when plaintext is on."""
+    from edge_runtime.errors import FleetError
+    from edge_runtime.mesh.fleet import client_context, server_context
+
+    mesh = config.mesh
+    host, port = parse_listen(listen or mesh.listen)
+    peers = tuple(check_peer_url(u, f"mesh.peers[{i}]") for i, u in enumerate(mesh.peers))
+    files = tls_files(config)
+    if files is None:
+        if not mesh.insecure_plaintext:
+            raise ConfigError(
+                "mesh: no TLS files are set, and serving or calling peers without TLS "
+                "lets anyone on the network run models",
+                hint="set mesh.tls_cert, tls_key, tls_ca and tls_crl (docs/mesh.md), or "
+                     "mesh.insecure_plaintext = true on a network you trust")
+        log.warning("mesh: insecure_plaintext = true: no TLS, no authentication of peers")
+        https = [p for p in peers if p.startswith("https://")]
+        if https:
+            raise ConfigError(f"mesh.peers: {https[0]} is https but no TLS files are set",
+                              hint="set the mesh.tls_* files, or use http:// for a "
+                                   "plaintext peer")
+        return MeshPlan(host, port, None, None, peers)
+    try:
+        return MeshPlan(host, port, server_context(files), client_context(files), peers)
+    except FleetError as exc:
+        raise ConfigError(f"mesh.tls_*: {exc.message}", hint=exc.hint) from exc
