@@ -27,6 +27,7 @@ __all__ = ["BACKENDS", "backend_class", "engine_id", "open_backend"]
 BACKENDS: dict[str, str] = {
     "onnx": "edge_runtime.models.onnx_backend:OnnxBackend",
     "tflite": "edge_runtime.models.tflite_backend:TFLiteBackend",
+    "remote": "edge_runtime.models.remote_backend:RemoteBackend",
 }
 
 

@@ -69,5 +69,5 @@ def test_shipped_formats_and_unknown_ones() -> None:
     assert backends.backend_class("tflite").__name__ == "TFLiteBackend"
     assert backends.engine_id("onnx").startswith("onnxruntime ")
     with pytest.raises(UnknownModelFormatError,
-                       match=r"no backend for format 'pte' \(known: onnx, tflite\)"):
+                       match=r"no backend for format 'pte' \(known: onnx, tflite, remote\)"):
         backends.open_backend("pte", Path("model.pte"), None)

@@ -380,11 +380,14 @@ def _deadline(header: str | None, default_ms: float | None, arrival_s: float
 
 
 def _spec_metadata(spec: TensorSpec) -> dict[str, Any]:
+    # Extensions under "parameters" (Triton's clients ignore them): the layout, and the
+    # quantization a peer that runs the model raw needs to (de)quantize as we would.
     extra: dict[str, Any] = {}
+    if spec.layout is not None:
+        extra["layout"] = spec.layout
     if spec.quant is not None:
-        # An extension: a peer that runs the model raw needs these to (de)quantize.
-        extra = {"quant_scale": list(spec.quant.scale),
-                 "quant_zero_point": list(spec.quant.zero_point)}
+        extra |= {"quant_scale": list(spec.quant.scale),
+                  "quant_zero_point": list(spec.quant.zero_point)}
         if spec.quant.axis is not None:
             extra["quant_axis"] = spec.quant.axis
     return codec.tensor_metadata(spec.name, spec.dtype, spec.shape, extra)
