@@ -233,3 +233,17 @@ def test_unreachable_peer_is_a_typed_error() -> None:
             assert caught.value.__cause__ is not None
 
     run(main)
+
+
+def test_a_camera_frame_round_trips_whole() -> None:
+    """An answer larger than one socket read (a 224x224x3 frame) arrives whole."""
+    frame = np.random.default_rng(5).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
+
+    async def main() -> None:
+        model = identity(shape=(None, 224, 224, 3), dtype=np.uint8)
+        async with running_server({"id": model}) as server, OipClient(server.url) as peer:
+            for binary in (True, False):
+                out = await peer.infer("id", {"x": frame}, binary=binary)
+                np.testing.assert_array_equal(out["y"], frame)
+
+    run(main)

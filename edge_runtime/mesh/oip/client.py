@@ -196,10 +196,10 @@ class OipClient:
                     if length is not None and length > self.max_response_bytes:
                         raise PeerProtocolError(f"{url}: an answer of {length} bytes is over "
                                                 f"the limit of {self.max_response_bytes}")
-                    body = await resp.content.read(self.max_response_bytes + 1)
-                    if len(body) > self.max_response_bytes:
-                        raise PeerProtocolError(f"{url}: the answer is over "
-                                                f"{self.max_response_bytes} bytes")
+                    if length is not None:
+                        body = await resp.read()  # its length is known and bounded
+                    else:
+                        body = await self._read_bounded(resp, url)
                     status, resp_headers = resp.status, resp.headers
         except TimeoutError as exc:
             raise PeerTimeoutError(f"{url}: no answer within {timeout_s:g} s") from exc
@@ -234,6 +234,19 @@ class OipClient:
         if status == 400:
             raise PeerProtocolError(f"{url}: the peer refused the request: {message}")
         raise PeerRequestError(f"{url}: HTTP {status}: {message}", status=status)
+
+
+    async def _read_bounded(self, resp: aiohttp.ClientResponse, url: str) -> bytes:
+        """A body of unknown length (chunked), refused past ``max_response_bytes``."""
+        chunks: list[bytes] = []
+        total = 0
+        async for chunk in resp.content.iter_chunked(1 << 16):
+            total += len(chunk)
+            if total > self.max_response_bytes:
+                raise PeerProtocolError(f"{url}: the answer is over "
+                                        f"{self.max_response_bytes} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
 
 def _tls_alert(exc: BaseException) -> bool:
