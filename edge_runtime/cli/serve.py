@@ -72,9 +72,9 @@ async def serve(config: Any, *, listen: str | None = None, models: list[str] | N
             raise ConfigError(f"mesh.listen = {plan.host}:{plan.port}: cannot listen: "
                               f"{exc.strerror or exc}",
                               hint="pick a free port, or stop what holds it") from exc
-        if plan.server_ssl is None:
-            log.warning("mesh: serving WITHOUT TLS ([mesh] insecure_plaintext = true): "
-                        "anyone who reaches %s runs these models", server.url)
+        if plan.server_ssl is None:  # mesh_plan warned too; this names the address
+            log.warning("mesh: serving WITHOUT TLS at %s: anyone who reaches it runs "
+                        "these models", server.url)
         names = ", ".join(provider.names()) or "no models"
         print(f"serving {names} at {server.url}", flush=True)
         sys.stdout.flush()

@@ -132,6 +132,8 @@ class ServerStats:
     too_large: int = 0
     bad_requests: int = 0
     slow_bodies: int = 0
+    #: Smoothed time one inference takes here (s): what Retry-After is estimated from.
+    service_s: float = 0.01
     #: Peer -> its admission state (dropped when idle).
     peers: dict[str, _Peer] = field(default_factory=dict)
 
@@ -281,7 +283,10 @@ def make_app(models: ModelProvider, *, max_body_bytes: int = 64 << 20,
             peer = stats.peers[who] = _Peer(asyncio.Semaphore(max_concurrency_per_peer))
         if peer.in_flight >= max_concurrency_per_peer + queue_limit:
             stats.busy += 1
-            retry_s = max(1, math.ceil(peer.in_flight / max_concurrency_per_peer * 0.05))
+            # Whole seconds (HTTP's unit), at least 1: when this peer's queue should
+            # have drained at the current service time.
+            retry_s = min(600, max(1, math.ceil(
+                peer.in_flight / max_concurrency_per_peer * stats.service_s)))
             response = _error(429, f"{peer.in_flight} requests of yours are running or "
                                    "queued here; retry later",
                               {"Retry-After": str(retry_s)})
@@ -320,6 +325,7 @@ def make_app(models: ModelProvider, *, max_body_bytes: int = 64 << 20,
             stats.bad_requests += 1
             return web.Response(status=status, body=payload, content_type="application/json")
         stats.inferences += 1
+        stats.service_s += 0.1 * (time.monotonic() - arrival_s - stats.service_s)
         headers = {"Server-Timing": f"infer;dur={compute_s * 1e3:.3f}"}
         if header_length is not None:
             headers[codec.HEADER_LENGTH] = str(header_length)
