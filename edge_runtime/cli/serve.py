@@ -8,11 +8,13 @@ no sources or pipelines. SIGTERM or SIGINT stops it cleanly.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edge_runtime.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,8 @@ def register(subparsers: Any) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+
     from edge_runtime.config import load_config
 
     config = load_config(args.config)
@@ -41,9 +45,11 @@ def _serve(args: argparse.Namespace) -> int:
                              seconds=args.seconds))
 
 
-async def serve(config: Any, *, listen: str | None = None, models: list[str] | None = None,
-                seconds: float | None = None) -> int:
+async def serve(config: Config, *, listen: str | None = None,
+                models: list[str] | None = None, seconds: float | None = None) -> int:
     """Run the server until a stop signal (or ``seconds``); the CLI's body."""
+    import asyncio
+
     from edge_runtime._version import __version__
     from edge_runtime.mesh.node import mesh_plan
     from edge_runtime.mesh.oip.server import OipServer, make_app

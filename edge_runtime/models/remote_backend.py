@@ -24,7 +24,7 @@ import concurrent.futures
 import threading
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -37,6 +37,9 @@ from edge_runtime.errors import (
 )
 from edge_runtime.models.backend import Backend
 from edge_runtime.models.types import Layout, QuantParams, TensorSpec
+
+if TYPE_CHECKING:
+    from edge_runtime.models.model import Model
 
 T = TypeVar("T")
 
@@ -166,7 +169,7 @@ def _spec(meta: Any, where: str) -> TensorSpec:
 
 
 def load_remote_model(url: str, *, ssl_context: Any = None, timeout_s: float = 10.0,
-                      loop: asyncio.AbstractEventLoop | None = None) -> Any:
+                      loop: asyncio.AbstractEventLoop | None = None) -> Model:
     """A :class:`~edge_runtime.models.model.Model` that runs on the peer at ``url``
     (``https://garage:8001/v2/models/NAME``). Blocking (fetches the metadata)."""
     from edge_runtime.models.model import Model

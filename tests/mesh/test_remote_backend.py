@@ -24,6 +24,8 @@ from tests.mesh.oip_helpers import identity, node, running_server
 from tests.mesh.serve_helpers import serving
 
 HEAVY = "digits-heavy-int8-onnx"
+#: int8 in and out, with scale and zero point: the quantization travels in the metadata.
+QUANTIZED = "digits-heavy-int8-tflite"
 
 
 def test_registry_names_the_remote_backend() -> None:
@@ -50,7 +52,7 @@ def test_heavy_model_on_a_peer_matches_a_local_run(tmp_path: Path) -> None:
     config.write_text(f"""
 [mesh]
 listen = "127.0.0.1:0"
-models = ["{HEAVY}"]
+models = ["{HEAVY}", "{QUANTIZED}"]
 tls_cert = "{f.cert}"
 tls_key = "{f.key}"
 tls_ca = "{f.ca}"
@@ -74,6 +76,21 @@ tls_crl = "{f.crl}"
                 np.testing.assert_array_equal(got, local.run({"input": batch})["probs"])
             one = remote.run(x[:1])  # a single array, like a local model
             assert one["probs"].shape == (1, 10)
+            quantized = load_remote_model(f"https://localhost:{port}/v2/models/{QUANTIZED}",
+                                          ssl_context=fl.client_context(client.files))
+            local_q = load_model(QUANTIZED)
+            try:
+                assert quantized.inputs == local_q.inputs  # int8 with its scale and zero
+                assert quantized.outputs == local_q.outputs
+                frames = x.transpose(0, 2, 3, 1)  # NHWC floats: quantized here, as locally
+                for frame in frames[:6]:
+                    got_q = quantized.run(frame[None])
+                    want_q = local_q.run(frame[None])
+                    np.testing.assert_array_equal(got_q["Identity"], want_q["Identity"])
+                    assert got_q["Identity"].dtype == np.float32  # dequantized here
+            finally:
+                quantized.close()
+                local_q.close()
         finally:
             remote.close()
     local.close()

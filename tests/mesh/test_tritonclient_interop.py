@@ -3,15 +3,18 @@ and Triton's encoders and decoders against ours."""
 
 from __future__ import annotations
 
+import http.client
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import tritonclient.http as triton  # type: ignore[import-untyped]
 
+from edge_runtime.mesh import fleet as fl
 from edge_runtime.mesh.oip import codec
 from edge_runtime.models import load_model
-from tests.mesh.oip_helpers import write_identity_onnx
+from tests.mesh.oip_helpers import node, write_identity_onnx
 from tests.mesh.serve_helpers import serving
 
 HEAVY = "digits-heavy-int8-onnx"
@@ -102,3 +105,53 @@ def test_our_answers_parse_in_triton(binary: bool) -> None:
     result = triton.InferResult.from_response_body(body, header_length=header_len)
     np.testing.assert_array_equal(result.as_numpy("y"), y)
     np.testing.assert_array_equal(result.as_numpy("flags"), flags)
+
+
+def _gevent_fleet_context(files: fl.TlsFiles) -> Any:
+    """The fleet's client context, built as gevent's SSLContext (tritonclient's sockets
+    are gevent's)."""
+    import gevent.ssl  # type: ignore[import-untyped]
+
+    ctx = gevent.ssl.SSLContext(gevent.ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = gevent.ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(files.cert, files.key)
+    ctx.load_verify_locations(cafile=str(files.ca))
+    ctx.load_verify_locations(cafile=str(files.crl))
+    ctx.verify_flags |= gevent.ssl.VERIFY_CRL_CHECK_LEAF
+    return ctx
+
+
+def test_tritonclient_over_fleet_mutual_tls(tmp_path: Path) -> None:
+    fleet = fl.init_fleet(tmp_path / "fleet")
+    server = node(fleet, tmp_path / "n", "gpu-box")
+    laptop = node(fleet, tmp_path / "n", "laptop")
+    thief = node(fleet, tmp_path / "n", "thief")
+    fl.revoke(fleet, "thief")
+    f = server.files
+    config = tmp_path / "serve.toml"
+    config.write_text(f'[mesh]\nlisten = "127.0.0.1:0"\nmodels = ["{HEAVY}"]\n'
+                      f'tls_cert = "{f.cert}"\ntls_key = "{f.key}"\n'
+                      f'tls_ca = "{f.ca}"\ntls_crl = "{f.crl}"\n')
+    with serving(config) as (url, _proc):
+        where = "localhost:" + url.rsplit(":", 1)[1]
+        good = _gevent_fleet_context(laptop.files)
+        client = triton.InferenceServerClient(where, ssl=True,
+                                              ssl_context_factory=lambda **_kw: good)
+        try:
+            assert client.is_server_ready()
+            x = np.zeros((1, 1, 32, 32), np.float32)
+            tin = triton.InferInput("input", [1, 1, 32, 32], "FP32")
+            tin.set_data_from_numpy(x)
+            assert client.infer(HEAVY, [tin]).as_numpy("probs").shape == (1, 10)
+        finally:
+            client.close()
+        bad = _gevent_fleet_context(thief.files)
+        refused = triton.InferenceServerClient(where, ssl=True,
+                                               ssl_context_factory=lambda **_kw: bad)
+        try:
+            # TLS 1.3: the server refuses the revoked certificate after the client's
+            # handshake, so Triton's client sees the connection close.
+            with pytest.raises(http.client.HTTPException, match="closed"):
+                refused.is_server_ready()
+        finally:
+            refused.close()
