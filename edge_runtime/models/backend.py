@@ -8,9 +8,9 @@ in :class:`edge_runtime.models.model.Model`.
 This module imports no implementation: :mod:`edge_runtime.models.backends` names them
 (``"module:Class"``, imported when a model of that format is loaded). They sit side by
 side: ``onnx_backend.py`` (onnxruntime), ``tflite_backend.py`` (LiteRT, falling back
-to tflite-runtime); a peer backend (``remote``) will be one more file and one registry
-line. What an implementation must and may override, and where each method runs, is in
-:class:`Backend`.
+to tflite-runtime), ``remote_backend.py`` (a model on a peer, over the Open Inference
+Protocol): each is one file and one registry line. What an implementation must and
+may override, and where each method runs, is in :class:`Backend`.
 """
 
 from __future__ import annotations

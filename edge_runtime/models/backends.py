@@ -5,7 +5,7 @@ module names each one as a ``"module:Class"`` string, imported only when a model
 that format is first loaded, so ``import edge_runtime.models`` never imports an engine
 and a missing engine only matters to the format that needs it.
 
-Adding a backend (the coming ``remote`` peer backend, say) is one new
+Adding a backend (as the ``remote`` peer backend was) is one new
 ``*_backend.py`` with a :class:`~edge_runtime.models.backend.Backend` subclass plus one
 line in :data:`BACKENDS`. Choices *within* a format stay in its backend module (the
 TFLite backend's fixed order: ``EDGE_RUNTIME_TFLITE``, then LiteRT, then tflite-runtime

@@ -156,3 +156,18 @@ def test_plaintext_needs_saying_so(tmp_path: Path, capsys: pytest.CaptureFixture
     config.write_text('[mesh]\nlisten = "127.0.0.1:0"\n')
     assert main(["serve", str(config)]) == 2
     assert "insecure_plaintext" in capsys.readouterr().err
+
+
+def test_a_p256_fleet_works_too(tmp_path: Path) -> None:
+    fleet = fl.init_fleet(tmp_path / "fleet", key_type="p256")
+    key_types = []
+    for name in ("server", "laptop"):
+        key, csr = tmp_path / f"{name}.key", tmp_path / f"{name}.csr"
+        fl.make_csr(key, csr, name, hosts=["localhost"], key_type="p256")
+        key_types.append(key.read_bytes().startswith(b"-----BEGIN PRIVATE KEY"))
+        fl.enroll(fleet, name, csr)
+    files = {n: fl.TlsFiles(cert=fleet.node_cert_path(n), key=tmp_path / f"{n}.key",
+                            ca=fleet.ca_cert_path, crl=fleet.crl_path)
+             for n in ("server", "laptop")}
+    y = _call(Node(files["server"]), Node(files["laptop"]))
+    assert y.shape == (1, 4) and all(key_types)
