@@ -17,6 +17,7 @@
 #                          in the runtime, and the runtime's must verify with minisign -V
 #   chromium               the real browser tests/web loads the node's page in (via Playwright)
 #   prometheus             the real Prometheus server tests/web lets scrape /metrics
+#   iproute2               ip netns, veth and bridges: tests/mesh builds its hosts from them
 set -eu
 
 PACKAGES="gcc g++ libc6-dev
@@ -25,7 +26,8 @@ gstreamer1.0-plugins-bad
 mosquitto mosquitto-clients
 espeak-ng alsa-utils
 systemd minisign
-chromium prometheus"
+chromium prometheus
+iproute2"
 
 if ! command -v dpkg >/dev/null 2>&1; then
     echo "tests/system-packages.sh: this is not a Debian-based system (no dpkg)." >&2
