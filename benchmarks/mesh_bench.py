@@ -6,7 +6,7 @@ identity ONNX model on a 224x224x3 uint8 frame; this process sends frames with
 end to end (encode, TLS, HTTP, decode). The peer reports its own compute per call
 (``Server-Timing``); the figure of merit is the median of *round trip minus the
 peer's compute*: what the mesh adds. Target: at most 2 ms with binary tensors. JSON
-tensors are measured the same way for comparison.
+tensors, and binary ones without TLS (what mutual TLS costs), are measured the same way.
 
 Run it with ``nice``: ``nice python benchmarks/mesh_bench.py``. Writes
 ``benchmarks/results/mesh.json``.
@@ -84,12 +84,20 @@ def main() -> int:
             target = "https://localhost:" + url.rsplit(":", 1)[1]
             binary = asyncio.run(_measure(target, ctx, args.runs, True))
             as_json = asyncio.run(_measure(target, ctx, args.json_runs, False))
+        # The same without TLS: what mutual TLS itself costs per call.
+        plain = tmp / "plain.toml"
+        plain.write_text(f'[mesh]\nlisten = "127.0.0.1:0"\nmodels = ["{model}"]\n'
+                         'insecure_plaintext = true\n')
+        with serving(plain) as (url, _proc):
+            plaintext = asyncio.run(_measure(url, None, args.runs, True))
     frame_bytes = int(np.prod(FRAME))
     results = {
         "what": "OIP round trip over fleet mutual TLS (TLS 1.3) on loopback, identity ONNX "
                 "model on a 224x224x3 uint8 frame; edge-runtime serve in a child process",
         "frame_bytes": frame_bytes, "target_overhead_ms": TARGET_MS,
-        "binary": binary, "json": as_json,
+        "binary": binary, "json": as_json, "binary_plaintext": plaintext,
+        "tls_cost_ms": round(binary["overhead_ms"]["median"]
+                             - plaintext["overhead_ms"]["median"], 3),
         "binary_meets_target": binary["overhead_ms"]["median"] <= TARGET_MS,
         "json_over_binary": round(as_json["overhead_ms"]["median"]
                                   / max(binary["overhead_ms"]["median"], 1e-6), 1),
@@ -100,6 +108,8 @@ def main() -> int:
           f"{binary['overhead_ms']['median']} ms (target {TARGET_MS} ms)")
     print(f"json:   round trip {as_json['round_trip_ms']['median']} ms, overhead "
           f"{as_json['overhead_ms']['median']} ms ({results['json_over_binary']}x binary)")
+    print(f"plaintext binary overhead {plaintext['overhead_ms']['median']} ms (mutual TLS "
+          f"adds {results['tls_cost_ms']} ms)")
     print(f"wrote {path}")
     return 0
 

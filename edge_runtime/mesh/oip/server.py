@@ -35,7 +35,7 @@ import logging
 import math
 import ssl
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -175,8 +175,7 @@ def make_app(models: ModelProvider, *, max_body_bytes: int = 64 << 20,
              max_concurrency_per_peer: int = 2, queue_limit: int = 8,
              body_timeout_s: float = 30.0, default_deadline_ms: float | None = None,
              executor: Executor | None = None, workers: int = 2,
-             server_name: str = "edge-runtime", server_version: str = "",
-             on_request: Callable[[web.BaseRequest], None] | None = None) -> web.Application:
+             server_name: str = "edge-runtime", server_version: str = "") -> web.Application:
     """The aiohttp application serving ``models``; see the module docstring.
 
     ``max_body_bytes``: largest request body; ``max_concurrency_per_peer``: inferences
@@ -223,8 +222,6 @@ def make_app(models: ModelProvider, *, max_body_bytes: int = 64 << 20,
     @web.middleware
     async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
         stats.requests += 1
-        if on_request is not None:
-            on_request(request)
         try:
             response: web.StreamResponse = await handler(request)
         except _AnswerError as answer:
