@@ -544,6 +544,29 @@ QueueLength = Annotated[int, msgspec.Meta(
                                "its body in memory)")]
 
 
+HeartbeatSeconds = Annotated[float, msgspec.Meta(
+    ge=0.1, le=60.0, description="a heartbeat period: 0.1 s (faster floods the peers) to "
+                                 "60 s (slower and a crash goes unnoticed for minutes)")]
+Misses = Annotated[int, msgspec.Meta(
+    ge=1, le=100, description="heartbeats missed in a row before a peer is down: 1 to 100")]
+
+
+class DiscoveryConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """``[mesh.discovery]``: finding peers by mDNS and telling live ones from dead ones."""
+
+    enabled: bool = False
+    #: Interfaces to advertise and browse on; empty: those carrying the default route.
+    interfaces: list[str] = msgspec.field(default_factory=list)
+    ip_version: Literal["v4", "v6", "all"] = "v4"
+    #: The heartbeat (the peer's OIP live endpoint) period and its timeout (<= period).
+    heartbeat_interval_s: HeartbeatSeconds = 1.0
+    heartbeat_timeout_s: HeartbeatSeconds = 0.8
+    #: Missed heartbeats in a row before a peer is down (one miss: suspect).
+    down_after_misses: Misses = 3
+    #: A down peer leaves the table after this long.
+    remove_after_s: DelaySeconds = 60.0
+
+
 class MeshConfig(msgspec.Struct, forbid_unknown_fields=True):
     """Serving models to peers (Open Inference Protocol) and reaching static peers.
 
@@ -574,6 +597,8 @@ class MeshConfig(msgspec.Struct, forbid_unknown_fields=True):
     workers: Threads = 2
     #: Deadline of a request that names none, and the remote backend's per-call timeout.
     request_timeout_s: TimeoutSeconds = 10.0
+    #: mDNS discovery of peers and their heartbeat (docs/mesh.md).
+    discovery: DiscoveryConfig = msgspec.field(default_factory=DiscoveryConfig)
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True):
@@ -873,6 +898,12 @@ def check_config(config: Config) -> None:
 
     unique(config.sources, "sources")
     unique(config.pipelines, "pipelines")
+    disc = config.mesh.discovery
+    if disc.heartbeat_timeout_s > disc.heartbeat_interval_s:
+        raise ConfigError(
+            f"mesh.discovery.heartbeat_timeout_s: {disc.heartbeat_timeout_s} s is longer than "
+            f"heartbeat_interval_s ({disc.heartbeat_interval_s} s); make it at most the "
+            f"interval")
     unique(config.actions, "actions")
     _check_pin_factory(config.node.gpio_pin_factory)
     for i, action in enumerate(config.actions):
