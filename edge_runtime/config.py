@@ -570,8 +570,8 @@ class DiscoveryConfig(msgspec.Struct, forbid_unknown_fields=True):
 class MeshConfig(msgspec.Struct, forbid_unknown_fields=True):
     """Serving models to peers (Open Inference Protocol) and reaching static peers.
 
-    Mutual TLS with the fleet CA (``tls_*``) unless ``insecure_plaintext`` is set; a
-    plaintext server listens on loopback only unless insecure_plaintext says otherwise.
+    Mutual TLS with the fleet CA (``tls_*``); without it, serving models or calling
+    peers is refused unless ``insecure_plaintext`` is set (warned at every start).
     """
 
     #: ``host:port`` the OIP server listens on (``edge-runtime serve``).
@@ -904,6 +904,9 @@ def check_config(config: Config) -> None:
             f"mesh.discovery.heartbeat_timeout_s: {disc.heartbeat_timeout_s} s is longer than "
             f"heartbeat_interval_s ({disc.heartbeat_interval_s} s); make it at most the "
             f"interval")
+    from edge_runtime.mesh.node import check_mesh
+
+    check_mesh(config)
     unique(config.actions, "actions")
     _check_pin_factory(config.node.gpio_pin_factory)
     for i, action in enumerate(config.actions):

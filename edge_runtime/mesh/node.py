@@ -69,6 +69,28 @@ def tls_files(config: Any) -> Any:
                     crl=paths["tls_crl"])
 
 
+def check_mesh(config: Any) -> None:
+    """What ``edge-runtime check`` can tell about ``[mesh]`` without reading files: the
+    listen address, peer URLs, the TLS files all or none, and TLS (or
+    ``insecure_plaintext``) once the section serves models or names peers."""
+    mesh = config.mesh
+    parse_listen(mesh.listen)
+    for i, url in enumerate(mesh.peers):
+        check_peer_url(url, f"mesh.peers[{i}]")
+    has_tls = tls_files(config) is not None
+    if (mesh.peers or mesh.models) and not has_tls and not mesh.insecure_plaintext:
+        raise ConfigError(
+            "mesh: peers or models are set but no TLS files, and the mesh without TLS "
+            "lets anyone on the network run models",
+            hint="set mesh.tls_cert, tls_key, tls_ca and tls_crl (docs/mesh.md), or "
+                 "mesh.insecure_plaintext = true on a network you trust")
+    https = [p for p in mesh.peers if p.startswith("https://")]
+    if https and not has_tls:
+        raise ConfigError(f"mesh.peers: {https[0]} is https but no TLS files are set",
+                          hint="set the mesh.tls_* files, or use http:// for a plaintext "
+                               "peer")
+
+
 def mesh_plan(config: Any, listen: str | None = None) -> MeshPlan:
     """Check ``config.mesh`` and build the contexts; warns when plaintext is on."""
     from edge_runtime.errors import FleetError
@@ -85,12 +107,8 @@ def mesh_plan(config: Any, listen: str | None = None) -> MeshPlan:
                 "lets anyone on the network run models",
                 hint="set mesh.tls_cert, tls_key, tls_ca and tls_crl (docs/mesh.md), or "
                      "mesh.insecure_plaintext = true on a network you trust")
+        check_mesh(config)
         log.warning("mesh: insecure_plaintext = true: no TLS, no authentication of peers")
-        https = [p for p in peers if p.startswith("https://")]
-        if https:
-            raise ConfigError(f"mesh.peers: {https[0]} is https but no TLS files are set",
-                              hint="set the mesh.tls_* files, or use http:// for a "
-                                   "plaintext peer")
         return MeshPlan(host, port, None, None, peers)
     try:
         return MeshPlan(host, port, server_context(files), client_context(files), peers)
