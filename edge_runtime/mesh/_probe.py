@@ -3,7 +3,9 @@ browse, and print the peer table as JSON lines on stdout.
 
 ``python -m edge_runtime.mesh._probe --name n1 --port 8001 --serve-health``
 
-Each line is one JSON object: ``{"event": "registered", "instance": ...}`` once, then
+Each line is one JSON object: ``{"event": "starting"}`` when discovery starts (the
+interpreter is up and the health endpoint served), ``{"event": "registered",
+"instance": ...}`` once registered (after mDNS probing and the first announcement), then
 ``{"event": "added"|"updated"|"state"|"removed", "peer": ..., "peers": [...], "t": ...}``
 per change (``t``: seconds since the probe started), ``{"event": "closed"}`` after a
 clean stop (SIGTERM or SIGINT; goodbyes sent). Heartbeats GET ``/v2/health/live``.
@@ -100,6 +102,7 @@ async def _main(args: argparse.Namespace) -> None:
         heartbeat_interval_s=args.heartbeat_interval_s,
         down_after_misses=args.down_after_misses, remove_after_s=args.remove_after_s)
     events = discovery.subscribe()
+    await emit({"event": "starting"})  # interpreter up, imports done, health served
     try:
         async with discovery:
             await emit({"event": "registered", "instance": discovery.instance,

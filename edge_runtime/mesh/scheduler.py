@@ -16,13 +16,16 @@ The predicted completion time of a request of ``payload_bytes`` on a target is::
 
     transfer_s + rtt_s + backlog_s + service_s
     transfer_s = payload_bytes / bandwidth_Bps          (0 and rtt 0 for "local")
-    backlog_s  = queued x service_s + the rest of the one being served
+    backlog_s  = (queue + 1) x service_s, less what is already done
 
-where ``queued`` is the larger of the target's reported queue and the attempts this
-scheduler has in flight there (a target serves one request at a time; the head of the
-queue is assumed to have started ``rtt/2`` after it was sent). Without any samples yet
-a target borrows the local service time (an optimistic prior, so it gets tried), with a
-LAN-like RTT and bandwidth.
+A target serves one request at a time, first come first served. The backlog is found by
+replaying the attempts this scheduler has in flight there with the estimates: each
+starts when it has arrived (``rtt/2 + transfer`` after it was sent) and the one before
+it is done, the first after the target's last known finish; requests the target reports
+queued beyond ours add ``service_s`` each. An attempt that is overdue is assumed to need
+as long again as it has overrun (a stall, a throttled CPU), so a stuck target stops
+looking nearly free. Without samples yet a target borrows the local service time (an
+optimistic prior, so it gets tried), with a LAN-like RTT and bandwidth.
 
 Choosing: **power of two choices** among the eligible peers (their circuit breaker lets
 a request through), compared with local; the lowest prediction wins. Two random peers
@@ -168,6 +171,8 @@ class TargetStats:
     bandwidth_Bps: Ewma  # noqa: N815 (unit in the name)
     breaker: CircuitBreaker
     reported_queue: int = 0
+    #: When the target finished the last attempt that came back (caller's clock).
+    last_finish_s: float | None = None
     in_flight: dict[int, Attempt] = field(default_factory=dict)
     accounting: Accounting = field(default_factory=Accounting)
 
@@ -389,14 +394,25 @@ class Scheduler:
         rtt = t.rtt_s.value if t.rtt_s.value is not None else PRIOR_RTT_S
         bw = t.bandwidth_Bps.value if t.bandwidth_Bps.value is not None else (
             PRIOR_BANDWIDTH_BPS)
-        transfer = payload_bytes / bw if bw > 0 else math.inf
+
+        def transfer_s(nbytes: int) -> float:
+            return nbytes / bw if bw > 0 else math.inf
+
+        # Replay the target's queue with the estimates: each attempt in flight starts when
+        # it has arrived and the one before it is done.
+        busy_until = t.last_finish_s if t.last_finish_s is not None else -math.inf
         flying = sorted(t.in_flight.values(), key=lambda a: a.sent_s)
-        queued = max(t.reported_queue, len(flying))
-        backlog = queued * service
-        if flying:  # the head has been served since about rtt/2 after it was sent
-            done_on_head = min(service, max(0.0, now_s - flying[0].sent_s - rtt / 2))
-            backlog -= done_on_head
-        return transfer + rtt + backlog + service
+        for a in flying:
+            began = max(a.sent_s + rtt / 2 + transfer_s(a.request.payload_bytes), busy_until)
+            busy_until = began + service
+            overrun_s = now_s - (busy_until + rtt / 2)  # its answer is this late
+            if began <= now_s and overrun_s > 0:
+                # Overdue: assume it needs as long again as it has overrun (a stall, a
+                # throttled CPU), so that a stuck target stops looking nearly free.
+                busy_until = now_s + overrun_s
+        begins = max(now_s + rtt / 2 + transfer_s(payload_bytes), busy_until)
+        begins += max(0, t.reported_queue - len(flying)) * service
+        return begins + service + rtt / 2 - now_s
 
     # --- choosing -----------------------------------------------------------------------
 
@@ -535,6 +551,8 @@ class Scheduler:
     def _learn(self, t: TargetStats, attempt: Attempt, *, ok: bool, elapsed_s: float,
                service_s: float | None, queue_wait_s: float, bytes_total: int,
                now_s: float) -> None:
+        rtt = t.rtt_s.value if t.rtt_s.value is not None else PRIOR_RTT_S
+        t.last_finish_s = max(t.last_finish_s or -math.inf, now_s - rtt / 2)
         if not ok:
             t.breaker.on_failure(now_s)
             if t.name != LOCAL:
@@ -552,7 +570,6 @@ class Scheduler:
         if service_s is not None and bytes_total > 0:
             # What is neither compute nor the wait in the peer's queue is network time;
             # less one RTT, it is transfer.
-            rtt = t.rtt_s.value if t.rtt_s.value is not None else PRIOR_RTT_S
             transfer_s = elapsed_s - service_s - queue_wait_s - rtt
             if transfer_s > 1e-6:
                 t.bandwidth_Bps.update(bytes_total / transfer_s)

@@ -44,7 +44,8 @@ def test_three_nodes_discover_each_other_without_addresses(make_net: Callable[[i
                                                            ) -> None:
     net = make_net(3)
     procs = _start_three(net)
-    registered_s = max(p.lines[0]["_received_s"] for p in procs)
+    registered_s = max(next(line for line in p.lines if line["event"] == "registered")
+                       ["_received_s"] for p in procs)
     for p in procs:
         others = {f"n{i}" for i in (1, 2, 3)} - {f"n{p.host.index}"}
         line = p.wait_for(_sees(others), 10.0)
@@ -103,10 +104,10 @@ def test_clean_stop_sends_goodbyes_and_peers_drop_it_at_once(
 def test_same_name_on_two_hosts_gets_a_random_suffix(make_net: Callable[[int], Net]) -> None:
     net = make_net(2)
     first = _probe(net.hosts[0], "twin")
-    first.wait_for(lambda line: line["event"] == "registered", START_S)
+    reg_first = first.wait_for(lambda line: line["event"] == "registered", START_S)
     second = _probe(net.hosts[1], "twin")
     reg = second.wait_for(lambda line: line["event"] == "registered", START_S)
-    assert first.lines[0]["instance"] == "twin._edge-infer._tcp.local."
+    assert reg_first["instance"] == "twin._edge-infer._tcp.local."
     label = reg["instance"].split(".")[0]
     assert label.startswith("twin-") and len(label) == len("twin-") + 4
     # each sees the other, under its own instance name

@@ -250,3 +250,25 @@ def test_removed_peer_is_no_longer_chosen_but_its_attempt_finishes() -> None:
     s.remove_peer("p1")
     assert s.finish(a, 0.1, ok=True) is Outcome.DELIVERED
     assert s.choose(s.new_request(0, 1.0), 1.0).target == "p2"
+
+
+def test_queue_replay_and_an_overdue_attempt() -> None:
+    s = _scheduler(local=False)
+    _teach(s, "p1", service_s=0.1, rtt_s=0.02)
+    r = s.new_request(0, 0.0)
+    s.start(r, Decision("p1", 0.12), 0.0)
+    # in flight: arrives at 0.01, done at 0.11, its answer due at 0.12; not overdue at
+    # 0.115, so a new request begins at 0.125 (its own arrival) and answers at 0.235
+    assert s.predict_s("p1", 0, 0.115) == pytest.approx(0.12)
+    # at 0.32 its answer is 0.2 s late: assume it needs 0.2 s more, then ours
+    assert s.predict_s("p1", 0, 0.32) == pytest.approx(0.2 + 0.1 + 0.01)
+
+
+def test_last_finish_anchors_the_queue() -> None:
+    s = _scheduler()
+    a1 = s.start(s.new_request(0, 0.0), Decision(LOCAL, 0.1), 0.0)
+    a2 = s.start(s.new_request(0, 0.0), Decision(LOCAL, 0.2), 0.0)
+    s.finish(a1, 0.15, ok=True, service_s=0.1)  # the first took 0.15: a2 began then
+    assert a2.state.value == "in_flight"
+    # service EWMA 0.1*0.8 + 0.1*0.2 = 0.1: a2 done at 0.25, a new one at 0.35
+    assert s.predict_s(LOCAL, 0, 0.2) == pytest.approx(0.15)
