@@ -2,7 +2,7 @@
 
 ``Net(3)`` builds namespaces ``<tag>-br`` (a bridge ``br0``, 198.18.0.254/24) and
 ``<tag>-h1`` .. ``<tag>-h3``, each with ``eth0`` (198.18.0.N/24 and fdc6:1818::N/64,
-default route via the bridge) joined to the bridge by a veth pair. Multicast is on
+default routes via the bridge, .254 and ::fe) joined to the bridge by a veth pair. Multicast is on
 and the bridge does not snoop IGMP, so mDNS reaches every host. ``host.popen(cmd)``
 runs a process inside a host (``ip netns exec``), optionally under a CPU quota
 (cgroup v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``, whichever the machine has) to
@@ -36,6 +36,7 @@ SUBNET_PREFIX = "198.18.0."
 BRIDGE_ADDRESS = "198.18.0.254"
 ROOT_ADDRESS = "198.18.0.100"
 V6_PREFIX = "fdc6:1818::"
+BRIDGE_ADDRESS_V6 = "fdc6:1818::fe"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CPU_PERIOD_US = 100_000
 
@@ -190,6 +191,8 @@ class Net:
         _run("ip", "-n", br, "link", "add", "br0", "type", "bridge",
              "mcast_snooping", "0", "stp_state", "0", "forward_delay", "0")
         _run("ip", "-n", br, "addr", "add", f"{BRIDGE_ADDRESS}/24", "dev", "br0")
+        _run("ip", "-n", br, "-6", "addr", "add", f"{BRIDGE_ADDRESS_V6}/64", "dev", "br0",
+             "nodad")
         _run("ip", "-n", br, "link", "set", "br0", "up")
         for i in range(1, n_hosts + 1):
             host = Host(self, i)
@@ -203,6 +206,8 @@ class Net:
             _run("ip", "-n", host.name, "-6", "addr", "add", f"{host.address_v6}/64",
                  "dev", "eth0", "nodad")
             _run("ip", "-n", host.name, "route", "add", "default", "via", BRIDGE_ADDRESS)
+            _run("ip", "-n", host.name, "-6", "route", "add", "default", "via",
+                 BRIDGE_ADDRESS_V6)
             self.hosts.append(host)
 
     def attach_root(self) -> str:

@@ -115,3 +115,15 @@ def test_same_name_on_two_hosts_gets_a_random_suffix(make_net: Callable[[int], N
                    10.0)
     second.wait_for(lambda line: [p["name"] for p in line.get("peers", ())]
                     == ["twin._edge-infer._tcp.local."], 10.0)
+
+
+def test_ipv6_only_discovery_on_the_default_route(make_net: Callable[[int], Net]) -> None:
+    net = make_net(2)
+    procs = [_probe(h, f"n{h.index}", "--ip-version", "v6") for h in net.hosts]
+    for p in procs:
+        p.wait_for(lambda line: line["event"] == "registered", START_S)
+    for p, other in zip(procs, net.hosts[::-1], strict=True):
+        line = p.wait_for(_sees({f"n{other.index}"}), 10.0)
+        peer = line["peers"][0]
+        assert peer["addresses_v4"] == []
+        assert other.address_v6 in peer["addresses_v6"]
