@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import enum
 import hashlib
+import importlib
 import logging
 import re
 import secrets
@@ -359,10 +360,12 @@ class Discovery:
         if self._aiozc is not None or self._closed:
             raise DiscoveryError("this Discovery was already started",
                                  hint="make one Discovery per start")
+        loop = asyncio.get_running_loop()
+        # The first import of zeroconf blocks (ifaddr's ctypes looks for libc): off the loop.
+        await loop.run_in_executor(None, importlib.import_module, "zeroconf.asyncio")
         from zeroconf import IPVersion
         from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
 
-        loop = asyncio.get_running_loop()
         choice = await loop.run_in_executor(None, choose_interfaces, self._interfaces,
                                             self.ip_version)
         self.interface_choice = choice

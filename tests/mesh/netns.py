@@ -1,13 +1,13 @@
 """A small network of hosts made of Linux network namespaces, for the mesh tests.
 
-``Net(3)`` builds namespaces ``<tag>-br`` (a bridge ``br0``, 198.18.0.254/24) and
-``<tag>-h1`` .. ``<tag>-h3``, each with ``eth0`` (198.18.0.N/24 and fdc6:1818::N/64,
+``Net(3)`` builds namespaces ``<tag>-br`` (a bridge ``br0``, 198.18.X.254/24) and
+``<tag>-h1`` .. ``<tag>-h3``, each with ``eth0`` (198.18.X.N/24 and fdc6:1818::N/64,
 default routes via the bridge, .254 and ::fe) joined to the bridge by a veth pair. Multicast is on
 and the bridge does not snoop IGMP, so mDNS reaches every host. ``host.popen(cmd)``
 runs a process inside a host (``ip netns exec``), optionally under a CPU quota
 (cgroup v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``, whichever the machine has) to
 emulate a Pi-class node. ``attach_root()`` gives the test process itself an interface
-on the bridge (a veth in the root namespace, 198.18.0.100/24) so that a test can run
+on the bridge (a veth in the root namespace, 198.18.X.100/24) so that a test can run
 discovery in-process, under the suite's loop and thread guards.
 
 Every name carries a random tag, so parallel runs never collide; ``close()`` (also
@@ -15,6 +15,8 @@ called by the fixture after a failed test, and idempotent) kills the processes i
 started, deletes the namespaces (which deletes their veths) and the cgroups.
 
 Traffic stays in 198.18.0.0/15 (RFC 2544 benchmarking space) and in fdc6:1818::/64.
+Each net takes a /24 of it (``198.18.X``, ``X`` random among those no interface of the
+root namespace uses), so that nets of parallel runs that attach the root never clash.
 Needs root and ``ip`` (iproute2, in tests/system-packages.sh).
 """
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -32,9 +35,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-SUBNET_PREFIX = "198.18.0."
-BRIDGE_ADDRESS = "198.18.0.254"
-ROOT_ADDRESS = "198.18.0.100"
+BRIDGE_HOST = 254
+ROOT_HOST = 100
 V6_PREFIX = "fdc6:1818::"
 BRIDGE_ADDRESS_V6 = "fdc6:1818::fe"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -43,6 +45,16 @@ CPU_PERIOD_US = 100_000
 
 def _run(*cmd: str) -> None:
     subprocess.run(cmd, check=True, capture_output=True, timeout=30)
+
+
+def _free_prefix() -> str:
+    """``198.18.X.`` or ``198.19.X.`` for a /24 that no root-namespace address is in."""
+    used = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True,
+                          check=True, timeout=30).stdout
+    taken = set(re.findall(r"inet (198\.1[89]\.\d+)\.", used))
+    free = [f"198.{b}.{c}" for b in (18, 19) for c in range(256)
+            if f"198.{b}.{c}" not in taken]
+    return f"{secrets.choice(free)}."
 
 
 def cgroup_version() -> int | None:
@@ -137,7 +149,7 @@ class Host:
         self.net = net
         self.index = index
         self.name = f"{net.tag}-h{index}"
-        self.address = f"{SUBNET_PREFIX}{index}"
+        self.address = f"{net.prefix}{index}"
         self.address_v6 = f"{V6_PREFIX}{index:x}"
 
     def exec(self, *cmd: str) -> None:
@@ -168,6 +180,9 @@ class Net:
             raise ValueError("1 to 99 hosts")
         self.tag = tag or f"ert{secrets.token_hex(3)}"
         self.bridge_ns = f"{self.tag}-br"
+        self.prefix = _free_prefix()
+        self.bridge_address = f"{self.prefix}{BRIDGE_HOST}"
+        self.root_address = f"{self.prefix}{ROOT_HOST}"
         self.hosts: list[Host] = []
         self.processes: list[Process] = []
         self._cgroups: list[Path] = []
@@ -190,7 +205,7 @@ class Net:
         self._add_ns(br)
         _run("ip", "-n", br, "link", "add", "br0", "type", "bridge",
              "mcast_snooping", "0", "stp_state", "0", "forward_delay", "0")
-        _run("ip", "-n", br, "addr", "add", f"{BRIDGE_ADDRESS}/24", "dev", "br0")
+        _run("ip", "-n", br, "addr", "add", f"{self.bridge_address}/24", "dev", "br0")
         _run("ip", "-n", br, "-6", "addr", "add", f"{BRIDGE_ADDRESS_V6}/64", "dev", "br0",
              "nodad")
         _run("ip", "-n", br, "link", "set", "br0", "up")
@@ -205,7 +220,7 @@ class Net:
             _run("ip", "-n", host.name, "addr", "add", f"{host.address}/24", "dev", "eth0")
             _run("ip", "-n", host.name, "-6", "addr", "add", f"{host.address_v6}/64",
                  "dev", "eth0", "nodad")
-            _run("ip", "-n", host.name, "route", "add", "default", "via", BRIDGE_ADDRESS)
+            _run("ip", "-n", host.name, "route", "add", "default", "via", self.bridge_address)
             _run("ip", "-n", host.name, "-6", "route", "add", "default", "via",
                  BRIDGE_ADDRESS_V6)
             self.hosts.append(host)
@@ -218,7 +233,7 @@ class Net:
         self._root_veth = name
         _run("ip", "-n", self.bridge_ns, "link", "set", "vroot", "master", "br0", "up")
         _run("ip", "link", "set", name, "multicast", "on", "up")
-        _run("ip", "addr", "add", f"{ROOT_ADDRESS}/24", "dev", name)
+        _run("ip", "addr", "add", f"{self.root_address}/24", "dev", name)
         return name
 
     def _new_cgroup(self, cpu_quota: float) -> Path:

@@ -15,6 +15,7 @@ from edge_runtime.mesh.discovery import (
     TXT_MAX_BYTES,
     Discovery,
     Peer,
+    PeerEvent,
     PeerEventKind,
     PeerState,
     check_txt,
@@ -26,7 +27,7 @@ from edge_runtime.mesh.discovery import (
     txt_properties,
     txt_wire_size,
 )
-from tests.mesh.netns import ROOT_ADDRESS, Net
+from tests.mesh.netns import Net
 
 
 async def _never(_peer: Peer) -> bool:
@@ -94,38 +95,48 @@ def test_bad_settings_are_typed_errors() -> None:
 def test_in_process_node_finds_a_namespace_peer_and_sees_it_go(
         make_net: Callable[[int], Net]) -> None:
     """Discovery on this test's own loop (the guards fail any blocking call on it and any
-    thread it leaves behind) against a probe process in a namespace."""
+    thread it leaves behind) against a probe process in a namespace.
+
+    Names carry the net's tag: the root namespace's mDNS sockets hear every root veth,
+    so a parallel run's nodes may show up too; only ours are checked."""
     net = make_net(1)
     iface = net.attach_root()
+    far, near = f"far-{net.tag}", f"near-{net.tag}"
     probe = net.hosts[0].popen([sys.executable, "-m", "edge_runtime.mesh._probe",
-                                "--name", "far", "--port", "8001", "--serve-health"])
+                                "--name", far, "--port", "8001", "--serve-health"])
     probe.wait_for(lambda line: line["event"] == "registered", 15.0)
 
+    async def ours(events: asyncio.Queue[PeerEvent]) -> PeerEvent:
+        while True:
+            event = await asyncio.wait_for(events.get(), 10.0)
+            if event.peer.node_id == far:
+                return event
+
     async def scenario() -> None:
-        async with Discovery(node_name="near", port=8002, heartbeat=tcp_heartbeat,
+        async with Discovery(node_name=near, port=8002, heartbeat=tcp_heartbeat,
                              interfaces=[iface], heartbeat_interval_s=0.3,
                              down_after_misses=2, remove_after_s=0.6) as d:
             assert d.interface_choice is not None
-            assert d.interface_choice.addresses_v4 == (ROOT_ADDRESS,)
+            assert d.interface_choice.addresses_v4 == (net.root_address,)
             events = d.subscribe()
-            added = await asyncio.wait_for(events.get(), 10.0)
-            assert added.kind is PeerEventKind.ADDED and added.peer.node_id == "far"
+            added = await ours(events)
+            assert added.kind is PeerEventKind.ADDED
             assert added.peer.addresses_v4 == (net.hosts[0].address,)
             # the probe sees us too (it browses on the same bridge)
             await asyncio.get_running_loop().run_in_executor(None, lambda: probe.wait_for(
-                lambda line: any(p["node_id"] == "near" for p in line.get("peers", ())),
+                lambda line: any(p["node_id"] == near for p in line.get("peers", ())),
                 10.0))
             await asyncio.sleep(0.7)  # a few heartbeats
-            peer = d.peers[0]
+            peer = next(p for p in d.peers if p.node_id == far)
             assert peer.state is PeerState.UP and peer.rtt_s is not None
             probe.kill()  # SIGKILL: no goodbye
             kinds: list[tuple[PeerEventKind, str]] = []
             while not kinds or kinds[-1][0] is not PeerEventKind.REMOVED:
-                e = await asyncio.wait_for(events.get(), 10.0)
+                e = await ours(events)
                 kinds.append((e.kind, e.why))
             assert kinds == [(PeerEventKind.STATE, "up -> suspect"),
                              (PeerEventKind.STATE, "suspect -> down"),
                              (PeerEventKind.REMOVED, "down too long")]
-            assert d.peers == []
+            assert not any(p.node_id == far for p in d.peers)
 
     asyncio.run(scenario())

@@ -53,7 +53,7 @@ def test_three_nodes_discover_each_other_without_addresses(make_net: Callable[[i
         table = {peer["node_id"]: peer for peer in line["peers"]}
         for other in others:
             index = int(other[1:])
-            assert table[other]["addresses_v4"] == [f"198.18.0.{index}"]
+            assert table[other]["addresses_v4"] == [net.hosts[index - 1].address]
             assert table[other]["port"] == 8001
             assert table[other]["txt"]["v"] == "1"
             assert len(table[other]["txt"]["m"]) == 8
