@@ -68,7 +68,7 @@ def test_a_spike_between_two_reports_shows_in_the_envelope(env_sim: SimDevice) -
     async def body() -> None:
         async with BridgeClient(port=str(env_sim.link), timing=FAST) as dev:
             assert await dev.set_envelope("counter", True) is True
-            env_sim.wait_line("ENVELOPE 0 1")
+            await asyncio.to_thread(env_sim.wait_line, "ENVELOPE 0 1")  # it polls: off the loop
             await dev.set_rate("counter", 20.0)
             assert dev.envelope_on("counter") and dev.envelope_supported is True
             samples: list[Sample] = []
@@ -83,7 +83,8 @@ def test_a_spike_between_two_reports_shows_in_the_envelope(env_sim: SimDevice) -
 
             await asyncio.wait_for(until_spike(), 10.0)
             spiked = samples[-1]
-            assert env_sim.wait_line("SPIKE 0") == f"SPIKE 0 {spiked.index}"
+            assert await asyncio.to_thread(env_sim.wait_line, "SPIKE 0") == (
+                f"SPIKE 0 {spiked.index}")
             # The spike was measured between two reports: never a reported value.
             assert all(s.values != (SPIKE,) for s in samples)
             assert spiked.mins == spiked.values == (float(spiked.index),)
