@@ -13,6 +13,7 @@ Families:
 - :class:`CliUsageError`: a command-line argument that cannot be used.
 - :class:`UpstreamError`: reporting upstream (outbox, MQTT, HTTP, file sinks, snapshots).
 - :class:`UpdateError`: ``edge-runtime update`` (signature, replay, self-test, health).
+- :class:`WebError`: the node's web page (`[web]`: unsafe listen address, token file, bind).
 
 Later subsystems (sources, bridge, mesh, upstream) add their own family bases here.
 """
@@ -385,3 +386,28 @@ class SchedulerError(MeshError, ValueError):
     """The scheduler was given settings or calls it cannot use."""
 
     hint = "see the model in edge_runtime/mesh/scheduler.py's docstring"
+
+
+# --- the node's web page ([web]; docs/web.md) ---------------------------------------------
+
+
+class WebError(EdgeRuntimeError):
+    """Base of every error about the node's web server."""
+
+
+class WebConfigError(WebError, ValueError):
+    """``[web]`` asks for something unsafe or impossible (a LAN address without HTTPS)."""
+
+    hint = "see docs/web.md for [web] listen, tls_cert and tls_key"
+
+
+class WebStartError(WebError, OSError):
+    """The web server could not listen (address in use, a certificate that does not load)."""
+
+    hint = "pick another [web] listen port, or stop what holds it"
+
+
+class WebTokenError(WebError, OSError):
+    """The token file cannot be read or written."""
+
+    hint = "check that the state folder is writable by the daemon's user"

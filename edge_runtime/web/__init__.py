@@ -35,7 +35,7 @@ async def start_web(config: Config, *, status_provider: Callable[[], dict[str, A
                     reload: Callable[[], None] | None = None) -> WebServer | None:
     """Start the web server of ``config.web`` (None when it is not enabled).
 
-    Raises :class:`~edge_runtime.web.errors.WebError` when it must not or cannot start.
+    Raises :class:`~edge_runtime.errors.WebError` when it must not or cannot start.
     """
     if not config.web.enabled:
         return None

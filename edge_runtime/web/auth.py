@@ -25,8 +25,8 @@ import os
 import secrets
 from pathlib import Path
 
+from edge_runtime.errors import WebConfigError, WebTokenError
 from edge_runtime.files import write_atomic
-from edge_runtime.web.errors import WebConfigError, WebTokenError
 
 #: Name of the session cookie (HttpOnly, SameSite=Strict; Secure over HTTPS).
 SESSION_COOKIE = "edge_session"

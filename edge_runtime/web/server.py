@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from edge_runtime.config import WebConfig
+from edge_runtime.errors import WebConfigError, WebStartError
 from edge_runtime.web.auth import Guard, is_loopback, load_or_create_token, parse_listen
-from edge_runtime.web.errors import WebConfigError, WebStartError
 from edge_runtime.web.live import EventTail, FrameView, History, JpegCache
 
 if TYPE_CHECKING:

@@ -25,9 +25,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from edge_runtime.config import WebConfig
+from edge_runtime.errors import WebConfigError
 from edge_runtime.web import server as web_server
 from edge_runtime.web.auth import SESSION_COOKIE, is_loopback
-from edge_runtime.web.errors import WebConfigError
 from edge_runtime.web.server import WebServer
 
 VETH = ("er-web0", "er-web1", "198.18.0.1")
