@@ -138,9 +138,14 @@ def _copy_and_hash(src: Path, dst: Path, chunk_bytes: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def _child_command(copy: Path, fmt: str) -> list[str]:
+    """The command line of the probe child (this module run as a script)."""
+    return [sys.executable, "-m", "edge_runtime.models.probe", str(copy), fmt]
+
+
 def _run_child(copy: Path, path: Path, fmt: str, timeout_s: float
                ) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "edge_runtime.models.probe", str(copy), fmt]
+    cmd = _child_command(copy, fmt)
     try:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
                               stdin=subprocess.DEVNULL, check=False)

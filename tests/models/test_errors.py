@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -133,14 +134,48 @@ def test_every_error_is_an_edge_runtime_error_with_a_hint(tmp_path: Path) -> Non
     assert info.value.hint and str(info.value).endswith(info.value.hint)
 
 
-def test_backend_crash_is_contained_in_the_probe(fresh_probe_cache: Path) -> None:
-    """A file that aborts LiteRT (heap corruption, SIGABRT) kills only the probe child."""
-    crash = Path(__file__).resolve().parents[1] / "fixtures" / "crash" / "multi_io_mutated.tflite"
-    with pytest.raises(
-        ModelCrashError, match=r"multi_io_mutated\.tflite: the tflite backend crashed \(SIG"
-    ):
-        load_model(crash)
+def test_a_backend_crash_is_contained_in_the_probe(
+        fresh_probe_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A native crash while loading (here a real SIGSEGV in the child, after it imported
+    LiteRT: a read through a null pointer) kills only the probe child; the caller gets a
+    ModelCrashError naming the signal, and the verdict is cached so no second child runs."""
+    from edge_runtime.models import probe
+
+    crasher = (
+        "import ctypes, sys\n"
+        "from ai_edge_litert.interpreter import Interpreter\n"
+        "Interpreter(model_path=sys.argv[1])\n"
+        "ctypes.string_at(0)\n"
+    )
+    monkeypatch.setattr(probe, "_child_command",
+                        lambda copy, fmt: [sys.executable, "-c", crasher, str(copy)])
+    good = MODELS / "digits-int8.tflite"
+    model = fresh_probe_cache.parent / "digits-copy.tflite"
+    shutil.copyfile(good, model)
+    with pytest.raises(ModelCrashError,
+                       match=r"digits-copy\.tflite: the tflite backend crashed \(SIGSEGV\)"):
+        load_model(model)
     verdicts = json.loads((fresh_probe_cache / "probe-verdicts.json").read_text())
     assert [v["kind"] for v in verdicts.values()] == ["ModelCrashError"]
-    with pytest.raises(ModelCrashError):  # refused again from the cache, no new child
+
+    def no_child(*_: object) -> list[str]:
+        raise AssertionError("a cached verdict must not start a new child")
+
+    monkeypatch.setattr(probe, "_child_command", no_child)
+    with pytest.raises(ModelCrashError):  # refused again from the cache
+        load_model(model)
+
+
+def test_a_fuzzed_file_that_corrupts_litert_is_refused_with_a_typed_error(
+        fresh_probe_cache: Path) -> None:
+    """tests/fixtures/crash/multi_io_mutated.tflite damages LiteRT's tensor table. What
+    LiteRT then does depends on the machine's heap: on some it aborts (SIGABRT in the
+    probe child: ModelCrashError), on others it refuses the table (CorruptModelError).
+    Either way the caller gets a typed refusal (ModelCrashError is a CorruptModelError)
+    and this process lives on."""
+    crash = Path(__file__).resolve().parents[1] / "fixtures" / "crash" / "multi_io_mutated.tflite"
+    with pytest.raises(CorruptModelError, match=r"multi_io_mutated\.tflite: ") as info:
         load_model(crash)
+    assert info.value.hint
+    verdicts = json.loads((fresh_probe_cache / "probe-verdicts.json").read_text())
+    assert [v["ok"] for v in verdicts.values()] == [False]
