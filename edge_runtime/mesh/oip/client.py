@@ -37,7 +37,7 @@ from edge_runtime.errors import (
     PeerUnavailableError,
 )
 from edge_runtime.mesh.oip import codec
-from edge_runtime.mesh.oip.server import DEADLINE_HEADER, REQUEST_ID_HEADER
+from edge_runtime.mesh.oip.server import DEADLINE_HEADER, QUEUE_HEADER, REQUEST_ID_HEADER
 
 #: The largest answer read from a peer.
 MAX_RESPONSE_BYTES = 256 << 20
@@ -51,6 +51,10 @@ class InferResult(dict[str, np.ndarray]):
     request_id: str | None = None
     #: The peer's own compute time (its ``Server-Timing`` header), when it gave one.
     server_compute_s: float | None = None
+    #: Requests admitted at the peer when it answered (``X-Queue-Depth``), when given.
+    queue_depth: int | None = None
+    #: Bytes of the request and answer bodies.
+    bytes_total: int = 0
 
 
 class OipClient:
@@ -59,12 +63,15 @@ class OipClient:
 
     ``ssl``: the TLS context (:func:`edge_runtime.mesh.fleet.client_context` for the
     fleet's mutual TLS), ``session``: an aiohttp session to share (not closed by
-    :meth:`close`). Use it as ``async with OipClient(...) as peer:``.
+    :meth:`close`). ``server_hostname``: the name the peer's certificate must carry when
+    ``base_url`` names it by address (a peer found by mDNS is dialled at its address and
+    checked against its node id). Use it as ``async with OipClient(...) as peer:``.
     """
 
     def __init__(self, base_url: str, *, ssl: _ssl.SSLContext | None = None,
                  session: aiohttp.ClientSession | None = None,
-                 max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
+                 max_response_bytes: int = MAX_RESPONSE_BYTES,
+                 server_hostname: str | None = None) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must start with http:// or https://, got "
                              f"{base_url!r}")
@@ -75,6 +82,7 @@ class OipClient:
         self._own_session = session is None
         self._session = session
         self.max_response_bytes = max_response_bytes
+        self.server_hostname = server_hostname
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -167,6 +175,9 @@ class OipClient:
         result = InferResult(decoded.tensors)
         result.request_id = answer.get("id")
         result.server_compute_s = _server_timing_s(resp_headers.get("Server-Timing"))
+        depth = resp_headers.get(QUEUE_HEADER, "")
+        result.queue_depth = int(depth) if depth.isdigit() and len(depth) < 7 else None
+        result.bytes_total = len(body) + len(payload)
         return result
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -191,7 +202,8 @@ class OipClient:
         try:
             async with asyncio.timeout(timeout_s):
                 async with session.request(method, url, data=data, headers=headers,
-                                           ssl=self._ssl) as resp:
+                                           ssl=self._ssl,
+                                           server_hostname=self.server_hostname) as resp:
                     length = resp.content_length
                     if length is not None and length > self.max_response_bytes:
                         raise PeerProtocolError(f"{url}: an answer of {length} bytes is over "

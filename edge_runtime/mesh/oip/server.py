@@ -35,7 +35,7 @@ import logging
 import math
 import ssl
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -56,6 +56,8 @@ MODEL_VERSION = "1"
 DEADLINE_HEADER = "X-Deadline-Ms"
 #: Request header echoed on the answer (the JSON ``id`` is echoed too).
 REQUEST_ID_HEADER = "X-Request-Id"
+#: Requests admitted at the server (running or waiting) when an answer left it.
+QUEUE_HEADER = "X-Queue-Depth"
 #: A request head not complete within this long is dropped (slowloris).
 HEAD_TIMEOUT_S = 10.0
 KEEPALIVE_TIMEOUT_S = 75.0
@@ -175,7 +177,9 @@ def make_app(models: ModelProvider, *, max_body_bytes: int = 64 << 20,
              max_concurrency_per_peer: int = 2, queue_limit: int = 8,
              body_timeout_s: float = 30.0, default_deadline_ms: float | None = None,
              executor: Executor | None = None, workers: int = 2,
-             server_name: str = "edge-runtime", server_version: str = "") -> web.Application:
+             server_name: str = "edge-runtime", server_version: str = "",
+             on_served: Callable[[str, str, float, int], None] | None = None
+             ) -> web.Application:
     """The aiohttp application serving ``models``; see the module docstring.
 
     ``max_body_bytes``: largest request body; ``max_concurrency_per_peer``: inferences
@@ -183,6 +187,10 @@ def make_app(models: ModelProvider, *, max_body_bytes: int = 64 << 20,
     ``body_timeout_s``: time to receive a body; ``default_deadline_ms``: the deadline of
     a request that names none (None: no deadline); ``executor`` runs decoding, inference
     and model loads (default: a private pool of ``workers`` threads, joined on cleanup).
+    ``on_served(peer, model, compute_s, bytes_total)`` is called on the loop after each
+    inference answered (must not block): the node's books of work done for peers.
+    Every answer carries ``X-Queue-Depth``: the requests admitted here (running or
+    waiting, every peer's) once it is sent, the load a caller's scheduler plans with.
     """
     if max_body_bytes < 1024:
         raise ValueError(f"max_body_bytes must be at least 1024, got {max_body_bytes}")
@@ -323,7 +331,10 @@ def make_app(models: ModelProvider, *, max_body_bytes: int = 64 << 20,
             return web.Response(status=status, body=payload, content_type="application/json")
         stats.inferences += 1
         stats.service_s += 0.1 * (time.monotonic() - arrival_s - stats.service_s)
-        headers = {"Server-Timing": f"infer;dur={compute_s * 1e3:.3f}"}
+        if on_served is not None:
+            on_served(who, name, compute_s, len(body) + len(payload))
+        headers = {"Server-Timing": f"infer;dur={compute_s * 1e3:.3f}",
+                   QUEUE_HEADER: str(sum(p.in_flight for p in stats.peers.values()))}
         if header_length is not None:
             headers[codec.HEADER_LENGTH] = str(header_length)
             return web.Response(body=payload, headers=headers,
