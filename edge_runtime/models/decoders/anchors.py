@@ -122,6 +122,32 @@ class AnchorSSDDecoder(Decoder):
         self._values = 4 + 2 * spec.num_keypoints
         self._boxes = ""
         self._scores = ""
+        # Per-call work is numpy call overhead, not arithmetic: everything that does not
+        # depend on the outputs is laid out here once, per anchor and per regressor
+        # column, so a frame is one gather, one divide, one multiply and one add.
+        v, k = self._values, spec.num_keypoints
+        if spec.reverse_output_order:
+            columns = list(range(v))
+        else:  # y, x, h, w and (y, x) keypoints -> x, y, w, h and (x, y)
+            columns = [1, 0, 3, 2] + [4 + 2 * j + d for j in range(k) for d in (1, 0)]
+        #: regressor columns in x, y, w, h, kx0, ky0, ... order
+        self._columns = np.asarray(columns, np.intp)
+        self._identity_columns = columns == list(range(v))
+        xs, ys, ws, hs = (float(a) for a in self._scales)
+        self._divisors = np.asarray([xs, ys, ws, hs] + [xs, ys] * k, np.float32)
+        cx, cy, cw, ch = (self.anchors[:, i] for i in range(4))
+        #: (N, V): what each column is multiplied by (anchor width or height) ...
+        self._anchor_mul = np.stack([cw, ch, cw, ch] + [cw, ch] * k, axis=1).astype(np.float32)
+        #: ... and what is added after (anchor centre; 0 for width and height)
+        zero = np.zeros_like(cx)
+        self._anchor_add = np.stack([cx, cy, zero, zero] + [cx, cy] * k,
+                                    axis=1).astype(np.float32)
+        in_w, in_h = input_size
+        self._box_size = np.asarray([in_w, in_h, in_w, in_h], np.float32)
+        self._kp_size = np.asarray([in_w, in_h] * k, np.float32)
+        t = min(max(spec.score_threshold, 1e-7), 1 - 1e-7)
+        self._logit_threshold = math.log(t / (1 - t))
+        self._empty: Result | None = None
 
     def expectations(self) -> list[Expectation]:
         n, v = len(self.anchors), self._values
@@ -169,47 +195,58 @@ class AnchorSSDDecoder(Decoder):
     def decode(self, outputs: Outputs, geometry: FrameGeometry | None = None) -> Result:
         spec = self.spec
         n = len(self.anchors)
-        raw = np.asarray(outputs[self._boxes], np.float32).reshape(n, -1)
         logits = np.asarray(outputs[self._scores], np.float32).reshape(n, -1)
-        classes = np.argmax(logits, axis=1) if logits.shape[1] > 1 else np.zeros(n, np.int64)
-        best = logits[np.arange(n), classes] if logits.shape[1] > 1 else logits[:, 0]
+        if logits.shape[1] > 1:
+            classes = np.argmax(logits, axis=1)
+            best = logits[np.arange(n), classes]
+        else:
+            classes = None
+            best = logits[:, 0]
         if spec.sigmoid_score:
             # The sigmoid is monotonic: threshold the logits, squash only what is kept.
-            t = min(max(spec.score_threshold, 1e-7), 1 - 1e-7)
-            picked = np.flatnonzero(best >= math.log(t / (1 - t)))
-            scores = sigmoid(best[picked], spec.score_clipping_thresh)
+            picked = np.flatnonzero(best >= self._logit_threshold)
         else:
             picked = np.flatnonzero(best >= spec.score_threshold)
+        if picked.size == 0:
+            return self._empty_result()
+        if spec.sigmoid_score:
+            scores = sigmoid(best[picked], spec.score_clipping_thresh)
+        else:
             scores = best[picked]
-        raw, classes = raw[picked], classes[picked].astype(np.int64)
-        anchors = self.anchors[picked]
-        ax, ay, aw, ah = anchors[:, 0:1], anchors[:, 1:2], anchors[:, 2:3], anchors[:, 3:4]
-        xs, ys, ws, hs = self._scales
-        if spec.reverse_output_order:
-            x, y, w, h = raw[:, 0:1], raw[:, 1:2], raw[:, 2:3], raw[:, 3:4]
-        else:
-            y, x, h, w = raw[:, 0:1], raw[:, 1:2], raw[:, 2:3], raw[:, 3:4]
-        xc = x / xs * aw + ax
-        yc = y / ys * ah + ay
+        kept_classes = (classes[picked].astype(np.int64) if classes is not None
+                        else np.zeros(picked.size, np.int64))
+        raw = np.asarray(outputs[self._boxes], np.float32).reshape(n, -1)[picked]
+        if not self._identity_columns:
+            raw = raw[:, self._columns]
+        # x = raw_x / x_scale * anchor_w + anchor_x (and y, keypoints); w = raw_w / w_scale
+        # * anchor_w (+ 0): the same float32 operations, in the same order, per column.
+        decoded = raw / self._divisors * self._anchor_mul[picked] + self._anchor_add[picked]
         if spec.apply_exponential_on_box_size:
-            w, h = np.exp(w / ws) * aw, np.exp(h / hs) * ah
-        else:
-            w, h = w / ws * aw, h / hs * ah
-        in_w, in_h = self.input_size
-        size = np.asarray([in_w, in_h, in_w, in_h], np.float32)
-        boxes = np.concatenate([xc - w / 2, yc - h / 2, xc + w / 2, yc + h / 2], axis=1) * size
-        kps = raw[:, 4:self._values].reshape(len(picked), self.spec.num_keypoints, 2)
-        if not spec.reverse_output_order:
-            kps = kps[:, :, ::-1]
-        kps = np.stack([kps[:, :, 0] / xs * aw + ax, kps[:, :, 1] / ys * ah + ay], axis=2)
-        kps = kps * np.asarray([in_w, in_h], np.float32)
+            decoded[:, 2:4] = (np.exp(raw[:, 2:4] / self._divisors[2:4])
+                               * self._anchor_mul[picked, 2:4])
+        centre, half = decoded[:, 0:2], decoded[:, 2:4] / 2
+        boxes = np.concatenate([centre - half, centre + half], axis=1) * self._box_size
+        kps = (decoded[:, 4:self._values] * self._kp_size).reshape(
+            picked.size, spec.num_keypoints, 2)
         if spec.nms == "weighted":
             keep, boxes, kps_out = weighted_nms(boxes, scores, spec.iou_threshold,
                                                 kps, spec.max_detections)
             kps = kps_out if kps_out is not None else kps
         else:
-            keep = hard_nms(boxes, scores, spec.iou_threshold, classes, spec.max_detections)
+            keep = hard_nms(boxes, scores, spec.iou_threshold, kept_classes,
+                            spec.max_detections)
             boxes, kps = boxes[keep], kps[keep]
-        return detection_result(boxes, scores[keep], classes[keep], self.labels,
+        return detection_result(boxes, scores[keep], kept_classes[keep], self.labels,
                                 self.input_size, geometry=geometry,
                                 keypoints_input_px=kps if spec.num_keypoints else None)
+
+    def _empty_result(self) -> Result:
+        """What a frame with no candidate decodes to (a fresh dict each time)."""
+        if self._empty is None:
+            none = np.zeros((0, 4), np.float32)
+            self._empty = detection_result(
+                none, np.zeros(0, np.float32), np.zeros(0, np.int64), self.labels,
+                self.input_size, geometry=None,
+                keypoints_input_px=(np.zeros((0, self.spec.num_keypoints, 2), np.float32)
+                                    if self.spec.num_keypoints else None))
+        return {**self._empty, "detections": []}

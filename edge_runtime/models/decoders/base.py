@@ -166,19 +166,19 @@ def detection_result(
     geo = geometry or FrameGeometry.identity(*input_size)
     frame_w, frame_h = geo.source_size
     size = np.asarray([frame_w, frame_h, frame_w, frame_h], np.float32)
-    boxes_px = np.clip(geo.to_source(boxes_input_px.reshape(-1, 4)), 0.0, size)
+    boxes_px = np.minimum(np.maximum(geo.to_source(boxes_input_px.reshape(-1, 4)), 0.0), size)
     # One vectorised rounding and tolist per array: per-value Python work is what costs
     # here, not the arithmetic.
     px64 = boxes_px.astype(np.float64)  # float32 would round to 0.20000000298
-    fractions = np.round(px64 / size, 4).tolist()
-    pixels = np.round(px64, 1).tolist()
+    fractions = (px64 / size).round(4).tolist()
+    pixels = px64.round(1).tolist()
     score_list = scores.astype(float).tolist()
     class_list = classes.astype(int).tolist()
     kps: list[Any] | None = None
     if keypoints_input_px is not None and keypoints_input_px.size:
         n = keypoints_input_px.shape[0]
         points = geo.to_source(keypoints_input_px.reshape(n, -1)).reshape(n, -1, 2)
-        kps = np.round(points.astype(np.float64) / [frame_w, frame_h], 4).tolist()
+        kps = (points.astype(np.float64) / [frame_w, frame_h]).round(4).tolist()
     names = _label_names(tuple(labels))
     detections = []
     for i, cls in enumerate(class_list):
@@ -216,6 +216,7 @@ def _count_keys(labels: tuple[str, ...]) -> tuple[str, ...]:
 
 def sigmoid(x: FloatArray, clip: float = 0.0) -> FloatArray:
     """Logistic function, after clipping to +-``clip`` when ``clip`` > 0."""
-    z = np.clip(x, -clip, clip) if clip > 0 else x
+    # minimum(maximum()) is np.clip without its Python-level dispatch (same values).
+    z = np.minimum(np.maximum(x, -clip), clip) if clip > 0 else x
     out: FloatArray = (1.0 / (1.0 + np.exp(-z))).astype(np.float32, copy=False)
     return out

@@ -31,7 +31,8 @@ def iou_matrix(boxes: FloatArray) -> FloatArray:
     y1 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
     x2 = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
     y2 = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    # maximum(d, 0) is clip(d, 0, None) without np.clip's Python-level dispatch.
+    inter = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     out: FloatArray = inter / np.maximum(areas[:, None] + areas[None, :] - inter, 1e-12)
     return out
@@ -95,30 +96,8 @@ def weighted_nms(boxes: FloatArray, scores: FloatArray, iou_threshold: float,
     merged: list[FloatArray] = []
     merged_extra: list[FloatArray] = []
     if 0 < order.size <= MATRIX_MAX:
-        ranked, weights_all = boxes[order], scores[order]
-        ranked_extra = extra[order] if extra is not None else None
-        over = iou_matrix(ranked) > iou_threshold
-        np.fill_diagonal(over, True)  # each box is in its own cluster, even with zero area
-        remaining = np.ones(order.size, bool)
-        for i in range(order.size):
-            if not remaining[i]:
-                continue
-            members = over[i] & remaining
-            remaining &= ~members
-            w = weights_all[members]
-            total = float(w.sum()) or 1.0
-            keep.append(int(order[i]))
-            merged.append(w @ ranked[members] / total)
-            if ranked_extra is not None:
-                cluster = ranked_extra[members]
-                # w @ (n, k) is what tensordot(w, cluster, 1) computes, without its
-                # per-call shape bookkeeping.
-                flat = w @ cluster.reshape(cluster.shape[0], -1)
-                merged_extra.append((flat.reshape(cluster.shape[1:]) / total)
-                                    .astype(np.float32))
-            if max_out is not None and len(keep) >= max_out:
-                break
-        order = order[:0]
+        return _weighted_small(boxes, scores, order, iou_threshold=iou_threshold,
+                               extra=extra, max_out=max_out)
     while order.size:
         best = int(order[0])
         overlaps = iou(boxes[best], boxes[order])
@@ -138,4 +117,47 @@ def weighted_nms(boxes: FloatArray, scores: FloatArray, iou_threshold: float,
     extra_out = None
     if extra is not None:
         extra_out = np.asarray(merged_extra, np.float32).reshape(len(keep), *extra.shape[1:])
+    return keep, boxes_out, extra_out
+
+
+def _weighted_small(boxes: FloatArray, scores: FloatArray, order: npt.NDArray[np.intp], *,
+                    iou_threshold: float, extra: FloatArray | None, max_out: int | None
+                    ) -> tuple[list[int], FloatArray, FloatArray | None]:
+    """:func:`weighted_nms` for up to :data:`MATRIX_MAX` candidates, from one IoU matrix.
+
+    Clusters are found on overlap rows held as Python int bitsets (as in :func:`hard_nms`),
+    so only each cluster's merge is numpy work. Boxes and extras stay two dot products:
+    one over both side by side is cheaper but sums in another order (1 ulp apart).
+    """
+    n = order.size
+    ranked, weights_all = boxes[order], scores[order]
+    over = iou_matrix(ranked) > iou_threshold
+    np.fill_diagonal(over, True)  # each box is in its own cluster, even with zero area
+    rows = np.packbits(over, axis=1, bitorder="little")
+    packed, width = rows.tobytes(), rows.shape[1]
+    ranked_extra = extra[order].reshape(n, -1) if extra is not None else None
+    out = np.empty((n, 4), np.float32)
+    out_extra = np.empty((n, 0 if ranked_extra is None else ranked_extra.shape[1]), np.float32)
+    ranks = order.tolist()
+    keep: list[int] = []
+    remaining = (1 << n) - 1
+    for i in range(n):
+        if not remaining >> i & 1:
+            continue
+        bits = int.from_bytes(packed[i * width:(i + 1) * width], "little") & remaining
+        remaining &= ~bits
+        # Ranks before i are all taken already, so a cluster's members are i and after.
+        members = np.asarray([j for j in range(i, n) if bits >> j & 1], np.intp)
+        w = weights_all[members]
+        total = float(w.sum()) or 1.0
+        out[len(keep)] = w @ ranked[members] / total
+        if ranked_extra is not None:
+            out_extra[len(keep)] = w @ ranked_extra[members] / total
+        keep.append(ranks[i])
+        if max_out is not None and len(keep) >= max_out:
+            break
+    boxes_out = out[:len(keep)]
+    extra_out = None
+    if extra is not None:
+        extra_out = out_extra[:len(keep)].reshape(len(keep), *extra.shape[1:])
     return keep, boxes_out, extra_out

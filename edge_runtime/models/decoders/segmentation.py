@@ -108,24 +108,52 @@ class SegmentationDecoder(Decoder):
 
 
 def _argmax_planes(scores: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    """Class index per pixel of ``(C, H, W)`` scores, as uint8.
+    """Class index per pixel of ``(C, H, W)`` scores, as uint8; what ``argmax(axis=0)`` gives.
 
-    A max over the contiguous planes and one equality pass per class is several times
-    faster than ``argmax(axis=0)``; ties go to the lowest class, as argmax does.
+    One running maximum over the contiguous class planes, in class order: where plane
+    ``c`` is strictly greater than every plane before it, the pixel's class becomes ``c``
+    (ties stay with the lower class, as argmax's first maximum does). Because ``c`` only
+    grows, "becomes c" is ``mask = max(mask, c * greater)``: four vectorised passes per
+    class, several times faster than ``argmax(axis=0)`` (which copies to make the class
+    axis last) or an argmax over a short last axis (a call per pixel). NaN scores are a
+    broken model; this does not reproduce argmax's "first NaN wins" for them.
     """
-    best = scores.max(axis=0)
+    c_count = scores.shape[0]
+    if c_count > 256:
+        return np.asarray(np.argmax(scores, axis=0))
+    planes = scores.reshape(c_count, -1)
+    best = planes[0].copy()
     mask = np.zeros(best.shape, np.uint8)
-    equal = np.empty(best.shape, bool)
-    for c in range(scores.shape[0] - 1, -1, -1):
-        np.equal(scores[c], best, out=equal)
-        np.putmask(mask, equal, c)
-    return mask
+    greater = np.empty(best.shape, bool)
+    step = np.empty(best.shape, np.uint8)
+    as_bytes = greater.view(np.uint8)
+    for c in range(1, c_count):
+        np.greater(planes[c], best, out=greater)
+        np.maximum(best, planes[c], out=best)
+        np.multiply(as_bytes, np.uint8(c), out=step)
+        np.maximum(mask, step, out=mask)
+    return mask.reshape(scores.shape[1:])
 
 
-def _argmax_last(scores: np.ndarray[Any, Any], chunk_px: int = 2048) -> np.ndarray[Any, Any]:
-    """Class index per pixel of ``(H, W, C)`` scores, as uint8, in cache-sized chunks."""
-    flat = scores.reshape(-1, scores.shape[-1])
-    mask = np.empty(flat.shape[0], np.uint8)
-    for start in range(0, flat.shape[0], chunk_px):
-        mask[start:start + chunk_px] = flat[start:start + chunk_px].argmax(axis=1)
-    return mask.reshape(scores.shape[:-1])
+#: Score dtypes that OpenCV transposes (a plain copy, so exact).
+_CV_DTYPES = (np.dtype(np.float32), np.dtype(np.uint8), np.dtype(np.int8),
+              np.dtype(np.uint16), np.dtype(np.int16))
+
+
+def _argmax_last(scores: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Class index per pixel of ``(H, W, C)`` scores, as uint8; what ``argmax(axis=-1)`` gives.
+
+    The classes are made contiguous planes by OpenCV's transpose (a tiled copy, about
+    a tenth of the time NumPy's takes for a (H*W, 21) array), then reduced as in
+    :func:`_argmax_planes`: together about a third of ``argmax(axis=-1)``, which makes
+    one call per pixel over its short class axis.
+    """
+    c_count = scores.shape[-1]
+    flat = np.ascontiguousarray(scores.reshape(-1, c_count))
+    if flat.dtype not in _CV_DTYPES or c_count > 256 or flat.shape[0] == 0:
+        return np.asarray(flat.argmax(axis=1).astype(np.uint8 if c_count <= 256 else np.int64)
+                          ).reshape(scores.shape[:-1])
+    import cv2  # a dependency already; imported here so decoders stay light to import
+
+    planes = cv2.transpose(flat) if c_count > 1 else flat.reshape(1, -1)
+    return _argmax_planes(planes).reshape(scores.shape[:-1])
