@@ -5,7 +5,9 @@ A fleet folder (made by ``edge-runtime fleet init``, kept on the operator's mach
 - ``ca.key`` (0600): the CA's private key; never copied to a node;
 - ``ca.pem``: the CA certificate, copied to every node;
 - ``crl.pem``: the CA-signed revocation list, copied to every node (re-copy after each
-  ``fleet revoke``; it is valid for :data:`CRL_VALID_DAYS`, ``fleet crl`` re-signs it);
+  ``fleet revoke``: a running node picks it up within a second or two, see
+  :mod:`edge_runtime.mesh.tls_reload`; it is valid for :data:`CRL_VALID_DAYS`,
+  ``fleet crl`` re-signs it);
 - ``nodes.json``: node name -> certificate serial and whether it is revoked;
 - ``nodes/NODE.pem``: each issued node certificate.
 
@@ -18,7 +20,8 @@ peers whose TLS stack lacks Ed25519.
 :func:`server_context` and :func:`client_context` build ``ssl.SSLContext`` s: TLS 1.3
 only, a certificate required from the other side, verified against the fleet CA, the
 leaf checked against the CRL (``VERIFY_CRL_CHECK_LEAF``: a node without a current CRL
-refuses every peer, which is the safe way to fail). All functions here block (files,
+refuses every peer, which is the safe way to fail); :func:`load_into` configures a
+context made elsewhere the same way (the reloading contexts). All functions here block (files,
 key generation): call them in an executor from async code.
 """
 
@@ -32,7 +35,7 @@ import re
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -43,6 +46,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from edge_runtime.errors import FleetError
 
 KeyType = Literal["ed25519", "p256"]
+_Ctx = TypeVar("_Ctx", bound=ssl.SSLContext)
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 
 CA_VALID_DAYS = 3650
@@ -332,7 +336,13 @@ class TlsFiles:
 
 
 def _context(purpose: int, files: TlsFiles) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(purpose)
+    return load_into(ssl.SSLContext(purpose), files)
+
+
+def load_into(ctx: _Ctx, files: TlsFiles) -> _Ctx:
+    """Configure the new context ``ctx`` (either purpose) for the mesh: TLS 1.3 only,
+    ``files``' certificate and key, the fleet CA and CRL, a certificate required from
+    the other side, the leaf checked against the CRL. Returns ``ctx``."""
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.maximum_version = ssl.TLSVersion.TLSv1_3
     for what, path in (("certificate", files.cert), ("key", files.key),

@@ -10,23 +10,32 @@ import logging
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from edge_runtime.errors import ConfigError
+
+if TYPE_CHECKING:
+    from edge_runtime.mesh.tls_reload import ReloadingTls
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class MeshPlan:
-    """Where to listen and how to talk TLS; ``*_ssl`` are None in plaintext mode."""
+    """Where to listen and how to talk TLS; ``*_ssl`` are None in plaintext mode.
+
+    Under TLS, ``server_ssl`` and ``client_ssl`` are ``tls``'s following contexts: new
+    connections made with them use the current files (a new CRL is picked up without a
+    restart; :mod:`edge_runtime.mesh.tls_reload`)."""
 
     host: str
     port: int
     server_ssl: ssl.SSLContext | None
     client_ssl: ssl.SSLContext | None
     peers: tuple[str, ...]
+    #: What reloads the contexts (None in plaintext mode).
+    tls: ReloadingTls | None = None
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -94,7 +103,7 @@ def check_mesh(config: Any) -> None:
 def mesh_plan(config: Any, listen: str | None = None) -> MeshPlan:
     """Check ``config.mesh`` and build the contexts; warns when plaintext is on."""
     from edge_runtime.errors import FleetError
-    from edge_runtime.mesh.fleet import client_context, server_context
+    from edge_runtime.mesh.tls_reload import ReloadingTls
 
     mesh = config.mesh
     host, port = parse_listen(listen or mesh.listen)
@@ -111,6 +120,7 @@ def mesh_plan(config: Any, listen: str | None = None) -> MeshPlan:
         log.warning("mesh: insecure_plaintext = true: no TLS, no authentication of peers")
         return MeshPlan(host, port, None, None, peers)
     try:
-        return MeshPlan(host, port, server_context(files), client_context(files), peers)
+        tls = ReloadingTls(files)
+        return MeshPlan(host, port, tls.server, tls.client, peers, tls)
     except FleetError as exc:
         raise ConfigError(f"mesh.tls_*: {exc.message}", hint=exc.hint) from exc

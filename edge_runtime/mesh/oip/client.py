@@ -38,6 +38,7 @@ from edge_runtime.errors import (
 )
 from edge_runtime.mesh.oip import codec
 from edge_runtime.mesh.oip.server import DEADLINE_HEADER, QUEUE_HEADER, REQUEST_ID_HEADER
+from edge_runtime.mesh.tls_reload import FollowingContext
 
 #: The largest answer read from a peer.
 MAX_RESPONSE_BYTES = 256 << 20
@@ -62,10 +63,14 @@ class OipClient:
     plaintext peer or a plain Triton).
 
     ``ssl``: the TLS context (:func:`edge_runtime.mesh.fleet.client_context` for the
-    fleet's mutual TLS), ``session``: an aiohttp session to share (not closed by
-    :meth:`close`). ``server_hostname``: the name the peer's certificate must carry when
-    ``base_url`` names it by address (a peer found by mDNS is dialled at its address and
-    checked against its node id). Use it as ``async with OipClient(...) as peer:``.
+    fleet's mutual TLS; ``mesh_plan``'s ``client_ssl``, a
+    :class:`~edge_runtime.mesh.tls_reload.FollowingContext`, also follows its files:
+    before a request, at most once per ``poll_interval_s``, the files are looked at in a
+    thread, and a connection made under an older context is never reused). ``session``:
+    an aiohttp session to share (not closed by :meth:`close`). ``server_hostname``: the
+    name the peer's certificate must carry when ``base_url`` names it by address (a peer
+    found by mDNS is dialled at its address and checked against its node id). Use it as
+    ``async with OipClient(...) as peer:``.
     """
 
     def __init__(self, base_url: str, *, ssl: _ssl.SSLContext | None = None,
@@ -199,10 +204,16 @@ class OipClient:
             raise ValueError(f"timeout_s must be in (0, 600], got {timeout_s}")
         url = self.base_url + path
         session = self._get_session()
+        ssl = self._ssl
         try:
             async with asyncio.timeout(timeout_s):
+                if isinstance(ssl, FollowingContext):
+                    await ssl.reloader.async_refresh()
+                    # The current context itself: aiohttp pools connections by context,
+                    # so none made under an older one is reused.
+                    ssl = ssl.current()
                 async with session.request(method, url, data=data, headers=headers,
-                                           ssl=self._ssl,
+                                           ssl=ssl,
                                            server_hostname=self.server_hostname) as resp:
                     length = resp.content_length
                     if length is not None and length > self.max_response_bytes:

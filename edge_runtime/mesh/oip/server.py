@@ -46,6 +46,7 @@ from aiohttp import web
 
 from edge_runtime.errors import EdgeRuntimeError, InputError, ModelError, PeerProtocolError
 from edge_runtime.mesh.oip import codec
+from edge_runtime.mesh.tls_reload import FollowingContext, ReloadingTls, peer_serial
 from edge_runtime.models.types import TensorSpec
 
 log = logging.getLogger(__name__)
@@ -499,6 +500,8 @@ class _Guarded(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.pending_since_s: float | None = None
         self.busy = False
+        #: Close once the running request is answered.
+        self.close_after = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -535,11 +538,23 @@ class _Guarded(asyncio.Protocol):
         if self._inner is not None:
             self._inner.resume_writing()
 
+    def close_gracefully(self) -> None:
+        """Close at once when idle, else once the running request is answered."""
+        if self.busy:
+            self.close_after = True
+        elif self.transport is not None:
+            self.transport.close()
+
 
 class OipServer:
     """Listens for :func:`make_app`'s application: TLS (mutual when the context asks for
     client certificates), a connection cap, a head timeout. Runs on the loop that calls
-    :meth:`start`; :meth:`close` ends everything it started."""
+    :meth:`start`; :meth:`close` ends everything it started.
+
+    Given a :class:`~edge_runtime.mesh.tls_reload.FollowingContext` (``mesh_plan``'s
+    ``server_ssl``), it looks at the TLS files every ``poll_interval_s`` (in a thread);
+    after a reload, new handshakes use the new files and the open connections of peers
+    the new CRL refuses are closed (a request running on one finishes first)."""
 
     def __init__(self, app: web.Application, *, host: str, port: int,
                  ssl_context: ssl.SSLContext | None) -> None:
@@ -550,9 +565,12 @@ class OipServer:
         self.connections: dict[asyncio.Transport, _Guarded] = {}
         self.refused_connections = 0
         self.slow_heads_dropped = 0
+        #: Open connections closed because a reloaded CRL refuses their peer.
+        self.revoked_connections_closed = 0
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._tls_follower: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
     @property
@@ -591,6 +609,28 @@ class OipServer:
             raise
         self.port = int(self._server.sockets[0].getsockname()[1])
         self._sweeper = asyncio.create_task(self._sweep(), name="oip-sweep")
+        if isinstance(self.ssl_context, FollowingContext):
+            self._tls_follower = asyncio.create_task(
+                self._follow_tls(self.ssl_context.reloader), name="oip-tls-reload")
+
+    async def _follow_tls(self, tls: ReloadingTls) -> None:
+        """Poll the TLS files; after each reload, close the connections of peers the new
+        list refuses (idle ones at once, busy ones after their request)."""
+        seen = tls.generation
+        while True:
+            await asyncio.sleep(tls.poll_interval_s)
+            await tls.async_refresh(force=True)
+            if tls.generation == seen:
+                continue
+            seen = tls.generation
+            refused = [guard for transport, guard in list(self.connections.items())
+                       if not tls.admits(peer_serial(transport.get_extra_info("peercert")))]
+            for guard in refused:
+                guard.close_gracefully()
+            self.revoked_connections_closed += len(refused)
+            if refused:
+                log.info("oip: closed %d connection(s) of peers the new TLS files refuse",
+                         len(refused))
 
     @web.middleware
     async def _mark_busy(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -599,6 +639,8 @@ class OipServer:
             guard.busy, guard.pending_since_s = True, None
         try:
             response: web.StreamResponse = await handler(request)
+            if guard is not None and guard.close_after and not response.prepared:
+                response.force_close()
             return response
         finally:
             if guard is not None:
@@ -623,10 +665,11 @@ class OipServer:
 
     async def close(self) -> None:
         """Stop listening, end open requests (bounded), run the app's cleanup."""
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        for task in (self._sweeper, self._tls_follower):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._server is not None:
             self._server.close()
         if self._runner is not None:
