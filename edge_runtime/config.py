@@ -348,6 +348,9 @@ class PipelineConfig(msgspec.Struct, forbid_unknown_fields=True):
     forecast: ForecastConfig | None = None
     sampling: SamplingConfig = msgspec.field(default_factory=SamplingConfig)
     rules: list[RuleConfig] = msgspec.field(default_factory=list)
+    #: Let the mesh's scheduler run ``model`` on peers that serve it when they would
+    #: answer sooner than this node (docs/mesh.md); the model stays loaded here too.
+    offload: bool = False
 
 
 class GpioActionConfig(msgspec.Struct, forbid_unknown_fields=True, tag="gpio"):
@@ -597,6 +600,21 @@ class MeshConfig(msgspec.Struct, forbid_unknown_fields=True):
     workers: Threads = 2
     #: Deadline of a request that names none, and the remote backend's per-call timeout.
     request_timeout_s: TimeoutSeconds = 10.0
+    #: Offloading (pipelines with ``offload = true``): one attempt on a peer may take
+    #: this long before the request is sent elsewhere (``request_timeout_s`` bounds all).
+    attempt_timeout_s: TimeoutSeconds = 2.0
+    #: The share of peers' answers run again here and compared; a peer that disagrees
+    #: is quarantined until an operator clears it (``edge-runtime peers --clear``).
+    verify_fraction: Fraction = 0.05
+    #: How answers are compared: ``top1`` (same class), ``allclose`` (within
+    #: ``verify_tolerance`` of the largest value), ``auto`` (top1 for classifiers).
+    verify_compare: Literal["auto", "top1", "allclose"] = "auto"
+    verify_tolerance: Annotated[float, msgspec.Meta(
+        gt=0, le=1, description="a relative tolerance, above 0 and at most 1")] = 0.02
+    #: A second attempt elsewhere for a request unanswered after the p95 of recent
+    #: ones, while such extra requests stay under ``hedge_budget_fraction``.
+    hedge: bool = False
+    hedge_budget_fraction: Fraction = 0.05
     #: mDNS discovery of peers and their heartbeat (docs/mesh.md).
     discovery: DiscoveryConfig = msgspec.field(default_factory=DiscoveryConfig)
 
@@ -907,6 +925,17 @@ def check_config(config: Config) -> None:
     from edge_runtime.mesh.node import check_mesh
 
     check_mesh(config)
+    for i, pipe in enumerate(config.pipelines):
+        if pipe.offload and pipe.model is None:
+            raise ConfigError(f"pipelines[{i}].offload: pipeline {pipe.id!r} has no model "
+                              "to offload", hint="set its model, or remove 'offload = true'")
+    if any(p.offload for p in config.pipelines) and not (
+            config.mesh.peers or config.mesh.discovery.enabled):
+        i = next(i for i, p in enumerate(config.pipelines) if p.offload)
+        raise ConfigError(f"pipelines[{i}].offload: no peer can be found: [mesh] peers is "
+                          "empty and [mesh.discovery] is off",
+                          hint="set [mesh.discovery] enabled = true, or list peers in "
+                               "[mesh] peers")
     unique(config.actions, "actions")
     _check_pin_factory(config.node.gpio_pin_factory)
     for i, action in enumerate(config.actions):

@@ -38,6 +38,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "web",
     "serve",
     "fleet",
+    "peers",
 )
 
 EXIT_OK = 0

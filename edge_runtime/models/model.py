@@ -192,6 +192,14 @@ class Model:
         """The format backend (for benchmarks and experts)."""
         return self._backend
 
+    def replace_backend(self, backend: Backend) -> None:
+        """Run through ``backend`` from now on; it must have the same tensors (the mesh
+        wraps the local backend in one that decides, per run, where it runs)."""
+        if [s.name for s in backend.inputs] != self._input_names or \
+                [s.name for s in backend.outputs] != self._output_names:
+            raise ValueError(f"{self.name}: the new backend has other tensors")
+        self._backend = backend
+
     @property
     def labels(self) -> list[str]:
         """Class labels from the manifest, or an empty list."""

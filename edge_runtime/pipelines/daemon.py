@@ -59,9 +59,10 @@ import msgspec
 
 from edge_runtime.config import Config, load_config, one_line
 from edge_runtime.control import remove_socket_file, start_server
-from edge_runtime.errors import ConfigError, EdgeRuntimeError, FileWriteError
+from edge_runtime.errors import ConfigError, EdgeRuntimeError, FileWriteError, OutboxClosedError
 from edge_runtime.files import state_folder, write_atomic
 from edge_runtime.health import HealthMonitor
+from edge_runtime.mesh.service import MeshService, mesh_wanted
 from edge_runtime.notify import Notifier, run_watchdog, wedged_workers
 from edge_runtime.pipelines.build import Runtime, build_runtime
 from edge_runtime.pipelines.pipeline import Pipeline, snapshot_boxes
@@ -138,6 +139,8 @@ class Daemon:
         #: camera pipeline's newest frame with its result, for its live view.
         self.web: WebServer | None = None
         self._frames: dict[str, tuple[Sample, dict[str, Any] | None]] = {}
+        #: The mesh (serving, discovery, offloading), when [mesh] or a pipeline wants it.
+        self.mesh: MeshService | None = None
 
     # -- public ------------------------------------------------------------------------
 
@@ -168,6 +171,10 @@ class Daemon:
             socket_path = await loop.run_in_executor(None, lambda: config.control_socket)
             # Upstream before the socket: a node that cannot keep its outbox does not start.
             await self.reporting.start(config, self.runtime)
+            if mesh_wanted(config):
+                self.mesh = MeshService(config, on_security_event=self._security_event)
+                await self.mesh.start()
+                self.mesh.attach(self.runtime)
             self.web = await start_web(config, status_provider=self.status,
                                        frame_provider=self.latest_frame,
                                        reload=self.request_reload)
@@ -175,6 +182,8 @@ class Daemon:
         except BaseException:
             if self.web is not None:
                 await self.web.close()
+            if self.mesh is not None:
+                await self.mesh.aclose()
             await self.reporting.close(config.node.shutdown_timeout_s)
             await self._close_runtime(self.runtime)
             self._read_pool.shutdown(wait=False)
@@ -204,6 +213,9 @@ class Daemon:
                         await self._close_runtime(self.runtime)  # safe twice
                         break
                     await self.reporting.refresh(self.config, self.runtime)
+                    if self.mesh is not None:
+                        self.mesh.reconfigure(self.config)
+                        self.mesh.attach(self.runtime)
         finally:
             if deadline_task is not None:
                 deadline_task.cancel()
@@ -212,6 +224,8 @@ class Daemon:
             if self.web is not None:
                 await self.web.close()
             await loop.run_in_executor(None, remove_socket_file, socket_path)
+            if self.mesh is not None:
+                await self.mesh.aclose()
             await self._finish()
         return 0
 
@@ -687,7 +701,19 @@ class Daemon:
             # Events this process stored in the upstream outbox (rules, health, sources).
             "events_written": self.reporting.events_published,
             "upstream": self.reporting.status(),
+            "mesh": self.mesh.status() if self.mesh is not None else None,
         }
+
+    def _security_event(self, peer: str, state: str, data: dict[str, Any]) -> None:
+        """The mesh caught a peer (quarantined): an event through the upstream outbox."""
+        if self.reporting.up is None:
+            log.error("security: peer %s %s (%s); no upstream to report it to", peer, state,
+                      data.get("reason"))
+            return
+        try:
+            self.reporting.publish_event(type="security", name=peer, state=state, data=data)
+        except OutboxClosedError:
+            self.reporting.publish_errors += 1
 
     async def _watch_sources(self, runtime: Runtime) -> None:
         """Say once when a source drops out (or never delivers) and once when it is back.

@@ -92,6 +92,8 @@ class Step:
     result: dict[str, Any] | None  # None: nothing to decide on (gated, warming up, missing)
     inferred: bool = False
     infer_s: float = 0.0
+    #: Where the model ran when the mesh routes it: "local" or a peer's id.
+    ran_on: str | None = None
 
 
 @dataclass
@@ -100,6 +102,8 @@ class PipelineStats:
 
     samples: int = 0
     inferences: int = 0
+    #: Inferences a peer answered (the mesh routes the model).
+    offloaded: int = 0
     gated: int = 0
     missing: int = 0
     warming: int = 0
@@ -234,7 +238,20 @@ class Pipeline:
     # -- executor side ----------------------------------------------------------------
 
     def infer(self, sample: Sample) -> Step:
-        """Gate, preprocess and run the model on one sample (blocking; executor only)."""
+        """Gate, preprocess and run the model on one sample (blocking; executor only).
+
+        When the mesh routes the model (``offload = true``), the result says where it
+        ran (``ran_on``: ``"local"`` or the peer's id)."""
+        step = self._infer(sample)
+        if step.inferred and self.model is not None:
+            target = getattr(self.model.backend, "last_target", None)
+            if target is not None:
+                step.ran_on = target
+                if step.result is not None:
+                    step.result["ran_on"] = target
+        return step
+
+    def _infer(self, sample: Sample) -> Step:
         activity = self.policy.observe(sample)
         if sample.audio is not None:
             return self._infer_audio(activity, sample.audio)
@@ -428,6 +445,8 @@ class Pipeline:
                 self.stats.warming += 1
             if step.inferred:
                 self.stats.inferences += 1
+                if step.ran_on not in (None, "local"):
+                    self.stats.offloaded += 1
                 if self.stats.first_inference_mono_s is None:
                     self.stats.first_inference_mono_s = now
                 self.stats.last_inference_mono_s = now
@@ -459,7 +478,8 @@ class Pipeline:
         if result.get("gated"):
             w.add_gated()
         if step.inferred:
-            w.add_inference(max(0.0, now - sample.t_mono_s) * 1000.0)
+            w.add_inference(max(0.0, now - sample.t_mono_s) * 1000.0,
+                            offloaded=step.ran_on not in (None, "local"))
         w.add_result(result)
         warning = result.get("early_warning")
         if warning is not None:
@@ -541,7 +561,8 @@ class Pipeline:
             **live,
             "model": self.model.manifest.name
             if self.model is not None and self.model.manifest is not None else None,
-            "samples": s.samples, "inferences": s.inferences, "gated": s.gated,
+            "samples": s.samples, "inferences": s.inferences, "offloaded": s.offloaded,
+            "gated": s.gated,
             "missing": s.missing, "warming": s.warming, "errors": s.errors,
             "last_error": s.last_error,
             "latency_ms": s.latency_ms(),

@@ -60,8 +60,9 @@ class StatusCollector(Collector):
         yield from _node_metrics(status)
         yield from _pipeline_metrics(status.get("pipelines") or {})
         yield from _upstream_metrics(status.get("upstream") or {})
-        yield from _peer_metrics(status.get("peers") or status.get("mesh", {}).get("peers")
+        yield from _peer_metrics(status.get("peers") or (status.get("mesh") or {}).get("peers")
                                  or {})
+        yield from _offload_metrics((status.get("mesh") or {}).get("models") or {})
 
 
 def _gauge(name: str, doc: str, value: float | None, unit: str = "") -> Iterator[Metric]:
@@ -219,6 +220,24 @@ def _peer_metrics(peers: dict[str, Any]) -> Iterator[Metric]:
         if (v := _num(value)) is not None:
             rtt.add_metric([name], v)
     yield rtt
+
+
+def _offload_metrics(models: dict[str, Any]) -> Iterator[Metric]:
+    """Where the runs of offloaded models went, once the mesh routes them."""
+    if not models:
+        return
+    runs = CounterMetricFamily(PREFIX + "offload_runs", "Runs of an offloaded model, by "
+                               "where they were answered.", labels=["model", "where"])
+    quarantines = CounterMetricFamily(PREFIX + "offload_disagreements", "Spot checks "
+                                      "where a peer's answer disagreed.", labels=["model"])
+    for name, m in models.items():
+        for where in ("local", "offloaded", "failed"):
+            if (v := _num(m.get(where))) is not None:
+                runs.add_metric([name, where], v)
+        if (v := _num(m.get("disagreements"))) is not None:
+            quarantines.add_metric([name], v)
+    yield runs
+    yield quarantines
 
 
 def make_registry(status_provider: Callable[[], dict[str, Any]]) -> CollectorRegistry:

@@ -20,7 +20,10 @@ def test_defaults_and_a_full_section(tmp_path: Path) -> None:
     cfg = _load(tmp_path, "")
     disc = cfg.mesh.discovery
     assert (disc.enabled, disc.interfaces, disc.ip_version) == (False, [], "v4")
-    cfg = _load(tmp_path, '[mesh.discovery]\nenabled = true\ninterfaces = ["eth0"]\n'
+    with pytest.raises(ConfigError, match="discovery or offloading are set but no TLS"):
+        _load(tmp_path, "[mesh.discovery]\nenabled = true\n")  # found by strangers
+    cfg = _load(tmp_path, '[mesh]\ninsecure_plaintext = true\n'
+                          '[mesh.discovery]\nenabled = true\ninterfaces = ["eth0"]\n'
                           'ip_version = "all"\nheartbeat_interval_s = 0.5\n'
                           'heartbeat_timeout_s = 0.4\ndown_after_misses = 2\n'
                           'remove_after_s = 30\n')

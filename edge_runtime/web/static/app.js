@@ -257,7 +257,10 @@ function renderPeers(peers) {
   for (const [name, p] of Object.entries(peers)) {
     const row = document.createElement("tr");
     const rtt = p.rtt_s !== undefined ? p.rtt_s * 1000 : p.rtt_ms;
-    for (const v of [name, fmt(rtt, " ms", 1), p.state || ""]) cell(row, String(v));
+    const models = (p.models || []).join(", ");
+    for (const v of [name, fmt(rtt, " ms", 1), p.state || "", p.trust || "", models]) {
+      cell(row, String(v));
+    }
     body.appendChild(row);
   }
 }
