@@ -87,9 +87,12 @@ def check_mesh(config: Any) -> None:
     for i, url in enumerate(mesh.peers):
         check_peer_url(url, f"mesh.peers[{i}]")
     has_tls = tls_files(config) is not None
-    if (mesh.peers or mesh.models) and not has_tls and not mesh.insecure_plaintext:
+    uses_mesh = bool(mesh.peers or mesh.models or mesh.discovery.enabled
+                     or any(getattr(p, "offload", False) for p in config.pipelines))
+    if uses_mesh and not has_tls and not mesh.insecure_plaintext:
         raise ConfigError(
-            "mesh: peers or models are set but no TLS files, and the mesh without TLS "
+            "mesh: peers, models, discovery or offloading are set but no TLS files, and "
+            "the mesh without TLS "
             "lets anyone on the network run models",
             hint="set mesh.tls_cert, tls_key, tls_ca and tls_crl (docs/mesh.md), or "
                  "mesh.insecure_plaintext = true on a network you trust")
