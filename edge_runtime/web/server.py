@@ -12,6 +12,10 @@ request. Bad clients cost nothing and crash nothing:
 - at most :data:`MAX_CONNECTIONS` connections; one more is closed at once;
 - unknown paths are a 404 from the router, with no work done.
 
+The connection guards are the shared :class:`~edge_runtime.listener.GuardedListener`
+(the OIP server's too); no handler marks itself busy here, so a body (at most
+:data:`MAX_BODY_BYTES`) also has :data:`HEAD_TIMEOUT_S` to arrive.
+
 Threads: everything runs on the daemon's loop except JPEG encoding and file reads
 (token, events, snapshots), which run in one private thread joined by :meth:`close`.
 """
@@ -29,10 +33,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-
 from edge_runtime.config import WebConfig
 from edge_runtime.errors import WebConfigError, WebStartError
+from edge_runtime.listener import GuardedListener
 from edge_runtime.web.auth import Guard, is_loopback, load_or_create_token, parse_listen
 from edge_runtime.web.live import EventTail, FrameView, History, JpegCache
 
@@ -56,65 +59,6 @@ MAX_CONNECTIONS = 64
 SWEEP_INTERVAL_S = 1.0
 #: At most this long for open requests to finish when the server closes.
 SHUTDOWN_TIMEOUT_S = 1.0
-
-
-class _Guarded(asyncio.Protocol):
-    """Wraps aiohttp's protocol: counts the connection, notes when a request head is
-    still incomplete (bytes since the last blank line), closes what is over the cap."""
-
-    def __init__(self, owner: WebServer, inner: asyncio.Protocol | None) -> None:
-        self._owner = owner
-        self._inner = inner
-        self._transport: asyncio.Transport | None = None
-        #: Monotonic time the first byte of a head not yet complete arrived.
-        self.pending_since_s: float | None = None
-        self._tail = b""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        if self._inner is None:  # over the cap
-            self._owner.refused_connections += 1
-            transport.abort()
-            return
-        self._owner.connections.add(self)
-        self._owner.wake_sweeper()
-        self._inner.connection_made(transport)
-
-    def data_received(self, data: bytes) -> None:
-        if self._inner is None:
-            return
-        seen = self._tail + data
-        if b"\r\n\r\n" in seen:
-            self.pending_since_s = None if seen.endswith(b"\r\n\r\n") else time.monotonic()
-        elif self.pending_since_s is None:
-            self.pending_since_s = time.monotonic()
-        self._tail = seen[-3:]
-        self._inner.data_received(data)
-
-    def eof_received(self) -> bool | None:
-        return self._inner.eof_received() if self._inner is not None else None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._owner.connections.discard(self)
-        if self._inner is not None:
-            self._inner.connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        if self._inner is not None:
-            self._inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        if self._inner is not None:
-            self._inner.resume_writing()
-
-    def too_slow(self, now_s: float) -> bool:
-        return self.pending_since_s is not None and now_s - self.pending_since_s > \
-            HEAD_TIMEOUT_S
-
-    def abort(self) -> None:
-        if self._transport is not None:
-            self._transport.abort()
 
 
 class WebServer:
@@ -152,15 +96,26 @@ class WebServer:
         #: The Prometheus registry (private to this server) and the static files read.
         self.registry: CollectorRegistry | None = None
         self.static_cache: dict[str, bytes] = {}
-        self.connections: set[_Guarded] = set()
-        self.refused_connections = 0
-        self.slow_clients_dropped = 0
+        self.listener = GuardedListener(
+            max_connections=MAX_CONNECTIONS, head_timeout_s=HEAD_TIMEOUT_S,
+            keepalive_timeout_s=KEEPALIVE_TIMEOUT_S,
+            tls_handshake_timeout_s=TLS_HANDSHAKE_TIMEOUT_S,
+            shutdown_timeout_s=SHUTDOWN_TIMEOUT_S, sweep_interval_s=SWEEP_INTERVAL_S,
+            backlog=64, max_line_bytes=MAX_LINE_BYTES, max_field_bytes=MAX_FIELD_BYTES,
+            max_headers=MAX_HEADERS, name="web")
         self.started_unix_s = time.time()
-        self._runner: web.AppRunner | None = None
-        self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._sweep_wake = asyncio.Event()
         self._closed = False
+
+    @property
+    def refused_connections(self) -> int:
+        """Connections closed at once because the cap was reached."""
+        return self.listener.refused_connections
+
+    @property
+    def slow_clients_dropped(self) -> int:
+        """Connections dropped because their request head was too slow."""
+        return self.listener.slow_heads_dropped
 
     @property
     def scheme(self) -> str:
@@ -193,33 +148,17 @@ class WebServer:
             ssl_ctx = await loop.run_in_executor(self.pool, self._ssl_context)
             self.registry = make_registry(self.status_provider)
             app = build_app(self)
-            self._runner = web.AppRunner(
-                app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S,
-                keepalive_timeout=KEEPALIVE_TIMEOUT_S, max_line_size=MAX_LINE_BYTES,
-                max_field_size=MAX_FIELD_BYTES, max_headers=MAX_HEADERS)
-            await self._runner.setup()
-            factory = self._runner.server
-            assert factory is not None
-
-            def protocol() -> asyncio.Protocol:
-                inner = factory() if len(self.connections) < MAX_CONNECTIONS else None
-                return _Guarded(self, inner)
-
             try:
-                self._server = await loop.create_server(
-                    protocol, self.host, self.port, ssl=ssl_ctx, backlog=64,
-                    ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S if ssl_ctx else None,
-                    reuse_address=True)
+                await self.listener.start(app, host=self.host, port=self.port,
+                                          ssl_context=ssl_ctx)
             except OSError as exc:
                 raise WebStartError(f"the web server cannot listen on {self.config.listen}: "
                                     f"{exc.strerror or exc}") from exc
-            sock = self._server.sockets[0].getsockname()
-            self.port = int(sock[1])
+            self.port = self.listener.port
         except BaseException:
             await self.close()
             raise
-        self._tasks = [asyncio.create_task(self._sample_history(), name="web-chart"),
-                       asyncio.create_task(self._sweep(), name="web-sweep")]
+        self._tasks = [asyncio.create_task(self._sample_history(), name="web-chart")]
         log.info("web page at %s%s", self.url,
                  "" if self.loopback else " (token required; 'edge-runtime web token')")
 
@@ -247,22 +186,6 @@ class WebServer:
                 log.warning("web: status for the chart failed: %s", exc)
             await asyncio.sleep(self.history.interval_s)
 
-    def wake_sweeper(self) -> None:
-        self._sweep_wake.set()
-
-    async def _sweep(self) -> None:
-        """Disconnect clients whose request head is still incomplete after
-        :data:`HEAD_TIMEOUT_S`; sleeps while no connection is open."""
-        while True:
-            if not self.connections:
-                self._sweep_wake.clear()
-                await self._sweep_wake.wait()
-            await asyncio.sleep(SWEEP_INTERVAL_S)
-            now = time.monotonic()
-            for conn in [c for c in self.connections if c.too_slow(now)]:
-                self.slow_clients_dropped += 1
-                conn.abort()
-
     async def close(self) -> None:
         """Stop listening, end open requests (bounded), join the private thread."""
         if self._closed:
@@ -273,13 +196,5 @@ class WebServer:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._server is not None:
-            self._server.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-        for conn in list(self.connections):
-            conn.abort()
-        if self._server is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._server.wait_closed(), SHUTDOWN_TIMEOUT_S)
+        await self.listener.close()
         await asyncio.get_running_loop().run_in_executor(None, self.pool.shutdown, True)

@@ -45,6 +45,7 @@ import numpy as np
 from aiohttp import web
 
 from edge_runtime.errors import EdgeRuntimeError, InputError, ModelError, PeerProtocolError
+from edge_runtime.listener import GuardedConnection, GuardedListener
 from edge_runtime.mesh.oip import codec
 from edge_runtime.mesh.tls_reload import FollowingContext, ReloadingTls, peer_serial
 from edge_runtime.models.types import TensorSpec
@@ -489,66 +490,10 @@ def _checked_inputs(tensors: dict[str, np.ndarray], model: ServedModel
 # --- listening --------------------------------------------------------------------------
 
 
-class _Guarded(asyncio.Protocol):
-    """Wraps aiohttp's protocol: counts the connection, closes what is over the cap, and
-    notes when a request head has been arriving for too long (bytes since the last
-    response, before the handler started)."""
-
-    def __init__(self, owner: OipServer, inner: asyncio.Protocol | None) -> None:
-        self._owner = owner
-        self._inner = inner
-        self.transport: asyncio.Transport | None = None
-        self.pending_since_s: float | None = None
-        self.busy = False
-        #: Close once the running request is answered.
-        self.close_after = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        if self._inner is None:
-            self._owner.refused_connections += 1
-            transport.abort()
-            return
-        self._owner.connections[transport] = self
-        self._owner.wake_sweeper()
-        self._inner.connection_made(transport)
-
-    def data_received(self, data: bytes) -> None:
-        if self._inner is None:
-            return
-        if not self.busy and self.pending_since_s is None:
-            self.pending_since_s = time.monotonic()
-        self._inner.data_received(data)
-
-    def eof_received(self) -> bool | None:
-        return self._inner.eof_received() if self._inner is not None else None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.transport is not None:
-            self._owner.connections.pop(self.transport, None)
-        if self._inner is not None:
-            self._inner.connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        if self._inner is not None:
-            self._inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        if self._inner is not None:
-            self._inner.resume_writing()
-
-    def close_gracefully(self) -> None:
-        """Close at once when idle, else once the running request is answered."""
-        if self.busy:
-            self.close_after = True
-        elif self.transport is not None:
-            self.transport.close()
-
-
 class OipServer:
     """Listens for :func:`make_app`'s application: TLS (mutual when the context asks for
-    client certificates), a connection cap, a head timeout. Runs on the loop that calls
+    client certificates), a connection cap, a head timeout (the shared
+    :class:`~edge_runtime.listener.GuardedListener`). Runs on the loop that calls
     :meth:`start`; :meth:`close` ends everything it started.
 
     Given a :class:`~edge_runtime.mesh.tls_reload.FollowingContext` (``mesh_plan``'s
@@ -562,21 +507,35 @@ class OipServer:
         self.host = host
         self.port = port
         self.ssl_context = ssl_context
-        self.connections: dict[asyncio.Transport, _Guarded] = {}
-        self.refused_connections = 0
-        self.slow_heads_dropped = 0
+        self.listener = GuardedListener(
+            max_connections=MAX_CONNECTIONS, head_timeout_s=HEAD_TIMEOUT_S,
+            keepalive_timeout_s=KEEPALIVE_TIMEOUT_S,
+            tls_handshake_timeout_s=TLS_HANDSHAKE_TIMEOUT_S,
+            shutdown_timeout_s=SHUTDOWN_TIMEOUT_S, sweep_interval_s=SWEEP_INTERVAL_S,
+            backlog=128, name="oip")
         #: Open connections closed because a reloaded CRL refuses their peer.
         self.revoked_connections_closed = 0
-        self._runner: web.AppRunner | None = None
-        self._server: asyncio.Server | None = None
-        self._sweeper: asyncio.Task[None] | None = None
         self._tls_follower: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
 
     @property
     def stats(self) -> ServerStats:
         """The application's counters."""
         return self.app[STATS]
+
+    @property
+    def connections(self) -> dict[asyncio.Transport, GuardedConnection]:
+        """The open connections, by transport."""
+        return self.listener.connections
+
+    @property
+    def refused_connections(self) -> int:
+        """Connections closed at once because the cap was reached."""
+        return self.listener.refused_connections
+
+    @property
+    def slow_heads_dropped(self) -> int:
+        """Connections dropped because their request head was too slow."""
+        return self.listener.slow_heads_dropped
 
     @property
     def url(self) -> str:
@@ -585,30 +544,10 @@ class OipServer:
 
     async def start(self) -> None:
         """Listen (raises OSError when the address cannot be bound)."""
-        self.app.middlewares.insert(0, self._mark_busy)
-        self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None,
-                                     shutdown_timeout=SHUTDOWN_TIMEOUT_S,
-                                     keepalive_timeout=KEEPALIVE_TIMEOUT_S,
-                                     max_line_size=8190, max_field_size=8190)
-        await self._runner.setup()
-        factory = self._runner.server
-        assert factory is not None
-
-        def protocol() -> asyncio.Protocol:
-            inner = factory() if len(self.connections) < MAX_CONNECTIONS else None
-            return _Guarded(self, inner)
-
-        loop = asyncio.get_running_loop()
-        try:
-            self._server = await loop.create_server(
-                protocol, self.host, self.port, ssl=self.ssl_context, backlog=128,
-                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S if self.ssl_context else None,
-                reuse_address=True)
-        except BaseException:
-            await self._runner.cleanup()
-            raise
-        self.port = int(self._server.sockets[0].getsockname()[1])
-        self._sweeper = asyncio.create_task(self._sweep(), name="oip-sweep")
+        self.app.middlewares.insert(0, self.listener.mark_busy)
+        await self.listener.start(self.app, host=self.host, port=self.port,
+                                  ssl_context=self.ssl_context)
+        self.port = self.listener.port
         if isinstance(self.ssl_context, FollowingContext):
             self._tls_follower = asyncio.create_task(
                 self._follow_tls(self.ssl_context.reloader), name="oip-tls-reload")
@@ -632,50 +571,10 @@ class OipServer:
                 log.info("oip: closed %d connection(s) of peers the new TLS files refuse",
                          len(refused))
 
-    @web.middleware
-    async def _mark_busy(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        guard = self.connections.get(request.transport) if request.transport else None
-        if guard is not None:
-            guard.busy, guard.pending_since_s = True, None
-        try:
-            response: web.StreamResponse = await handler(request)
-            if guard is not None and guard.close_after and not response.prepared:
-                response.force_close()
-            return response
-        finally:
-            if guard is not None:
-                guard.busy = False
-
-    def wake_sweeper(self) -> None:
-        self._wake.set()
-
-    async def _sweep(self) -> None:
-        while True:
-            if not self.connections:
-                self._wake.clear()
-                await self._wake.wait()
-            await asyncio.sleep(SWEEP_INTERVAL_S)
-            now = time.monotonic()
-            for guard in list(self.connections.values()):
-                since = guard.pending_since_s
-                if not guard.busy and since is not None and now - since > HEAD_TIMEOUT_S:
-                    self.slow_heads_dropped += 1
-                    if guard.transport is not None:
-                        guard.transport.abort()
-
     async def close(self) -> None:
         """Stop listening, end open requests (bounded), run the app's cleanup."""
-        for task in (self._sweeper, self._tls_follower):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        if self._server is not None:
-            self._server.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-        for transport in list(self.connections):
-            transport.abort()
-        if self._server is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._server.wait_closed(), SHUTDOWN_TIMEOUT_S)
+        if self._tls_follower is not None:
+            self._tls_follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tls_follower
+        await self.listener.close()
