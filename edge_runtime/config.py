@@ -351,6 +351,11 @@ class PipelineConfig(msgspec.Struct, forbid_unknown_fields=True):
     #: Let the mesh's scheduler run ``model`` on peers that serve it when they would
     #: answer sooner than this node (docs/mesh.md); the model stays loaded here too.
     offload: bool = False
+    #: Frames in the model at once (a camera pipeline whose model keeps no state): with
+    #: ``offload``, about one per node that can take work. Results are still decided in
+    #: frame order.
+    inflight: Annotated[int, msgspec.Meta(
+        ge=1, le=16, description="frames in the model at once: 1 to 16")] = 1
 
 
 class GpioActionConfig(msgspec.Struct, forbid_unknown_fields=True, tag="gpio"):

@@ -173,7 +173,8 @@ class Offloader:
                  attempt_timeout_s: float = 2.0, request_timeout_s: float = 10.0,
                  hedge: HedgePolicy | None = None,
                  on_security_event: SecurityEvent | None = None,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None,
+                 scheduler_factory: Callable[[], Scheduler] | None = None) -> None:
         self.trust = trust
         self.ledger = ledger
         self.verify = verify
@@ -185,6 +186,9 @@ class Offloader:
         self.models: dict[str, _Offloaded] = {}
         self._rng = random.Random(seed)
         self._seed = seed
+        #: Makes each model's scheduler (benchmarks compare other policies through it).
+        self.scheduler_factory = scheduler_factory or (
+            lambda: Scheduler(hedge=self.hedge, seed=self._seed))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
@@ -198,7 +202,7 @@ class Offloader:
         local = model.backend
         if isinstance(local, OffloadBackend):
             local = local.local
-        sched = Scheduler(hedge=self.hedge, seed=self._seed)
+        sched = self.scheduler_factory()
         if model.stats.count:
             sched.observe_service(LOCAL, model.stats.summary().p50_ms / 1000.0)
         entry = _Offloaded(name, local, sched)

@@ -284,6 +284,14 @@ def build_runtime(config: Config) -> Runtime:
                     tap=tap, time_scale=time_scale, snapshot_rules=snapshot_rules))
             except ConfigError as exc:
                 raise ConfigError(f"pipelines[{i}].model: {exc.message}") from exc
+            if pipe.inflight > 1:
+                if not runtime.pipelines[-1].concurrent_frames or tap is not None:
+                    raise ConfigError(
+                        f"pipelines[{i}].inflight = {pipe.inflight}: only a camera pipeline "
+                        "that reads its camera alone, with a model that keeps no state, "
+                        "can have several frames in the model at once",
+                        hint="remove inflight, or give the pipeline its own camera source")
+                runtime.pipelines[-1].inflight = pipe.inflight
         for source_id, source in runtime.sources.items():
             if readers[source_id] > 1:
                 runtime.shared[source_id] = SharedSource(

@@ -197,6 +197,8 @@ class Pipeline:
         self.started_mono_s = time.monotonic()
         self.last_result: dict[str, Any] | None = None
         self._frame_fn: FrameFn | None = None
+        #: Frames in the model at once (``[[pipelines]] inflight``; the worker's threads).
+        self.inflight = 1
         self._window: SlidingWindow | None = None
         self._window_recipe: WindowPreprocessing | None = None
         self._post = model.manifest.postprocessing if model is not None and model.manifest \
@@ -249,6 +251,38 @@ class Pipeline:
                 step.ran_on = target
                 if step.result is not None:
                     step.result["ran_on"] = target
+        return step
+
+    @property
+    def concurrent_frames(self) -> bool:
+        """Whether several frames may be in the model at once (:meth:`begin` and
+        :meth:`finish`): a camera pipeline whose model keeps no state between runs."""
+        return self.model is not None and self._frame_fn is not None and self._inputs is None
+
+    def begin(self, sample: Sample) -> Step | tuple[float, Any, float]:
+        """The sequential half of :meth:`infer` for a frame: gate and preprocess.
+
+        Returns the :class:`Step` when no model run is due, else what :meth:`finish`
+        takes. Call in frame order, one at a time; :meth:`finish` may then run in
+        several threads at once (only when :attr:`concurrent_frames`)."""
+        activity = self.policy.observe(sample)
+        if sample.frame is None or self.model is None or self._frame_fn is None:
+            raise ValueError("begin() is for camera pipelines with a model")
+        if not self.policy.wants_inference(sample, activity):
+            return Step(activity, None)
+        started = time.perf_counter()
+        return activity, self._frame_fn(sample.frame), started
+
+    def finish(self, sample: Sample, pending: tuple[float, Any, float]) -> Step:
+        """The model and postprocessing of a frame :meth:`begin` let through."""
+        activity, x, started = pending
+        assert sample.frame is not None
+        result = self._postprocess(self._run_model(x), sample.frame.shape)
+        result["motion"] = activity
+        step = Step(activity, result, True, time.perf_counter() - started)
+        target = getattr(self.model.backend, "last_target", None) if self.model else None
+        if target is not None:
+            step.ran_on = result["ran_on"] = target
         return step
 
     def _infer(self, sample: Sample) -> Step:

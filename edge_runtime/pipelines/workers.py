@@ -72,24 +72,58 @@ class Worker:
         self._lock = threading.Lock()
         self._wake = asyncio.Event()
         self._wake_scheduled = False
-        self._thread = threading.Thread(target=self._run, name=f"pipeline-{pipe.pipeline_id}",
-                                        daemon=True)
-        #: When the step in progress (one read + inference) began (monotonic s); None
-        #: between steps. The systemd watchdog stops while a step takes too long.
-        self.busy_since_mono_s: float | None = None
+        # Several frames in the model at once (pipe.inflight > 1): that many threads,
+        # reading and gating one at a time, running the model side by side.
+        lanes = pipe.inflight if pipe.inflight > 1 and tap is None and \
+            pipe.concurrent_frames else 1
+        target = self._run if lanes == 1 else self._run_lane
+        self._threads = [threading.Thread(target=target, daemon=True,
+                                          name=f"pipeline-{pipe.pipeline_id}"
+                                          + (f"-{i}" if lanes > 1 else ""))
+                         for i in range(lanes)]
+        self._busy: dict[int, float] = {}
+        self._busy_lock = threading.Lock()
+        # The lanes' shared state: reads in turn, paced together; results in order.
+        self._read_lock = threading.Lock()
+        self._next_read_s = 0.0
+        self._seq = 0
+        self._order_lock = threading.Lock()
+        self._held: dict[int, _Item] = {}
+        self._next_post = 0
+        self._lanes_left = lanes
+        self._ended = False
+
+    @property
+    def busy_since_mono_s(self) -> float | None:
+        """When the oldest step in progress (one read + inference) began (monotonic s);
+        None between steps. The systemd watchdog stops while a step takes too long."""
+        with self._busy_lock:
+            return min(self._busy.values(), default=None)
+
+    @busy_since_mono_s.setter
+    def busy_since_mono_s(self, value: float | None) -> None:
+        key = threading.get_ident()
+        with self._busy_lock:
+            if value is None:
+                self._busy.pop(key, None)
+            else:
+                self._busy[key] = value
 
     def start(self) -> None:
-        """Start the thread."""
-        self._thread.start()
+        """Start the thread(s)."""
+        for t in self._threads:
+            t.start()
 
     def join(self, timeout_s: float) -> None:
-        """Wait up to ``timeout_s`` for the thread to end (blocking: not on the loop)."""
-        self._thread.join(timeout_s)
+        """Wait up to ``timeout_s`` for the thread(s) to end (blocking: not on the loop)."""
+        deadline = time.monotonic() + timeout_s
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
 
     @property
     def alive(self) -> bool:
-        """True while the thread runs (after a join: it is stuck in a read or the model)."""
-        return self._thread.is_alive()
+        """True while a thread runs (after a join: it is stuck in a read or the model)."""
+        return any(t.is_alive() for t in self._threads)
 
     def _post(self, item: _Item) -> None:
         with self._lock:
@@ -138,6 +172,68 @@ class Worker:
             if wait_s > 0:
                 self.stop.wait(wait_s)
         self._post(("stopped", None, None, None))
+
+
+    # -- several frames in flight (pipe.inflight > 1) ------------------------------------
+
+    def _release(self, seq: int, item: _Item) -> None:
+        """Hand ``item`` (the ``seq``-th) to the loop once every earlier one is."""
+        with self._order_lock:
+            self._held[seq] = item
+            while self._next_post in self._held:
+                self._post(self._held.pop(self._next_post))
+                self._next_post += 1
+
+    def _run_lane(self) -> None:
+        """One of the pipeline's threads: read and gate in turn (paced together at the
+        controller's rate), run the model beside the others, results in frame order."""
+        pipe = self.pipe
+        try:
+            while not self.stop.is_set():
+                with self._read_lock:
+                    if self._ended:
+                        return
+                    wait_s = self._next_read_s - time.monotonic()
+                    if wait_s > 0 and self.stop.wait(wait_s):
+                        return
+                    started = time.monotonic()
+                    self.busy_since_mono_s = started
+                    try:
+                        sample = pipe.source.read(READ_TIMEOUT_S)
+                        if sample is None:
+                            self.busy_since_mono_s = None
+                            if pipe.source.exhausted:
+                                self._ended = True
+                                seq, self._seq = self._seq, self._seq + 1
+                                self._release(seq, ("end", None, None, None))
+                                return
+                            continue
+                        begun = pipe.begin(sample)
+                    except Exception as exc:  # a bad sample must not kill the pipeline
+                        self.busy_since_mono_s = None
+                        seq, self._seq = self._seq, self._seq + 1
+                        self._release(seq, ("error", None, None, exc))
+                        self._next_read_s = time.monotonic() + pipe.controller.period_s
+                        continue
+                    seq, self._seq = self._seq, self._seq + 1
+                    self._next_read_s = max(started, self._next_read_s) + \
+                        pipe.controller.period_s
+                try:
+                    step = begun if isinstance(begun, Step) else pipe.finish(sample, begun)
+                except Exception as exc:
+                    self._release(seq, ("error", None, None, exc))
+                    continue
+                finally:
+                    self.busy_since_mono_s = None
+                self._release(seq, ("result", sample, step, None))
+        finally:
+            with self._order_lock:
+                self._lanes_left -= 1
+                last = self._lanes_left == 0
+            if last:
+                with self._read_lock:
+                    seq, self._seq = self._seq, self._seq + 1
+                self._release(seq, ("stopped", None, None, None))
 
 
 def _read_and_infer(pipe: Pipeline, tap: Tap | None = None
