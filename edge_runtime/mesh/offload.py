@@ -195,23 +195,40 @@ class Offloader:
 
     # --- setup --------------------------------------------------------------------------
 
-    def attach(self, name: str, model: Model) -> OffloadBackend:
+    def attach(self, name: str, model: Model, *, share: bool = False) -> OffloadBackend:
         """Route ``model``'s runs through this offloader under the peers' name ``name``
-        (on the loop). Returns the wrapping backend (already installed in ``model``)."""
+        (on the loop). Returns the wrapping backend (already installed in ``model``).
+
+        ``share``: another pipeline of this generation already attached ``name``; runs of
+        both go through one scheduler and one local executor (one CPU, the same peers).
+        Otherwise ``name`` starts afresh (a reload replaces the old model)."""
         self._loop = asyncio.get_running_loop()
         local = model.backend
         if isinstance(local, OffloadBackend):
             local = local.local
+        existing = self.models.get(name)
+        if share and existing is not None:
+            backend = OffloadBackend(self, existing, self._loop, own=local)
+            model.replace_backend(backend)
+            return backend
         sched = self.scheduler_factory()
         if model.stats.count:
             sched.observe_service(LOCAL, model.stats.summary().p50_ms / 1000.0)
         entry = _Offloaded(name, local, sched)
+        old = self.models.get(name)
+        if old is not None:  # a reload: the new model replaces the old one
+            old.pool.shutdown(wait=False)
         self.models[name] = entry
         backend = OffloadBackend(self, entry, self._loop)
         model.replace_backend(backend)
         for link in self.peers.values():
             self._check_model(link, entry)
         return backend
+
+    def detach_others(self, keep: set[str]) -> None:
+        """Stop routing the models not in ``keep`` (a reload dropped their pipelines)."""
+        for name in [n for n in self.models if n not in keep]:
+            self.models.pop(name).pool.shutdown(wait=False)
 
     def add_peer(self, link: PeerLink) -> None:
         """A peer (found or configured); checked per model before it gets work."""
@@ -524,11 +541,12 @@ class OffloadBackend(Backend):
     """
 
     def __init__(self, offloader: Offloader, entry: _Offloaded,
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop, *, own: Backend | None = None) -> None:
         self._offloader = offloader
         self._entry = entry
         self._loop = loop
-        self.local = entry.local
+        #: This model's own engine (closed with it); runs here use the entry's.
+        self.local = own if own is not None else entry.local
         self.name = f"{entry.local.name} + mesh"
         self._inputs = list(entry.inputs)
         self._outputs = list(entry.outputs)

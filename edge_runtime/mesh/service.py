@@ -69,12 +69,13 @@ def mesh_folder(config: Config) -> Path:
 class MeshService:
     """See the module docstring. ``await start()``, ``attach(runtime)``, ``await aclose()``."""
 
-    def __init__(self, config: Config, *,
+    def __init__(self, config: Config, folder: Path, *,
                  on_security_event: Callable[[str, str, dict[str, Any]], None] | None = None
                  ) -> None:
+        """``folder``: where the books and trust list live (:func:`mesh_folder`, which
+        resolves paths: compute it off the loop)."""
         self.config = config
         self.plan: MeshPlan | None = None
-        folder = mesh_folder(config)
         self.trust = TrustStore(folder)
         self.ledger = Ledger(folder)
         mesh = config.mesh
@@ -190,14 +191,17 @@ class MeshService:
     def attach(self, runtime: Runtime) -> None:
         """Route the models of the pipelines with ``offload = true`` (on the loop)."""
         by_id = {p.id: p for p in self.config.pipelines}
+        attached: set[str] = set()
         for pipe in runtime.pipelines:
             cfg = by_id.get(pipe.pipeline_id)
             if cfg is None or not cfg.offload or pipe.model is None or cfg.model is None:
                 continue
             name = pipe.model.manifest.name if pipe.model.manifest is not None \
                 else Path(cfg.model).stem
-            self.offloader.attach(name, pipe.model)
+            self.offloader.attach(name, pipe.model, share=name in attached)
+            attached.add(name)
             log.info("mesh: pipeline %r offloads %s", pipe.pipeline_id, name)
+        self.offloader.detach_others(attached)
 
     def reconfigure(self, config: Config) -> None:
         """A reload: the new pipelines are attached by :meth:`attach`; ``[mesh]`` itself

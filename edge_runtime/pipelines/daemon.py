@@ -62,7 +62,7 @@ from edge_runtime.control import remove_socket_file, start_server
 from edge_runtime.errors import ConfigError, EdgeRuntimeError, FileWriteError, OutboxClosedError
 from edge_runtime.files import state_folder, write_atomic
 from edge_runtime.health import HealthMonitor
-from edge_runtime.mesh.service import MeshService, mesh_wanted
+from edge_runtime.mesh.service import MeshService, mesh_folder, mesh_wanted
 from edge_runtime.notify import Notifier, run_watchdog, wedged_workers
 from edge_runtime.pipelines.build import Runtime, build_runtime
 from edge_runtime.pipelines.pipeline import Pipeline, snapshot_boxes
@@ -172,7 +172,8 @@ class Daemon:
             # Upstream before the socket: a node that cannot keep its outbox does not start.
             await self.reporting.start(config, self.runtime)
             if mesh_wanted(config):
-                self.mesh = MeshService(config, on_security_event=self._security_event)
+                folder = await loop.run_in_executor(None, mesh_folder, config)
+                self.mesh = MeshService(config, folder, on_security_event=self._security_event)
                 await self.mesh.start()
                 self.mesh.attach(self.runtime)
             self.web = await start_web(config, status_provider=self.status,
