@@ -176,6 +176,7 @@ class Daemon:
                 self.mesh = MeshService(config, folder, on_security_event=self._security_event)
                 await self.mesh.start()
                 self.mesh.attach(self.runtime)
+                self.reporting.peer_books = self.mesh.ledger.as_dict
             self.web = await start_web(config, status_provider=self.status,
                                        frame_provider=self.latest_frame,
                                        reload=self.request_reload)

@@ -72,6 +72,8 @@ class Reporting:
         self._description = "nowhere (not started)"
         #: The status of the last upstream closed (what summary.json shows at exit).
         self.final_status: dict[str, Any] | None = None
+        #: The mesh's per-peer books for the periodic status (set by the daemon).
+        self.peer_books: Callable[[], dict[str, Any]] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -264,7 +266,7 @@ class Reporting:
         if now_s >= self._next_status_s:
             self._next_status_s = now_s + up.config.summary_interval_s
             try:
-                up.publish_status()
+                up.publish_status(peers=self.peer_books() if self.peer_books else None)
             except OutboxClosedError:
                 self.publish_errors += 1
 

@@ -246,11 +246,12 @@ class Upstream:
         self._outbox().put(summary)
         return summary.id
 
-    def publish_status(self) -> str:
-        """Store a status message (sinks' state, backlog, loss) to be reported."""
+    def publish_status(self, *, peers: dict[str, Any] | None = None) -> str:
+        """Store a status message (sinks' state, backlog, loss; the mesh's per-peer
+        ``peers`` books when given) to be reported."""
         extra = self._status_extra()
         status = Status(**self.factory.header(), state="online", sinks=extra["sinks"],
-                        lost=extra["lost"], version=extra["version"])
+                        lost=extra["lost"], version=extra["version"], peers=peers or {})
         self._outbox().put(status)
         return status.id
 

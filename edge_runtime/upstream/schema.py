@@ -130,6 +130,9 @@ class Status(Message, tag="status"):
     #: Messages the disk cap forced out, by kind (never silent).
     lost: dict[str, int] = msgspec.field(default_factory=dict)
     version: str = ""
+    #: The mesh's books per peer (``consumed_*``: what the peer did for this node,
+    #: ``served_*``: what this node did for it; totals since the books began).
+    peers: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 AnyMessage = Summary | Event | Snapshot | Status

@@ -118,6 +118,8 @@ verify_fraction = 0.1
     summaries = [x for x in lines if x["kind"] == "summary"]
     assert summaries and sum(s["offloaded"] for s in summaries) > 0
     assert all(s["local"] + s["offloaded"] == s["inferences"] for s in summaries)
+    statuses = [x for x in lines if x["kind"] == "status" and x.get("peers")]
+    assert statuses and statuses[-1]["peers"][url]["consumed_requests"] > 0
     # The books outlive the daemon: `peers` shows them from disk.
     out = subprocess.run([sys.executable, "-m", "edge_runtime", "peers", str(cfg)],
                          capture_output=True, text=True, timeout=60, cwd=ROOT, check=False,
