@@ -328,6 +328,14 @@ class ForecastConfig(msgspec.Struct, forbid_unknown_fields=True):
     ] = 2 * 3600.0
 
 
+class CascadeConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """``[pipelines.cascade]``: a small local classifier first; only frames whose top
+    class scores below ``threshold`` go to the pipeline's model (docs/mesh.md)."""
+
+    model: str
+    threshold: Fraction = 0.9
+
+
 class PipelineConfig(msgspec.Struct, forbid_unknown_fields=True):
     """One path from a source to decisions. ``model`` and ``detector`` are both optional:
     without either, rules see the raw ``value`` (sensors) or ``motion`` (cameras).
@@ -356,6 +364,8 @@ class PipelineConfig(msgspec.Struct, forbid_unknown_fields=True):
     #: frame order.
     inflight: Annotated[int, msgspec.Meta(
         ge=1, le=16, description="frames in the model at once: 1 to 16")] = 1
+    #: A small local model that answers the frames it is sure of (camera pipelines).
+    cascade: CascadeConfig | None = None
 
 
 class GpioActionConfig(msgspec.Struct, forbid_unknown_fields=True, tag="gpio"):

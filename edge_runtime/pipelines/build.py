@@ -39,6 +39,7 @@ from edge_runtime.pipelines.actions import (
     GpioOutputAction,
     LogAction,
 )
+from edge_runtime.pipelines.cascade import CascadeStage
 from edge_runtime.pipelines.forecast import ForecastStage
 from edge_runtime.pipelines.pipeline import Pipeline
 from edge_runtime.pipelines.rules import Rule
@@ -87,6 +88,8 @@ class Runtime:
                     continue
                 try:
                     pipe.model.close()
+                    if pipe.cascade is not None:
+                        pipe.cascade.close()
                 except Exception as exc:
                     log.warning("closing the model of pipeline %r: %s", pipe.pipeline_id, exc)
         for action in self.actions.values():
@@ -292,6 +295,21 @@ def build_runtime(config: Config) -> Runtime:
                         "can have several frames in the model at once",
                         hint="remove inflight, or give the pipeline its own camera source")
                 runtime.pipelines[-1].inflight = pipe.inflight
+            if pipe.cascade is not None:
+                built = runtime.pipelines[-1]
+                if built.model is None or source.kind != "frame":
+                    raise ConfigError(f"pipelines[{i}].cascade: a cascade needs a camera "
+                                      "pipeline with a model",
+                                      hint="set the pipeline's model, or remove the cascade")
+                name = pipe.cascade.model
+                if "/" in name or name.endswith((".onnx", ".tflite")):
+                    name = str(config.resolve(name))
+                try:
+                    built.cascade = CascadeStage(load_model(name, num_threads=pipe.num_threads),
+                                                 pipe.cascade.threshold)
+                except ConfigError as exc:
+                    raise ConfigError(f"pipelines[{i}].cascade.model: {exc.message}",
+                                      hint=exc.hint) from exc
         for source_id, source in runtime.sources.items():
             if readers[source_id] > 1:
                 runtime.shared[source_id] = SharedSource(

@@ -68,6 +68,7 @@ from edge_runtime.sources.base import Sample, Source
 
 if TYPE_CHECKING:
     from edge_runtime.models.model import Model
+    from edge_runtime.pipelines.cascade import CascadeStage
     from edge_runtime.upstream.summary import SummaryWindow
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,8 @@ class Pipeline:
         self._frame_fn: FrameFn | None = None
         #: Frames in the model at once (``[[pipelines]] inflight``; the worker's threads).
         self.inflight = 1
+        #: A small local model that answers first (``[pipelines.cascade]``), or None.
+        self.cascade: CascadeStage | None = None
         self._window: SlidingWindow | None = None
         self._window_recipe: WindowPreprocessing | None = None
         self._post = model.manifest.postprocessing if model is not None and model.manifest \
@@ -277,6 +280,11 @@ class Pipeline:
         """The model and postprocessing of a frame :meth:`begin` let through."""
         activity, x, started = pending
         assert sample.frame is not None
+        if self.cascade is not None:
+            small = self.cascade.answer(sample.frame)
+            if small is not None:
+                small["motion"] = activity
+                return Step(activity, small, True, time.perf_counter() - started)
         result = self._postprocess(self._run_model(x), sample.frame.shape)
         result["motion"] = activity
         step = Step(activity, result, True, time.perf_counter() - started)
@@ -295,6 +303,11 @@ class Pipeline:
             if self.model is None or self._frame_fn is None:
                 return Step(activity, {"motion": activity})
             started = time.perf_counter()
+            if self.cascade is not None:
+                small = self.cascade.answer(sample.frame)
+                if small is not None:
+                    small["motion"] = activity
+                    return Step(activity, small, True, time.perf_counter() - started)
             x = self._frame_fn(sample.frame)
             outputs = self._run_model(x)
             result = self._postprocess(outputs, sample.frame.shape)
@@ -607,6 +620,7 @@ class Pipeline:
             "rules": {r.rule_id: {**r.state(), "stale": live["stale"]} for r in self.rules},
             "cleaning": self.cleaner.counters.as_dict() if self.cleaner is not None else None,
             "forecast": self.forecast.state() if self.forecast is not None else None,
+            "cascade": self.cascade.state() if self.cascade is not None else None,
             "health": round(self.health.value, 1) if self.health is not None else None,
             "last_result": last,
         }
