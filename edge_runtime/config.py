@@ -940,7 +940,22 @@ def check_config(config: Config) -> None:
     from edge_runtime.mesh.node import check_mesh
 
     check_mesh(config)
+    n_readers: dict[str, int] = {}
+    for pipe in config.pipelines:
+        n_readers[pipe.source] = n_readers.get(pipe.source, 0) + 1
+    sources = {src.id: src for src in config.sources}
     for i, pipe in enumerate(config.pipelines):
+        camera = isinstance(sources.get(pipe.source), FRAME_SOURCES)
+        if pipe.inflight > 1 and (pipe.model is None or not camera
+                                  or n_readers[pipe.source] > 1):
+            raise ConfigError(
+                f"pipelines[{i}].inflight = {pipe.inflight}: only a camera pipeline with a "
+                "model that reads its camera alone can have several frames in the model at "
+                "once", hint="remove inflight, or give the pipeline its own camera source")
+        if pipe.cascade is not None and (pipe.model is None or not camera):
+            raise ConfigError(f"pipelines[{i}].cascade: a cascade needs a camera pipeline "
+                              "with a model",
+                              hint="set the pipeline's model, or remove the cascade")
         if pipe.offload and pipe.model is None:
             raise ConfigError(f"pipelines[{i}].offload: pipeline {pipe.id!r} has no model "
                               "to offload", hint="set its model, or remove 'offload = true'")
