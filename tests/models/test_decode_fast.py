@@ -1,7 +1,8 @@
 """The decoders' fast paths give what the plain numpy they replace gives.
 
 Early return with no candidate, anchor decoding from precomputed per-column arrays,
-weighted NMS on bitsets, and the class-plane argmax of segmentation (ties included).
+weighted NMS on bitsets, boxes and keypoints kept side by side (rows) through NMS and
+the result, and the class-plane argmax of segmentation (ties included).
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ import numpy as np
 import pytest
 
 from edge_runtime.models.decoders.anchors import AnchorSSDDecoder
-from edge_runtime.models.decoders.base import detection_result
-from edge_runtime.models.decoders.nms import MATRIX_MAX, weighted_nms
+from edge_runtime.models.decoders.base import detection_result, sigmoid
+from edge_runtime.models.decoders.nms import MATRIX_MAX, hard_nms, weighted_nms, weighted_nms_rows
 from edge_runtime.models.decoders.segmentation import _argmax_last, _argmax_planes
-from edge_runtime.models.manifest import AnchorConfig, DetectionPostprocessing
+from edge_runtime.models.manifest import AnchorConfig, DetectionPostprocessing, ImagePreprocessing
+from edge_runtime.models.preprocess import FrameGeometry, frame_geometry
 from edge_runtime.models.types import TensorSpec
 
 ANCHORS = AnchorConfig(input_size=(128, 128), num_layers=4, strides=[8, 16, 16, 16],
@@ -140,3 +142,101 @@ def test_class_plane_argmax_equals_argmax_first_maximum_on_ties(dtype: type,
     # Not contiguous (a slice of a bigger output) still works.
     wide = np.concatenate([scores, scores], axis=1)[:, ::2]
     np.testing.assert_array_equal(_argmax_last(wide), np.argmax(wide, axis=-1))
+
+
+def _reference_decode(decoder: AnchorSSDDecoder, outputs: dict[str, np.ndarray],
+                      geometry: FrameGeometry | None) -> dict[str, object]:
+    """The anchor decoder before boxes and keypoints were kept side by side: separate
+    arrays, :func:`weighted_nms` / :func:`hard_nms` and :func:`detection_result`."""
+    spec, n = decoder.spec, len(decoder.anchors)
+    best = np.asarray(outputs["classificators"], np.float32).reshape(n, -1)[:, 0]
+    picked = np.flatnonzero(best >= decoder._logit_threshold)
+    if picked.size == 0:
+        return decoder._empty_result()
+    scores = sigmoid(best[picked], spec.score_clipping_thresh)
+    classes = np.zeros(picked.size, np.int64)
+    raw = np.asarray(outputs["regressors"], np.float32).reshape(n, -1)[picked]
+    raw = raw[:, decoder._columns]
+    decoded = raw / decoder._divisors * decoder._anchor_mul[picked] + decoder._anchor_add[picked]
+    if spec.apply_exponential_on_box_size:
+        decoded[:, 2:4] = (np.exp(raw[:, 2:4] / decoder._divisors[2:4])
+                           * decoder._anchor_mul[picked, 2:4])
+    centre, half = decoded[:, 0:2], decoded[:, 2:4] / 2
+    boxes = np.concatenate([centre - half, centre + half], axis=1) * decoder._box_size
+    kps = (decoded[:, 4:] * decoder._kp_size).reshape(picked.size, spec.num_keypoints, 2)
+    if spec.nms == "weighted":
+        keep, boxes, merged = weighted_nms(boxes, scores, spec.iou_threshold, kps,
+                                           spec.max_detections)
+        assert merged is not None
+        kps = merged
+    else:
+        keep = hard_nms(boxes, scores, spec.iou_threshold, classes, spec.max_detections)
+        boxes, kps = boxes[keep], kps[keep]
+    return detection_result(boxes, scores[keep], classes[keep], ["face"], (128, 128),
+                            geometry=geometry, keypoints_input_px=kps)
+
+
+def _faces(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Background logits, a few faces each found by a cluster of anchors, some lone
+    candidates, and values that stress rounding (zeros, -0, boxes off the frame)."""
+    raw = rng.normal(0, rng.uniform(1, 40), (1, 896, 16)).astype(np.float32)
+    logits = rng.normal(-8, 1.5, (1, 896, 1)).astype(np.float32)
+    for _ in range(int(rng.integers(0, 5))):
+        start, size = int(rng.integers(0, 880)), int(rng.integers(1, 10))
+        logits[0, start:start + size, 0] = rng.uniform(-1, 4, size)
+        raw[0, start:start + size, 2:4] = rng.uniform(5, 60) + rng.normal(0, 1, (size, 2))
+    for j in rng.integers(0, 896, int(rng.integers(0, 4))):
+        logits[0, j, 0] = rng.uniform(0, 5)
+    if rng.random() < 0.2:
+        raw[0, rng.integers(0, 896, 50)] = -0.0
+    return {"regressors": raw, "classificators": logits}
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"score_threshold": 0.3, "max_detections": 2},
+    {"reverse_output_order": True, "apply_exponential_on_box_size": True},
+    {"nms": "hard"},
+])
+def test_rows_fast_path_gives_the_reference_result_exactly(options: dict[str, object]) -> None:
+    decoder = _decoder(iou_threshold=0.3, **options)
+    rng = np.random.default_rng(11)
+    geometries = [None, frame_geometry(ImagePreprocessing(size=(128, 128), resize="stretch"),
+                                       640, 480),
+                  frame_geometry(ImagePreprocessing(size=(128, 128), resize="letterbox"),
+                                 1280, 720)]
+    found = 0
+    for i in range(120):
+        outputs = _faces(rng)
+        geometry = geometries[i % 3]
+        got, want = decoder.decode(outputs, geometry), _reference_decode(decoder, outputs,
+                                                                          geometry)
+        assert got == want
+        # == treats -0.0 and 0.0 as equal; the text (JSON) does not.
+        assert repr(got) == repr(want)
+        found += got["count"]
+    assert found > 50
+
+
+def test_weighted_nms_rows_equals_weighted_nms_bit_for_bit() -> None:
+    rng = np.random.default_rng(13)
+    for n in [*range(1, 40), 63, 64, 65, 200]:
+        centres = rng.uniform(0, 100, (5, 2))[rng.integers(0, 5, n)] + rng.normal(0, 3, (n, 2))
+        sizes = rng.uniform(0, 30, (n, 2))
+        boxes = np.concatenate([centres - sizes / 2, centres + sizes / 2], 1).astype(np.float32)
+        boxes[rng.random(n) < 0.1] = -0.0  # zero-area boxes, signed zeros
+        scores = rng.choice(rng.uniform(0, 1, 6), n).astype(np.float32)  # ties
+        scores[rng.random(n) < 0.05] = 0.0
+        extra = rng.uniform(-50, 100, (n, 6, 2)).astype(np.float32)
+        extra[rng.random((n, 6, 2)) < 0.1] = -0.0
+        rows = np.concatenate([boxes, extra.reshape(n, -1)], axis=1)
+        for max_out in (None, 2):
+            keep, merged = weighted_nms_rows(rows, scores, 0.3, max_out)
+            want_keep, want, want_extra = weighted_nms(boxes, scores, 0.3, extra, max_out)
+            assert want_extra is not None
+            assert keep == want_keep
+            want_rows = np.concatenate([want, want_extra.reshape(len(keep), -1)], axis=1)
+            assert merged.tobytes() == want_rows.tobytes()  # bit for bit, -0.0 included
+            keep, boxes_only = weighted_nms_rows(boxes, scores, 0.3, max_out)
+            assert keep == want_keep
+            assert boxes_only.tobytes() == want.tobytes()

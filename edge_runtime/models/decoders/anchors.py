@@ -27,9 +27,10 @@ from edge_runtime.models.decoders.base import (
     Result,
     detection_result,
     find_output,
+    rows_detection_result,
     sigmoid,
 )
-from edge_runtime.models.decoders.nms import hard_nms, weighted_nms
+from edge_runtime.models.decoders.nms import hard_nms, weighted_nms_rows
 from edge_runtime.models.manifest import AnchorConfig, DetectionPostprocessing
 from edge_runtime.models.preprocess import FrameGeometry
 from edge_runtime.models.types import TensorSpec
@@ -204,9 +205,9 @@ class AnchorSSDDecoder(Decoder):
             best = logits[:, 0]
         if spec.sigmoid_score:
             # The sigmoid is monotonic: threshold the logits, squash only what is kept.
-            picked = np.flatnonzero(best >= self._logit_threshold)
+            picked = (best >= self._logit_threshold).nonzero()[0]
         else:
-            picked = np.flatnonzero(best >= spec.score_threshold)
+            picked = (best >= spec.score_threshold).nonzero()[0]
         if picked.size == 0:
             return self._empty_result()
         if spec.sigmoid_score:
@@ -214,31 +215,39 @@ class AnchorSSDDecoder(Decoder):
         else:
             scores = best[picked]
         kept_classes = (classes[picked].astype(np.int64) if classes is not None
-                        else np.zeros(picked.size, np.int64))
+                        else None)
         raw = np.asarray(outputs[self._boxes], np.float32).reshape(n, -1)[picked]
         if not self._identity_columns:
             raw = raw[:, self._columns]
         # x = raw_x / x_scale * anchor_w + anchor_x (and y, keypoints); w = raw_w / w_scale
         # * anchor_w (+ 0): the same float32 operations, in the same order, per column.
-        decoded = raw / self._divisors * self._anchor_mul[picked] + self._anchor_add[picked]
+        decoded = raw / self._divisors
+        decoded *= self._anchor_mul[picked]
+        decoded += self._anchor_add[picked]
         if spec.apply_exponential_on_box_size:
             decoded[:, 2:4] = (np.exp(raw[:, 2:4] / self._divisors[2:4])
                                * self._anchor_mul[picked, 2:4])
+        # Box corners then keypoints, side by side in one (n, 4 + 2K) array, so NMS and
+        # the result handle them in one call each.
+        rows = np.empty_like(decoded)
         centre, half = decoded[:, 0:2], decoded[:, 2:4] / 2
-        boxes = np.concatenate([centre - half, centre + half], axis=1) * self._box_size
-        kps = (decoded[:, 4:self._values] * self._kp_size).reshape(
-            picked.size, spec.num_keypoints, 2)
+        np.subtract(centre, half, out=rows[:, 0:2])
+        np.add(centre, half, out=rows[:, 2:4])
+        rows[:, 0:4] *= self._box_size
+        if spec.num_keypoints:
+            np.multiply(decoded[:, 4:self._values], self._kp_size, out=rows[:, 4:])
         if spec.nms == "weighted":
-            keep, boxes, kps_out = weighted_nms(boxes, scores, spec.iou_threshold,
-                                                kps, spec.max_detections)
-            kps = kps_out if kps_out is not None else kps
+            keep, rows = weighted_nms_rows(rows, scores, spec.iou_threshold,
+                                           spec.max_detections)
         else:
-            keep = hard_nms(boxes, scores, spec.iou_threshold, kept_classes,
-                            spec.max_detections)
-            boxes, kps = boxes[keep], kps[keep]
-        return detection_result(boxes, scores[keep], kept_classes[keep], self.labels,
-                                self.input_size, geometry=geometry,
-                                keypoints_input_px=kps if spec.num_keypoints else None)
+            keep = hard_nms(rows[:, 0:4], scores, spec.iou_threshold,
+                            np.zeros(picked.size, np.int64) if kept_classes is None
+                            else kept_classes, spec.max_detections)
+            rows = rows[keep]
+        return rows_detection_result(rows, scores[keep],
+                                     None if kept_classes is None else kept_classes[keep],
+                                     self.labels, self.input_size, geometry=geometry,
+                                     num_keypoints=spec.num_keypoints)
 
     def _empty_result(self) -> Result:
         """What a frame with no candidate decodes to (a fresh dict each time)."""

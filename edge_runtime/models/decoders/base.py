@@ -204,6 +204,83 @@ def detection_result(
     return result
 
 
+def rows_detection_result(
+    rows_input_px: FloatArray,
+    scores: FloatArray,
+    classes: IntArray | None,
+    labels: Sequence[str],
+    input_size: tuple[int, int],
+    *,
+    geometry: FrameGeometry | None,
+    num_keypoints: int = 0,
+) -> Result:
+    """:func:`detection_result` for boxes and keypoints held side by side, ``(n, 4 + 2K)``
+    rows ``[x1, y1, x2, y2, kx0, ky0, ...]`` in model-input pixels; ``classes`` None
+    means all class 0. The same result, value for value: the same float32 and float64
+    operations on every element, in a few calls over the rows at once (mapping to the
+    frame, clipping, which leaves the keypoints alone, and rounding), then Python.
+    """
+    geo = geometry or FrameGeometry.identity(*input_size)
+    n = int(rows_input_px.shape[0])
+    offset, scale, low, high, size64 = _row_vectors(geo, num_keypoints)
+    # to_source: (v - offset) / scale per x, y; then the boxes' clip to the frame.
+    mapped = np.subtract(rows_input_px, offset)
+    mapped /= scale
+    np.maximum(mapped, low, out=mapped)
+    np.minimum(mapped, high, out=mapped)
+    as64 = mapped.astype(np.float64)
+    fractions = (as64 / size64).round(4).tolist()
+    pixels = as64[:, :4].round(1).tolist()
+    score_list = scores.tolist()
+    names = _label_names(tuple(labels))
+    class_list = [0] * n if classes is None else classes.tolist()
+    detections = []
+    for i, cls in enumerate(class_list):
+        row = fractions[i]
+        det: dict[str, Any] = {
+            "box": row[:4],
+            "box_px": pixels[i],
+            "score": score_list[i],
+            "class_index": cls,
+            "label": names[cls] if 0 <= cls < len(names) else str(cls),
+        }
+        if num_keypoints:
+            det["keypoints"] = [row[j:j + 2] for j in range(4, 4 + 2 * num_keypoints, 2)]
+        detections.append(det)
+    result: Result = {
+        "count": n,
+        "max_score": max(score_list) if score_list else 0.0,
+        "detections": detections,
+    }
+    if labels:
+        counts = [0] * len(labels)
+        for cls in class_list:
+            if 0 <= cls < len(counts):
+                counts[cls] += 1
+        result.update(zip(_count_keys(tuple(labels)), counts, strict=True))
+    return result
+
+
+@functools.lru_cache(maxsize=64)
+def _row_vectors(geo: FrameGeometry, num_keypoints: int
+                 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray,
+                            npt.NDArray[np.float64]]:
+    """Per-column offset and scale (float32, as numpy casts to_source's Python floats),
+    clip bounds (the keypoints' are infinite) and frame size (float64), for
+    :func:`rows_detection_result`."""
+    frame_w, frame_h = geo.source_size
+    pairs = 2 + num_keypoints
+    offset = np.asarray([geo.offset_x_px, geo.offset_y_px] * pairs, np.float32)
+    scale = np.asarray([geo.scale_x, geo.scale_y] * pairs, np.float32)
+    inf = float("inf")
+    low = np.asarray([0.0] * 4 + [-inf] * (2 * num_keypoints), np.float32)
+    high = np.asarray([frame_w, frame_h] * 2 + [inf] * (2 * num_keypoints), np.float32)
+    size64 = np.asarray([frame_w, frame_h] * pairs, np.float32).astype(np.float64)
+    for array in (offset, scale, low, high, size64):
+        array.setflags(write=False)
+    return offset, scale, low, high, size64
+
+
 @functools.lru_cache(maxsize=64)
 def _label_names(labels: tuple[str, ...]) -> tuple[str, ...]:
     return labels

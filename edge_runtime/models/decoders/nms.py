@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import numpy.typing as npt
 
@@ -161,3 +163,93 @@ def _weighted_small(boxes: FloatArray, scores: FloatArray, order: npt.NDArray[np
     if extra is not None:
         extra_out = out_extra[:len(keep)].reshape(len(keep), *extra.shape[1:])
     return keep, boxes_out, extra_out
+
+
+def _overlaps(boxes: FloatArray, iou_threshold: float) -> npt.NDArray[np.bool_]:
+    """``iou_matrix(boxes) > iou_threshold`` in fewer, wider calls (the same float32 values:
+    x1 and y1 (x2 and y2) are one maximum (minimum) over both coordinates, the
+    widths and heights one subtraction; every element sees the same operations)."""
+    lo = np.maximum(boxes[:, None, 0:2], boxes[None, :, 0:2])
+    wh = np.minimum(boxes[:, None, 2:4], boxes[None, :, 2:4])
+    wh -= lo
+    np.maximum(wh, 0, out=wh)
+    inter = wh[..., 0] * wh[..., 1]
+    sides = boxes[:, 2:4] - boxes[:, 0:2]
+    areas = sides[:, 0] * sides[:, 1]
+    union = areas[:, None] + areas[None, :]
+    union -= inter
+    np.maximum(union, 1e-12, out=union)
+    np.divide(inter, union, out=union)
+    out: npt.NDArray[np.bool_] = union > iou_threshold
+    return out
+
+
+#: Up to this many candidates, :func:`weighted_nms_rows` ranks and clusters in Python.
+SMALL_MAX = 64
+
+
+def weighted_nms_rows(rows: FloatArray, scores: FloatArray, iou_threshold: float,
+                      max_out: int | None = None) -> tuple[list[int], FloatArray]:
+    """:func:`weighted_nms` on rows that hold a box then its extras side by side
+    (``(n, 4 + E)``: ``[x1, y1, x2, y2, e0, e1, ...]``); returns the kept indices and
+    the merged rows, equal bit for bit to ``weighted_nms(rows[:, :4], scores, t,
+    rows[:, 4:])``.
+
+    For the few candidates of a real frame the cost is numpy calls, and right after
+    the model each kind of call not made yet costs tens of microseconds (its code is
+    out of the caches), so up to :data:`SMALL_MAX` candidates: the ranking and the
+    clusters in Python, the overlap matrix in half the calls, a cluster of one box
+    merged without a dot product (``w * x / w``, what ``w @ x`` of one row computes),
+    and the others merged as :func:`weighted_nms` does (two dot products over
+    contiguous boxes and extras, so the sums run in the same order).
+    """
+    n = int(rows.shape[0])
+    weight_list = scores.tolist()
+    if n > SMALL_MAX or any(math.isnan(w) for w in weight_list):
+        return _weighted_rows_bitsets(rows, scores, iou_threshold, max_out)
+    # np.argsort(-scores, kind="stable") for a few non-NaN scores: Python's sort is stable.
+    ranks = sorted(range(n), key=lambda i: -weight_list[i])
+    # The overlap matrix is symmetric bit for bit (max, min, + commute), so it is built
+    # on the rows as they come and read in rank order.
+    over = _overlaps(rows, iou_threshold).tolist()
+    out = np.empty((n, rows.shape[1]), np.float32)
+    has_extra = rows.shape[1] > 4
+    keep: list[int] = []
+    left = ranks
+    while left:
+        best = left[0]
+        near = over[best]
+        # The best box is in its own cluster, even with zero area.
+        members = [j for j in left if near[j] or j == best]
+        left = [j for j in left if not (near[j] or j == best)]
+        row = len(keep)
+        if len(members) == 1:
+            # One member: w @ x is 0 + w * x per column (numpy's loop, no BLAS, for a
+            # single row; the 0 turns -0 into +0), then / total, with total = w (or 1
+            # when w is 0).
+            merged = out[row]
+            np.multiply(rows[best], scores[best], out=merged)
+            merged += 0.0
+            merged /= weight_list[best] or 1.0
+        else:
+            index = np.asarray(members, np.intp)
+            w = scores[index]
+            total = float(w.sum()) or 1.0
+            out[row, :4] = w @ np.ascontiguousarray(rows[index, :4]) / total
+            if has_extra:
+                out[row, 4:] = w @ np.ascontiguousarray(rows[index, 4:]) / total
+        keep.append(best)
+        if max_out is not None and len(keep) >= max_out:
+            break
+    return keep, out[:len(keep)]
+
+
+def _weighted_rows_bitsets(rows: FloatArray, scores: FloatArray, iou_threshold: float,
+                           max_out: int | None) -> tuple[list[int], FloatArray]:
+    """:func:`weighted_nms_rows` for more than :data:`SMALL_MAX` candidates."""
+    extra = rows[:, 4:] if rows.shape[1] > 4 else None
+    keep, boxes, merged_extra = weighted_nms(np.ascontiguousarray(rows[:, :4]), scores,
+                                             iou_threshold, extra, max_out)
+    if merged_extra is None:
+        return keep, boxes
+    return keep, np.concatenate([boxes, merged_extra.reshape(len(keep), -1)], axis=1)
