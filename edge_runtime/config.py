@@ -949,9 +949,9 @@ def check_config(config: Config) -> None:
         if pipe.inflight > 1 and (pipe.model is None or not camera
                                   or n_readers[pipe.source] > 1):
             raise ConfigError(
-                f"pipelines[{i}].inflight = {pipe.inflight}: only a camera pipeline with a "
-                "model that reads its camera alone can have several frames in the model at "
-                "once", hint="remove inflight, or give the pipeline its own camera source")
+                f"pipelines[{i}].inflight: {pipe.inflight} frames in the model at once need "
+                "a camera pipeline with a model that reads its camera alone",
+                hint="remove inflight, or give the pipeline its own camera source")
         if pipe.cascade is not None and (pipe.model is None or not camera):
             raise ConfigError(f"pipelines[{i}].cascade: a cascade needs a camera pipeline "
                               "with a model",

@@ -290,9 +290,9 @@ def build_runtime(config: Config) -> Runtime:
             if pipe.inflight > 1:
                 if not runtime.pipelines[-1].concurrent_frames or tap is not None:
                     raise ConfigError(
-                        f"pipelines[{i}].inflight = {pipe.inflight}: only a camera pipeline "
-                        "that reads its camera alone, with a model that keeps no state, "
-                        "can have several frames in the model at once",
+                        f"pipelines[{i}].inflight: {pipe.inflight} frames in the model at "
+                        "once need a camera pipeline that reads its camera alone, with a "
+                        "model that keeps no state",
                         hint="remove inflight, or give the pipeline its own camera source")
                 runtime.pipelines[-1].inflight = pipe.inflight
             if pipe.cascade is not None:
