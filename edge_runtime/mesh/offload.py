@@ -437,6 +437,7 @@ class Offloader:
             return False, [], None, 0, MeshError(f"peer {attempt.target} is gone")
         timeout_s = max(0.05, min(self.attempt_timeout_s, deadline - time.monotonic()))
         inputs = {s.name: np.asarray(a) for s, a in zip(entry.inputs, arrays, strict=True)}
+        sent_s = time.monotonic()
         try:
             answer = await link.client.infer(entry.name, inputs, binary=True,
                                              timeout_s=timeout_s)
@@ -459,7 +460,10 @@ class Offloader:
             return False, [], None, 0, PeerProtocolError(f"{link.peer_id}: {exc}")
         if answer.queue_depth is not None:
             entry.scheduler.observe_queue(attempt.target, answer.queue_depth)
-        return True, outs, answer.server_compute_s, answer.bytes_total, None
+        service_s = answer.server_compute_s
+        if service_s is None:  # a server that does not say (Triton): all but one RTT
+            service_s = max(1e-6, time.monotonic() - sent_s - (link.rtt_s or 0.0))
+        return True, outs, service_s, answer.bytes_total, None
 
     # --- trust but verify ---------------------------------------------------------------
 
