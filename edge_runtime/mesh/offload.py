@@ -53,6 +53,7 @@ from edge_runtime.errors import (
     InferenceError,
     MeshError,
     PeerProtocolError,
+    PeerRequestError,
     PeerTimeoutError,
     SchedulerError,
 )
@@ -86,9 +87,11 @@ class PeerLink:
     up: bool = True
     rtt_s: float | None = None
     #: Per model: True (matches), False (does not serve it or another model), absent:
-    #: not checked yet.
+    #: not checked yet (or the check could not reach the peer: tried again later).
     models: dict[str, bool] = field(default_factory=dict)
     last_error: str | None = None
+    #: Models whose check is running now.
+    checking: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -262,6 +265,8 @@ class Offloader:
                 entry.scheduler.remove_peer(peer_id)
             elif link.models.get(entry.name) and not self.trust.is_quarantined(peer_id):
                 entry.scheduler.add_peer(peer_id)
+        if up:
+            self.recheck(peer_id)
 
     def observe_rtt(self, peer_id: str, rtt_s: float) -> None:
         link = self.peers.get(peer_id)
@@ -278,7 +283,19 @@ class Offloader:
                     if link.models.get(entry.name):
                         entry.scheduler.add_peer(link.peer_id)
 
+    def recheck(self, peer_id: str) -> None:
+        """Check the models ``peer_id`` has no verdict for yet (the peer answers again)."""
+        link = self.peers.get(peer_id)
+        if link is None:
+            return
+        for entry in self.models.values():
+            if entry.name not in link.models:
+                self._check_model(link, entry)
+
     def _check_model(self, link: PeerLink, entry: _Offloaded) -> None:
+        if entry.name in link.checking:
+            return
+        link.checking.add(entry.name)
         self._spawn(self._check(link, entry))
 
     async def _check(self, link: PeerLink, entry: _Offloaded) -> None:
@@ -286,8 +303,13 @@ class Offloader:
             meta = await link.client.model_metadata(entry.name, timeout_s=5.0)
             why = tensors_match(entry.inputs, meta.get("inputs") or []) or \
                 tensors_match(entry.outputs, meta.get("outputs") or [])
-        except MeshError as exc:
+        except PeerRequestError as exc:  # it answered: it does not serve this model
             why = str(exc)
+        except MeshError as exc:  # not reached (down, TLS refused): no verdict yet
+            link.last_error = str(exc)
+            return
+        finally:
+            link.checking.discard(entry.name)
         if self.peers.get(link.peer_id) is not link:
             return
         link.models[entry.name] = not why

@@ -252,6 +252,7 @@ class MeshService:
             return False
         if alive:
             self.offloader.observe_rtt(link.peer_id, time.monotonic() - started)
+            self.offloader.recheck(link.peer_id)
         return alive
 
     async def _follow(self, events: asyncio.Queue[PeerEvent]) -> None:
