@@ -681,7 +681,8 @@ async def straggler_main(args: argparse.Namespace) -> None:
         timing = response.headers.get("Server-Timing", "")
         if request.path.endswith("/infer") and timing.startswith("infer;dur=") \
                 and rng.random() < args.lag_share:
-            await asyncio.sleep(args.lag_factor * float(timing.split("=", 1)[1]) / 1e3)
+            infer_ms = timing.split(",", 1)[0].split("=", 1)[1]  # infer;dur=MS, work;...
+            await asyncio.sleep(args.lag_factor * float(infer_ms) / 1e3)
         return response
 
     app.middlewares.append(lag)

@@ -73,6 +73,14 @@ log = logging.getLogger(__name__)
 HANDOFF_MARGIN_S = 1.0
 
 SecurityEvent = Callable[[str, str, dict[str, Any]], None]
+_Outcome = tuple[bool, list[np.ndarray], float | None, float, int, BaseException | None]
+
+
+def _timed_run(backend: Backend, arrays: list[np.ndarray]) -> tuple[list[np.ndarray], float]:
+    """``backend.run`` and its own time (in the executor's thread)."""
+    started = time.perf_counter()
+    outs = backend.run(arrays)
+    return outs, time.perf_counter() - started
 
 
 @dataclass
@@ -358,12 +366,14 @@ class Offloader:
             return True
 
         launch(set())
+        hedge_refused = False  # asked once past its time: not again until an answer
         try:
             while pending:
                 now = time.monotonic()
                 wait_s = deadline - now
                 hedge_at = sched.hedge_due_s(request)
-                if hedge_at is not None and not any(a.hedge for a in request.attempts):
+                if hedge_at is not None and not hedge_refused and \
+                        not any(a.hedge for a in request.attempts):
                     wait_s = min(wait_s, max(0.0, hedge_at - now))
                 if wait_s <= 0 and now >= deadline:
                     break
@@ -371,18 +381,21 @@ class Offloader:
                                              return_when=asyncio.FIRST_COMPLETED)
                 now = time.monotonic()
                 if not done:
-                    if now < deadline:
+                    if now < deadline and not hedge_refused:
                         hedge = sched.maybe_hedge(request, now)
                         if hedge is not None:
                             entry.stats.hedges += 1
                             pending[asyncio.ensure_future(
                                 self._attempt(entry, hedge, arrays, deadline))] = hedge
+                        elif hedge_at is not None and now >= hedge_at:
+                            hedge_refused = True  # its time has come and it was refused
                     continue
+                hedge_refused = False
                 for fut in done:
                     attempt = pending.pop(fut)
-                    ok, outs, service_s, bytes_total, err = fut.result()
+                    ok, outs, service_s, queue_s, bytes_total, err = fut.result()
                     outcome = sched.finish(attempt, now, ok=ok, service_s=service_s,
-                                           bytes_total=bytes_total)
+                                           queue_wait_s=queue_s, bytes_total=bytes_total)
                     if attempt.target != LOCAL:
                         self.ledger.consumed(attempt.target, ok=ok,
                                              compute_s=service_s or 0.0,
@@ -430,9 +443,9 @@ class Offloader:
                 if f.cancelled():
                     entry.scheduler.abandon(attempt)
                     return
-                ok, _outs, service_s, bytes_total, _err = f.result()
+                ok, _outs, service_s, queue_s, bytes_total, _err = f.result()
                 outcome = entry.scheduler.finish(attempt, time.monotonic(), ok=ok,
-                                                 service_s=service_s,
+                                                 service_s=service_s, queue_wait_s=queue_s,
                                                  bytes_total=bytes_total)
                 if attempt.target != LOCAL:
                     self.ledger.consumed(attempt.target, ok=ok, compute_s=service_s or 0.0,
@@ -444,19 +457,20 @@ class Offloader:
 
     async def _attempt(self, entry: _Offloaded, attempt: Attempt,
                        arrays: Sequence[np.ndarray], deadline: float
-                       ) -> tuple[bool, list[np.ndarray], float | None, int, BaseException | None]:
-        """One attempt; never raises (its failure is returned)."""
+                       ) -> _Outcome:
+        """One attempt; never raises (its failure is returned): ok, outputs, the
+        target's service time, its queue wait, bytes both ways, the error."""
         loop = asyncio.get_running_loop()
         if attempt.target == LOCAL:
-            started = time.perf_counter()
-            try:
-                outs = await loop.run_in_executor(entry.pool, entry.local.run, list(arrays))
+            try:  # timed in the executor: the wait for it is the scheduler's to replay
+                outs, compute_s = await loop.run_in_executor(entry.pool, _timed_run,
+                                                             entry.local, list(arrays))
             except Exception as exc:
-                return False, [], None, 0, exc
-            return True, outs, time.perf_counter() - started, 0, None
+                return False, [], None, 0.0, 0, exc
+            return True, outs, compute_s, 0.0, 0, None
         link = self.peers.get(attempt.target)
         if link is None:
-            return False, [], None, 0, MeshError(f"peer {attempt.target} is gone")
+            return False, [], None, 0.0, 0, MeshError(f"peer {attempt.target} is gone")
         timeout_s = max(0.05, min(self.attempt_timeout_s, deadline - time.monotonic()))
         inputs = {s.name: np.asarray(a) for s, a in zip(entry.inputs, arrays, strict=True)}
         sent_s = time.monotonic()
@@ -476,16 +490,18 @@ class Offloader:
                 outs.append(value)
         except MeshError as exc:
             link.last_error = str(exc)
-            return False, [], None, 0, exc
+            return False, [], None, 0.0, 0, exc
         except Exception as exc:  # an answer that breaks our expectations
             link.last_error = str(exc)
-            return False, [], None, 0, PeerProtocolError(f"{link.peer_id}: {exc}")
+            return False, [], None, 0.0, 0, PeerProtocolError(f"{link.peer_id}: {exc}")
         if answer.queue_depth is not None:
             entry.scheduler.observe_queue(attempt.target, answer.queue_depth)
-        service_s = answer.server_compute_s
+        # What the request held the peer for (its worker's time, else the model's), and
+        # its wait there: neither is network time.
+        service_s = answer.server_work_s or answer.server_compute_s
         if service_s is None:  # a server that does not say (Triton): all but one RTT
             service_s = max(1e-6, time.monotonic() - sent_s - (link.rtt_s or 0.0))
-        return True, outs, service_s, answer.bytes_total, None
+        return True, outs, service_s, answer.server_queue_s or 0.0, answer.bytes_total, None
 
     # --- trust but verify ---------------------------------------------------------------
 

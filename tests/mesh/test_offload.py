@@ -241,3 +241,24 @@ def test_a_damaged_trust_file_keeps_what_was_known(tmp_path: Path, damage: str) 
     assert store.is_quarantined("liar")
     assert store.clear("liar") is True
     assert not TrustStore(tmp_path).load().is_quarantined("liar")
+
+
+def test_server_timing_names_compute_work_and_queue() -> None:
+    from edge_runtime.mesh.oip.client import server_timings
+
+    assert server_timings("infer;dur=1.5, work;dur=2.0, queue;dur=0.25") == {
+        "infer": 0.0015, "work": 0.002, "queue": 0.00025}
+    assert server_timings('infer;desc="x";dur=3') == {"infer": 0.003}
+    assert server_timings("infer;dur=nan, work;dur=-1, queue;dur=abc, x") == {}
+    assert server_timings(None) == {}
+
+
+@in_loop
+async def test_a_served_answer_says_what_it_held_the_peer_for() -> None:
+    served = await aload()
+    async with running_server({MODEL: RawModel(served)}) as server, \
+            OipClient(server.url) as client:
+        out = await client.infer(MODEL, {"input": inputs(1)[0]}, timeout_s=5.0)
+    assert out.server_compute_s is not None and out.server_work_s is not None
+    assert out.server_work_s >= out.server_compute_s > 0
+    assert out.server_queue_s is not None and out.server_queue_s >= 0

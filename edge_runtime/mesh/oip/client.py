@@ -18,6 +18,7 @@ a large answer is a memory copy, done on the loop (the answer is bounded by
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl as _ssl
 import uuid
 from collections.abc import Mapping, Sequence
@@ -52,6 +53,10 @@ class InferResult(dict[str, np.ndarray]):
     request_id: str | None = None
     #: The peer's own compute time (its ``Server-Timing`` header), when it gave one.
     server_compute_s: float | None = None
+    #: What the request held the peer's worker for (decoding, model, encoding) and its
+    #: wait there for a worker (``Server-Timing`` ``work`` and ``queue``), when given.
+    server_work_s: float | None = None
+    server_queue_s: float | None = None
     #: Requests admitted at the peer when it answered (``X-Queue-Depth``), when given.
     queue_depth: int | None = None
     #: Bytes of the request and answer bodies.
@@ -179,7 +184,10 @@ class OipClient:
                                     f"protocol: {exc.message}") from exc
         result = InferResult(decoded.tensors)
         result.request_id = answer.get("id")
-        result.server_compute_s = _server_timing_s(resp_headers.get("Server-Timing"))
+        timings = server_timings(resp_headers.get("Server-Timing"))
+        result.server_compute_s = timings.get("infer")
+        result.server_work_s = timings.get("work")
+        result.server_queue_s = timings.get("queue")
         depth = resp_headers.get(QUEUE_HEADER, "")
         result.queue_depth = int(depth) if depth.isdigit() and len(depth) < 7 else None
         result.bytes_total = len(body) + len(payload)
@@ -295,15 +303,18 @@ def _retry_after_s(header: str | None) -> float:
     return min(max(value, 0.0), 600.0)
 
 
-def _server_timing_s(header: str | None) -> float | None:
-    """``infer;dur=1.234`` (milliseconds) -> seconds."""
-    if not header:
-        return None
-    for part in header.split(";"):
-        key, _, value = part.strip().partition("=")
-        if key == "dur":
-            try:
-                return float(value) / 1e3
-            except ValueError:
-                return None
-    return None
+def server_timings(header: str | None) -> dict[str, float]:
+    """``infer;dur=1.2, work;dur=1.5`` (W3C Server Timing; milliseconds) -> seconds by name."""
+    out: dict[str, float] = {}
+    for metric in (header or "").split(",")[:16]:
+        name, *params = metric.strip().split(";")
+        for param in params:
+            key, _, value = param.strip().partition("=")
+            if key == "dur":
+                try:
+                    dur = float(value)
+                except ValueError:
+                    continue
+                if math.isfinite(dur) and dur >= 0:
+                    out[name.strip()] = dur / 1e3
+    return out

@@ -303,6 +303,7 @@ def make_app(models: ModelProvider, *, max_body_bytes: int = 64 << 20,
             try:
                 async with asyncio.timeout(body_timeout_s):
                     body = await request.read()
+                received_s = time.monotonic()
             except TimeoutError:
                 stats.slow_bodies += 1
                 response = _error(408, f"the body did not arrive within {body_timeout_s} s")
@@ -320,14 +321,14 @@ def make_app(models: ModelProvider, *, max_body_bytes: int = 64 << 20,
                     raise _AnswerError(504, "the request's deadline passed before it could run")
                 result = await asyncio.get_running_loop().run_in_executor(
                     pool, _infer_blocking, model, name, body,
-                    request.headers.get(codec.HEADER_LENGTH), arrival_s)
+                    request.headers.get(codec.HEADER_LENGTH), (arrival_s, received_s))
             finally:
                 peer.sem.release()
         finally:
             peer.in_flight -= 1
             if peer.in_flight == 0:
                 stats.peers.pop(who, None)
-        status, payload, header_length, compute_s = result
+        status, payload, header_length, compute_s, work_s, queue_s = result
         if status != 200:
             stats.bad_requests += 1
             return web.Response(status=status, body=payload, content_type="application/json")
@@ -335,7 +336,11 @@ def make_app(models: ModelProvider, *, max_body_bytes: int = 64 << 20,
         stats.service_s += 0.1 * (time.monotonic() - arrival_s - stats.service_s)
         if on_served is not None:
             on_served(who, name, compute_s, len(body) + len(payload))
-        headers = {"Server-Timing": f"infer;dur={compute_s * 1e3:.3f}",
+        # infer: the model call; work: all this request held a worker for (decoding,
+        # checks, model, encoding); queue: its wait from a whole body to a worker.
+        headers = {"Server-Timing": f"infer;dur={compute_s * 1e3:.3f}, "
+                                    f"work;dur={work_s * 1e3:.3f}, "
+                                    f"queue;dur={queue_s * 1e3:.3f}",
                    QUEUE_HEADER: str(sum(p.in_flight for p in stats.peers.values()))}
         if header_length is not None:
             headers[codec.HEADER_LENGTH] = str(header_length)
@@ -410,9 +415,22 @@ def _spec_metadata(spec: TensorSpec) -> dict[str, Any]:
 
 
 def _infer_blocking(model: ServedModel, name: str, body: bytes, header_length: str | None,
-                    arrival_s: float) -> tuple[int, bytes, int | None, float]:
-    """Decode, check, run, encode (in the executor). Returns status, body, the JSON
-    header's length for a binary answer, and the model's own compute time."""
+                    times: tuple[float, float]
+                    ) -> tuple[int, bytes, int | None, float, float, float]:
+    """Decode, check, run, encode (in the executor). ``times``: when the request arrived
+    and when its body was in (monotonic). Returns status, body, the JSON header's length
+    for a binary answer, the model's own compute time, the whole time in here, and the
+    wait since the body was received."""
+    arrival_s, received_s = times
+    began = time.perf_counter()
+    queue_s = max(0.0, time.monotonic() - received_s)
+    status, payload, header_len, compute_s = _infer_work(model, name, body, header_length,
+                                                         arrival_s)
+    return status, payload, header_len, compute_s, time.perf_counter() - began, queue_s
+
+
+def _infer_work(model: ServedModel, name: str, body: bytes, header_length: str | None,
+                arrival_s: float) -> tuple[int, bytes, int | None, float]:
     try:
         header, tail = codec.split_body(body, header_length)
         decoded = codec.decode_tensors(header, tail, "inputs")
