@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,10 +71,22 @@ def test_32_bit_and_relative_state_dir_are_refused_with_a_reason(tmp_path: Path)
 
 def test_cloud_init_config_passes_check(tmp_path: Path) -> None:
     """The config cloud-init writes is one ``edge-runtime check`` accepts (state_dir moved
-    into the test's folder), and the enrolment placeholder is there and marked."""
+    into the test's folder), and its fleet enrolment line makes the node's key and CSR."""
     text = (REPO / "deploy" / "cloud-init" / "user-data").read_text()
     assert text.startswith("#cloud-config\n")
-    assert "PLACEHOLDER (mesh issue)" in text and "deploy/install.sh" in text
+    assert "PLACEHOLDER" not in text and "deploy/install.sh" in text
+    csr_line = next(line for line in text.splitlines() if " fleet csr " in line)
+    command = csr_line.strip().removeprefix("- ").replace(
+        "/opt/edge-runtime/bin/edge-runtime", f"{sys.executable} -m edge_runtime").replace(
+        "/etc/edge-runtime/fleet", str(tmp_path / "fleet"))
+    made = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=60,
+                          cwd=REPO, env={**os.environ, "PATH": os.environ.get("PATH", "")},
+                          check=False)
+    assert made.returncode == 0, made.stderr
+    host = subprocess.run(["hostname"], capture_output=True, text=True, check=True).stdout
+    key = tmp_path / "fleet" / f"{host.strip()}.key"
+    assert key.exists() and (key.stat().st_mode & 0o777) == 0o600
+    assert (tmp_path / "fleet" / f"{host.strip()}.csr").exists()
     lines = text.splitlines()
     start = lines.index("  - path: /etc/edge-runtime/config.toml") + 3
     assert lines[start - 1].strip() == "content: |"
