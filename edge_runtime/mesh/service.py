@@ -230,7 +230,8 @@ class MeshService:
         link = self.offloader.peers.get(peer.node_id)
         if link is not None and link.url == url:
             return link
-        link = PeerLink(peer.node_id, url, self._client(url, peer.node_id), "mdns")
+        # Not up until it answers a heartbeat over the fleet's TLS: mDNS is hearsay.
+        link = PeerLink(peer.node_id, url, self._client(url, peer.node_id), "mdns", up=False)
         self.offloader.add_peer(link)
         return link
 
@@ -252,6 +253,7 @@ class MeshService:
             return False
         if alive:
             self.offloader.observe_rtt(link.peer_id, time.monotonic() - started)
+            self.offloader.set_peer_up(link.peer_id, True)
             self.offloader.recheck(link.peer_id)
         return alive
 
@@ -270,10 +272,11 @@ class MeshService:
             link = self._link_for(peer)
             if link is None:
                 continue
-            up = peer.state is PeerState.UP
             if event.kind is PeerEventKind.STATE:
                 log.info("mesh: peer %s is %s", peer.node_id, peer.state.value)
-            self.offloader.set_peer_up(peer.node_id, up)
+            if peer.state is not PeerState.UP:
+                self.offloader.set_peer_up(peer.node_id, False)
+            # Up again is the heartbeat's word (_ping), not an mDNS record's.
 
     async def _static_heartbeats(self) -> None:
         disc = self.config.mesh.discovery
@@ -314,10 +317,11 @@ class MeshService:
         peers: dict[str, Any] = {}
         for peer_id, link in self.offloader.peers.items():
             found = discovered.get(peer_id)
+            state = found.state.value if found is not None else ("up" if link.up else "down")
+            if state == "up" and not link.up:
+                state = "unverified"  # announced, not yet answered over the fleet's TLS
             peers[peer_id] = {
-                "url": link.url, "origin": link.origin,
-                "state": found.state.value if found is not None else
-                ("up" if link.up else "down"),
+                "url": link.url, "origin": link.origin, "state": state,
                 "rtt_ms": None if link.rtt_s is None else round(link.rtt_s * 1e3, 3),
                 "models": sorted(m for m, ok in link.models.items() if ok),
                 "trust": "quarantined" if peer_id in quarantined else "trusted",
