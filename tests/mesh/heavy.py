@@ -1,4 +1,6 @@
-"""A model heavy enough to be worth offloading, built on the fly (no download): a stack
+"""Models for the offloading tests. ``Slowed``: a real engine made slower, as a Pi-class
+CPU beside a fast peer. ``write_heavy``: a model heavy enough to be worth offloading,
+built on the fly (no download): a stack
 of 3x3 convolutions on a 96x96 RGB frame, then a 10-class head. Its weights are seeded,
 so every node that builds it builds the same file (same sha256, same answers).
 
@@ -11,9 +13,32 @@ core of the test machine, more under a CPU quota (a Pi-class node).
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from edge_runtime.models.backend import Backend
+
+
+class Slowed(Backend):
+    """The real engine plus ``extra_s`` per run: this node's CPU is a Pi's."""
+
+    def __init__(self, inner: Backend, extra_s: float) -> None:
+        self.inner, self.extra_s, self.name = inner, extra_s, inner.name
+        self._inputs, self._outputs = inner.inputs, inner.outputs
+
+    def run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        threading.Event().wait(self.extra_s)
+        return self.inner.run(arrays)
+
+    @classmethod
+    def engine_version(cls) -> str:
+        return "slowed"
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 def write_heavy(folder: Path, name: str = "heavy-test", *, convs: int = 6, channels: int = 48,

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +20,9 @@ from edge_runtime.mesh.oip.client import OipClient
 from edge_runtime.mesh.served import RawModel
 from edge_runtime.mesh.trust import TrustStore, agree
 from edge_runtime.models import load_model
-from edge_runtime.models.backend import Backend
 from edge_runtime.models.types import TensorSpec
 
+from .heavy import Slowed
 from .oip_helpers import ScriptedModel, running_server
 
 MODEL = "digits-int8-onnx"
@@ -63,22 +61,6 @@ async def aload() -> Any:
 async def areference(xs: list[np.ndarray]) -> list[np.ndarray]:
     model = await aload()
     return await asyncio.to_thread(lambda: [model.run(x)["probs"] for x in xs])
-
-
-class Slowed(Backend):
-    """The real backend, plus ``extra_s`` per run: a Pi-class CPU beside a fast peer."""
-
-    def __init__(self, inner: Backend, extra_s: float) -> None:
-        self.inner, self.extra_s, self.name = inner, extra_s, inner.name
-        self._inputs, self._outputs = inner.inputs, inner.outputs
-
-    def run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-        threading.Event().wait(self.extra_s)
-        return self.inner.run(arrays)
-
-    @classmethod
-    def engine_version(cls) -> str:
-        return "slowed"
 
 
 async def wait_until(pred: Any, timeout_s: float = 10.0) -> None:

@@ -10,39 +10,15 @@ import json
 import os
 import subprocess
 import sys
-import threading
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from edge_runtime.models.backend import Backend
 from edge_runtime.pipelines.build import Runtime, build_runtime
 from edge_runtime.pipelines.daemon import Daemon
 from tests.helpers.media import make_video
 
-from .heavy import write_heavy
+from .heavy import Slowed, write_heavy
 from .serve_helpers import ROOT, serving
-
-
-class Slowed(Backend):
-    """The real engine plus ``extra_s`` per run: this node's CPU is a Pi's."""
-
-    def __init__(self, inner: Backend, extra_s: float) -> None:
-        self.inner, self.extra_s, self.name = inner, extra_s, inner.name
-        self._inputs, self._outputs = inner.inputs, inner.outputs
-
-    def run(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-        threading.Event().wait(self.extra_s)
-        return self.inner.run(arrays)
-
-    @classmethod
-    def engine_version(cls) -> str:
-        return "slowed"
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def test_two_pipelines_offload_to_a_static_peer_and_the_books_outlive_the_daemon(
