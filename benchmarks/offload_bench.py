@@ -28,19 +28,20 @@ is not counted:
   an **oracle** that knows every target's true mean service time (its occupancy per
   request, measured under load in a round-robin calibration run before, and the
   network's share from sequential calls) and the exact queue at each (the requester is
-  the only client) and picks the earliest completion among all targets; and, as a
-  diagnostic that is *not* the runtime, the scheduler told a local run's compute without
-  its wait in the local executor (``scheduler_local_timing_fixed``: see the notes).
+  the only client) and picks the earliest completion among all targets.
   Throughput (inferences/s), mean and p99 latency; the scheduler against local (target
   at least 2.5x) and against the oracle (target: throughput and p99 within 15 %); the
   prediction error of the scheduler's completion-time model (MAPE over the attempts of
   the measured window; target 10 %), with what bounds it: the per-request variance of
   compute under the quota (the lowest MAPE any constant guess of one request's compute
-  time reaches) and the error split by target.
+  time reaches), the error split by target, and each target's reported service time
+  (a helper's ``Server-Timing`` work, the local executor's own timing) against its
+  occupancy per request seen from the requester's side.
 - **failover**: during a scheduler run, one helper is SIGKILLed (its sockets close: the
   requests on it fail at once) or, as a second case, SIGSTOPped (it hangs: the requests
-  on it wait their attempt timeout); for each request in flight on it at that moment,
-  the time from the signal to its answer, against ``attempt_timeout_s`` + 100 ms.
+  on it wait their attempt timeout, then run again elsewhere); for each request in
+  flight on it at that moment, the time from the signal to its answer, against
+  ``attempt_timeout_s`` + 100 ms.
 - **hedging**: helper 2 replaced by a straggler (``--role straggler``: the same model
   and server, but ``--lag-share`` of its answers are held back ``--lag-factor`` x their
   compute time *after* the compute it reports, like a paused process or Wi-Fi
@@ -99,7 +100,7 @@ MAPE_TARGET = 0.10
 FAILOVER_MARGIN_S = 0.1
 HEDGE_P99_TARGET = 0.5
 HEDGE_EXTRA_TARGET = 0.05
-POLICIES = ("local", "round_robin", "scheduler", "oracle", "scheduler_local_timing_fixed")
+POLICIES = ("local", "round_robin", "scheduler", "oracle")
 
 
 def log(message: str) -> None:
@@ -119,7 +120,8 @@ class Recording(Scheduler):
         #: (answered at, target, predicted s, elapsed s, reported compute s, hedge)
         self.log: list[tuple[float, str, float, float, float | None, bool]] = []
         self.delivered_s: dict[int, tuple[float, str]] = {}
-        #: maybe_hedge calls that sent nothing (the Offloader asks again at once)
+        #: maybe_hedge calls that sent nothing (a request past its hedge time that got
+        #: no hedge: the budget was spent or there was no other target)
         self.hedge_refusals = 0
 
     def maybe_hedge(self, request: Request, now_s: float) -> Attempt | None:
@@ -164,25 +166,6 @@ def local_compute_s(log: Sequence[tuple[float, str, float, float, float | None, 
             out.append((answered - max(answered - elapsed + overhead_s, prev), service or 0.0))
             prev = answered
     return out
-
-
-class LocalTimingFixed(Recording):
-    """NOT the runtime: the scheduler as it would be if the Offloader timed a local run
-    without its wait in the one-thread executor (see the notes); a diagnostic."""
-
-    def __init__(self, **kw: Any) -> None:
-        super().__init__(**kw)
-        self._local_prev_s = -math.inf
-
-    def finish(self, attempt: Attempt, now_s: float, *, ok: bool,
-               service_s: float | None = None, queue_wait_s: float = 0.0,
-               bytes_total: int = 0) -> Outcome:
-        if attempt.target == LOCAL:
-            if ok and service_s is not None:
-                service_s = now_s - max(attempt.sent_s, self._local_prev_s)
-            self._local_prev_s = now_s
-        return super().finish(attempt, now_s, ok=ok, service_s=service_s,
-                              queue_wait_s=queue_wait_s, bytes_total=bytes_total)
 
 
 class RoundRobin(Recording):
@@ -447,16 +430,19 @@ class Requester:
         overhead: dict[str, float] = {LOCAL: 0.0}
         for p in helpers:
             async with self.client(self.peer_url(p)) as c:
-                rtts, computes = [], []
+                rtts, computes, works = [], [], []
                 for k in range(25):
                     started = time.perf_counter()
                     out = await c.infer(NAME, {"input": self.xs[k % len(self.xs)]},
                                         timeout_s=10)
                     rtts.append(time.perf_counter() - started)
                     computes.append(out.server_compute_s or 0.0)
-            over = [r - c for r, c in zip(rtts[5:], computes[5:], strict=True)]
+                    works.append(out.server_work_s or out.server_compute_s or 0.0)
+            # the network's share: all but what the request held the helper's worker for
+            over = [r - w for r, w in zip(rtts[5:], works[5:], strict=True)]
             overhead[p] = statistics.median(over)
             seq[p] = {"service_ms": round(1e3 * statistics.median(computes[5:]), 2),
+                      "work_ms": round(1e3 * statistics.median(works[5:]), 2),
                       "round_trip_ms": round(1e3 * statistics.median(rtts[5:]), 2),
                       "overhead_ms": round(1e3 * overhead[p], 2)}
         async with self.offloader(helpers, lambda: RoundRobin(seed=3)) as off:
@@ -494,8 +480,6 @@ class Requester:
             return lambda: RoundRobin(seed=1)
         if policy == "oracle":
             return lambda: Oracle(self.truth, seed=1)
-        if policy == "scheduler_local_timing_fixed":
-            return lambda: LocalTimingFixed(hedge=hedge, seed=1)
         return lambda: Recording(hedge=hedge, seed=1)
 
     async def policies(self) -> dict[str, Any]:
@@ -516,8 +500,8 @@ class Requester:
                 log(f"policies {r + 1}/{plan['repeats']} {policy:11s} "
                     f"{s['throughput_per_s']:6.1f}/s mean {s['mean_ms']} ms p99 "
                     f"{s['p99_ms']} ms MAPE {s['mape_pct']} %")
-        analysis = {p: mape_analysis(raw[p]) for p in ("scheduler",
-                                                       "scheduler_local_timing_fixed")}
+        overhead = {t: o for t, (_s, o) in self.truth.items()}
+        analysis = {"scheduler": mape_analysis(raw["scheduler"], overhead)}
         analysis["local_timing"] = {p: local_timing(raw[p]) for p in POLICIES}
         return {"runs": runs, "analysis": analysis}
 
@@ -554,8 +538,17 @@ class Requester:
                 # or the heartbeat marked it down)
                 later = [e for t, tg, _p, e, _s, _h in sched.log if tg == victim
                          and t > killed]
+                # a request answered elsewhere after a SIGSTOP: its attempt on the victim
+                # timed out (attempt_timeout_s after it was sent), then it ran again;
+                # the time from that timeout to its answer
+                rerun_ms = [
+                    round(ms - 1e3 * (plan["attempt_timeout_s"] - age), 1)
+                    if sig == signal.SIGSTOP and b not in (None, victim) and ms is not None
+                    else None
+                    for ms, b, age in zip(after_ms, by, flying.values(), strict=True)]
                 return {"in_flight_at_signal": len(flying),
                         "their_age_at_signal_ms": [round(1e3 * v, 1) for v in flying.values()],
+                        "answered_after_their_attempt_timeout_ms": rerun_ms,
                         "answered_after_signal_ms": after_ms, "answered_by": by,
                         "victim_answers_after_signal": len(later)}
 
@@ -603,12 +596,15 @@ def _floor_mape(samples: list[float]) -> float:
     return min(statistics.fmean(abs(x - c) / x for x in ordered) for c in ordered[::step])
 
 
-def mape_analysis(runs: list[RunResult]) -> dict[str, Any]:
-    """Where the scheduler's prediction error comes from, over its measured windows."""
+def mape_analysis(runs: list[RunResult], overhead: dict[str, float]) -> dict[str, Any]:
+    """Where the scheduler's prediction error comes from, over its measured windows;
+    ``overhead``: each target's network share (the calibration's), for its occupancy."""
     attempts = [a for r in runs for a in r.attempts]
     out: dict[str, Any] = {}
     for target in sorted({a[1] for a in attempts}):
         mine = [a for a in attempts if a[1] == target]
+        occupancy = [c for r in runs for c, _told in local_compute_s(
+            r.attempts, target, overhead.get(target, 0.0))]
         apes = [abs(e - p) / e for _t, _tg, p, e, _s, _h in mine if e > 0]
         comp = [s for *_x, s, _h in mine if s]
         elapsed = [e for _t, _tg, _p, e, _s, _h in mine]
@@ -623,6 +619,10 @@ def mape_analysis(runs: list[RunResult]) -> dict[str, Any]:
             "compute_constant_guess_floor_pct": round(100 * _floor_mape(comp), 2)
             if comp else None,
             "elapsed_mean_ms": round(1e3 * statistics.fmean(elapsed), 2) if elapsed else None,
+            # what it held the target for, seen from here (local_compute_s), against the
+            # service time it reported (compute_mean_ms: a helper's work, local's own)
+            "occupancy_mean_ms": round(1e3 * statistics.fmean(occupancy), 2)
+            if occupancy else None,
         }
     out["bandwidth_estimate_MBps"] = [
         {p: None if v is None else round(v / 1e6, 2) for p, v in r.bandwidth_Bps.items()}
@@ -817,18 +817,6 @@ def _report(raw: dict[str, Any], args: argparse.Namespace, setup: dict[str, Any]
             "scheduler_over_oracle_throughput": [round(v, 3) for v in paired_oracle_tp],
             "scheduler_over_oracle_p99": [round(v, 3) for v in paired_oracle_p99]},
         "scheduler_mape_pct": {"median": round(mape, 2), "per_repeat": mapes},
-        "diagnostic_local_timing_fixed": {
-            "what": "NOT the runtime: its scheduler told a local run's compute without the "
-                    "wait in the local executor (LocalTimingFixed); what the fix would give",
-            "over_local_throughput": round(table["scheduler_local_timing_fixed"][
-                "throughput_per_s"] / local["throughput_per_s"], 2),
-            "over_oracle_throughput": round(table["scheduler_local_timing_fixed"][
-                "throughput_per_s"] / oracle["throughput_per_s"], 3),
-            "over_oracle_p99": round(table["scheduler_local_timing_fixed"]["p99_ms"]
-                                     / oracle["p99_ms"], 3),
-            "mape_pct_median": _med([r["mape_pct"] for r in
-                                     pol["scheduler_local_timing_fixed"]]),
-        },
         "speedup_target_met": speedup >= SPEEDUP_TARGET,
         "oracle_target_met": tp_vs_oracle >= 1 - ORACLE_TOLERANCE
         and p99_vs_oracle <= 1 + ORACLE_TOLERANCE,
@@ -856,6 +844,11 @@ def _report(raw: dict[str, Any], args: argparse.Namespace, setup: dict[str, Any]
             "median_answer_after_signal_ms": _med(
                 [v for r in mine for v in r["answered_after_signal_ms"] if v is not None]),
             "unanswered": sum(r["unanswered"] for r in mine),
+            "worst_over_bound_ms": None if worst is None else round(
+                worst - failover["bound_ms"], 1),
+            "answered_after_their_attempt_timeout_ms": [
+                v for r in mine for v in r.get("answered_after_their_attempt_timeout_ms", [])
+                if v is not None],
             "within_bound": within,
             "errors": sum(r["errors"] for r in mine),
         }
@@ -906,84 +899,145 @@ def _report(raw: dict[str, Any], args: argparse.Namespace, setup: dict[str, Any]
 def _notes(r: dict[str, Any]) -> list[str]:
     """What the figures mean, with the figures (see the module docstring)."""
     p, h, cal = r["policies"], r["hedging"], r["calibration"]
+    med, targets = p["median"], r["targets"]
     fo = r["failover"]["by_signal"]
     lt = p["mape_analysis"]["local_timing"]
     an = p["mape_analysis"]["scheduler"]
-    fixed = p["diagnostic_local_timing_fixed"]
-    helpers = [t for t in an if t.startswith("helper")]
+    targets_seen = [t for t in an if t == "local" or t.startswith("helper")]
+    helpers = [t for t in targets_seen if t != "local"]
     cpu = [x.get("requester_cpu_cores") for x in p["runs"]["scheduler"]]
     refusals = [x.get("hedge_refusals") for x in h["runs"]["on"]]
     cpu_on = [x.get("requester_cpu_cores") for x in h["runs"]["on"]]
     cpu_off = [x.get("requester_cpu_cores") for x in h["runs"]["off"]]
-    bw = p["mape_analysis"]["scheduler"]["bandwidth_estimate_MBps"]
+    bw = an["bandwidth_estimate_MBps"]
+    bw_values = [v for run in bw for v in run.values() if v]
     seq = cal["sequential"]
-    return [
+    truth = {t: v["service_ms"] for t, v in cal["oracle_truth"].items()}
+    capacity = sum(1e3 / v for v in truth.values() if v)
+    request_kb = 110.6  # the input tensor (the answer is a few hundred bytes)
+    spread = {k: round(100 * (max(v) - min(v)) / statistics.median(v))
+              for k, runs in p["runs"].items()
+              if (v := [x["throughput_per_s"] for x in runs])}
+
+    def by(key: str, names: Sequence[str] = targets_seen) -> dict[str, Any]:
+        return {t: an[t].get(key) for t in names}
+
+    met = {"speedup over local": p["speedup_target_met"],
+           "within 15 % of the oracle": p["oracle_target_met"],
+           "MAPE": p["mape_target_met"], "failover": r["failover"]["target_met"],
+           "hedging": h["target_met"]}
+    told_below = all(
+        (v.get("told_the_scheduler_mean_ms") or 0) <= (v.get("compute_mean_ms") or 0)
+        for k, v in lt.items() if k in ("local", "scheduler"))
+    n_hedged = int(statistics.median(x["requests"] for x in h["runs"]["off"]))
+    stop = fo.get("SIGSTOP", {})
+    kill = fo.get("SIGKILL", {})
+    stop_worst = stop.get("worst_answer_after_signal_ms")
+    stop_over = stop.get("worst_over_bound_ms")
+    notes = [
         "Pi-class nodes are emulated, not measured: each process has a CFS quota of "
         f"{r['setup']['cpu_quota_cores']} core in a {r['setup']['cpu_period_ms']:g} ms period "
         f"on a shared 2-core x86 machine; loopback, no radio. Sequential: local "
         f"{seq['local']['service_ms']} ms per inference, a helper's round trip "
-        f"{seq['helper-1']['round_trip_ms']} ms of which {seq['helper-1']['service_ms']} ms "
-        "compute.",
-        "Three equal nodes cannot give 3x here: the requester's own TLS, HTTP and tensor "
-        "encoding (110 kB in per offloaded request) run in the same quota slices as its "
-        "local inference's engine threads; its local compute goes from "
-        f"{lt['local'].get('compute_mean_ms')} ms (local only) to "
-        f"{lt['scheduler'].get('compute_mean_ms')} ms while offloading (the requester used "
-        f"{cpu} cores on average, of {r['setup']['cpu_quota_cores']}: throttled in slices, "
-        "idle while waiting on the network).",
-        "BUG (edge_runtime/mesh/offload.py, Offloader._attempt, local branch): the local "
-        "run is timed around run_in_executor, so the service time told to the scheduler "
-        "includes the wait behind the other local attempts in the one-thread executor; "
-        "the scheduler then counts that queue twice (in the EWMA and in its replay). "
-        f"Local only: told {lt['local'].get('told_the_scheduler_mean_ms')} ms for "
-        f"{lt['local'].get('compute_mean_ms')} ms of compute, MAPE "
-        f"{statistics.median(x['mape_pct'] for x in p['runs']['local'])} %; under the "
-        f"scheduler: told {lt['scheduler'].get('told_the_scheduler_mean_ms')} ms for "
-        f"{lt['scheduler'].get('compute_mean_ms')} ms, local's own MAPE "
-        f"{an.get('local', {}).get('mape_pct')} %. The diagnostic policy "
-        "scheduler_local_timing_fixed (NOT the runtime: the same scheduler told the "
-        f"compute alone) reaches {fixed['over_local_throughput']}x local, "
-        f"{fixed['over_oracle_throughput']} of the oracle's throughput, MAPE "
-        f"{fixed['mape_pct_median']} %.",
-        "Bandwidth estimates of loopback links: "
-        f"{bw} MB/s (scheduler runs): the Offloader passes no queue_wait_s to "
-        "Scheduler.finish and the server reports none, so the peer's queue wait is taken "
-        "for transfer time; the predicted transfer then repeats the queue the replay "
-        "already counts.",
-        "MAPE: the target (10 %) is not met. Under the quota one request's compute varies "
-        f"a lot (coefficient of variation {[an[t]['compute_cv_pct'] for t in helpers]} % "
-        "on the helpers): CFS hands out the quota in 10 ms slices, a third of an inference, "
-        "so where the throttling falls decides its time; the best constant guess of one "
-        "request's compute is already "
-        f"{[an[t]['compute_constant_guess_floor_pct'] for t in helpers]} % off (the floor "
-        "for the compute part), and the helpers' predictions are "
-        f"{[an[t]['mape_pct'] for t in helpers]} % off. Also, a helper's reported compute "
-        "(Server-Timing) is the model call only; its occupancy per request (decoding, "
-        "encoding, TLS) is "
-        f"{ {t: v['service_ms'] for t, v in cal['oracle_truth'].items()} } ms against "
-        f"{cal.get('service_as_told_to_the_scheduler_ms')} ms reported, so the queue "
-        "ahead is underestimated.",
-        "The oracle knows each target's mean service time (occupancy, from a round-robin "
-        "calibration run) and its exact queue, but its numbers are fixed: the requester's "
-        "local compute depends on how much it offloads (see above), so the oracle is "
-        "not a strict upper bound; the machine is noisy: a policy's throughput varies by "
-        "up to 20 % between repeats (see runs and paired_per_repeat).",
-        "BUG (edge_runtime/mesh/offload.py, Offloader.infer, the wait loop): once a "
-        "request is past its hedge time and maybe_hedge sends nothing (budget used up, or "
-        "no other target), hedge_at stays in the past and no attempt is marked hedge, so "
-        "wait_s is 0 and the loop spins on asyncio.wait(timeout=0) until an answer comes: "
-        f"maybe_hedge refused {refusals} times per hedging run (each refusal one turn of "
-        "that loop). Its CPU cost did not show in this run's averages (requester CPU "
-        f"{cpu_on} cores with hedging, {cpu_off} without), but it is a busy wait on a "
-        "node whose CPU is the scarce thing. Fix: remember that the hedge was refused "
-        "(or retry it no sooner than the next completion), not wait 0 s again.",
+        f"{seq['helper-1']['round_trip_ms']} ms of which {seq['helper-1']['work_ms']} ms "
+        f"its worker's work ({seq['helper-1']['service_ms']} ms the model call).",
+        "Targets met: " + (", ".join(k for k, v in met.items() if v) or "none")
+        + "; not met: " + (", ".join(k for k, v in met.items() if not v) or "none") + ".",
+        f"Throughput: local {med['local']['throughput_per_s']}/s, round robin "
+        f"{med['round_robin']['throughput_per_s']}/s, scheduler "
+        f"{med['scheduler']['throughput_per_s']}/s ({p['scheduler_over_local_throughput']}x "
+        f"local, target {targets['speedup_over_local']}x), oracle "
+        f"{med['oracle']['throughput_per_s']}/s. The targets' occupancies per request in "
+        f"the calibration run ({truth} ms) add up to {capacity:.1f}/s if each were kept "
+        f"busy; the scheduler reached {100 * med['scheduler']['throughput_per_s'] / capacity:.0f}"
+        " % of that. The requester's own TLS, HTTP and tensor encoding (110 kB out per "
+        "offloaded request) share its quota with its "
+        f"local inferences: it used {cpu} cores of {r['setup']['cpu_quota_cores']} in the "
+        f"scheduler runs, and its local runs took {lt['scheduler'].get('compute_mean_ms')} "
+        f"ms each there against {lt['local'].get('compute_mean_ms')} ms with no peers.",
+        "Local timing: a local run is timed in the executor; the scheduler was told "
+        f"{lt['local'].get('told_the_scheduler_mean_ms')} ms per run for "
+        f"{lt['local'].get('compute_mean_ms')} ms of occupancy seen from the answers (local "
+        f"only; MAPE {statistics.median(x['mape_pct'] for x in p['runs']['local'])} %), "
+        f"{lt['scheduler'].get('told_the_scheduler_mean_ms')} ms for "
+        f"{lt['scheduler'].get('compute_mean_ms')} ms under the scheduler: "
+        + ("the wait in the one-thread executor is not in what it is told (that would make "
+           "it more than the occupancy); the small rest is the hand-over to the executor "
+           "and back." if told_below else "told more than the occupancy seen from here."),
+        f"MAPE {p['scheduler_mape_pct']['median']} % (per repeat "
+        f"{p['scheduler_mape_pct']['per_repeat']}), target {100 * targets['mape']:g} %: "
+        + ("met. " if p["mape_target_met"] else "not met. ")
+        + "Where the prediction error comes from (scheduler runs, by target): one request's "
+        "service time varies a lot under the quota (coefficient of variation "
+        f"{by('compute_cv_pct')} %; CFS hands out the quota in 10 ms slices, a third of an "
+        "inference, so where the throttling falls decides its time); the best constant "
+        "guess of one request's service time is already "
+        f"{by('compute_constant_guess_floor_pct')} % off (the floor for that part of any "
+        "prediction that, like the scheduler's, uses a mean). The predictions of the whole "
+        f"completion time (network, queue, service) are {by('mape_pct')} % off, on "
+        f"average {by('mean_signed_error_pct')} % (negative: too short), for answers "
+        f"that took {by('elapsed_mean_ms')} ms on average.",
+        "Reported service time against occupancy: the helpers report their worker's work "
+        "(Server-Timing work) and their queue wait, and the scheduler is told both. Their "
+        f"reported work averaged {by('compute_mean_ms', helpers)} ms in the scheduler runs "
+        f"against an occupancy per request of {by('occupancy_mean_ms', helpers)} ms seen "
+        "from the requester (answer to answer, local_compute_s; the calibration run: "
+        f"{ {t: cal['service_as_told_to_the_scheduler_ms'].get(t) for t in helpers} } ms "
+        f"reported, { {t: truth.get(t) for t in helpers} } ms occupancy): "
+        + ("the work covers " + ", ".join(
+            f"{t} {100 * an[t]['compute_mean_ms'] / an[t]['occupancy_mean_ms']:.0f} %"
+            for t in helpers if an[t].get("compute_mean_ms") and an[t].get("occupancy_mean_ms"))
+           + " of the occupancy; the rest is time outside the worker (the helper's TLS "
+             "and HTTP handling, the requester's reading of the answer) that no reported "
+             "figure holds, so each request queued ahead on a helper is counted that much "
+             "short in the prediction."),
+        "Bandwidth estimates (scheduler runs, one per repeat; MB/s): "
+        f"{bw}. The scheduler takes what of an answer's time is neither the reported work "
+        "nor the reported queue wait, less one RTT, for transfer; on loopback that is not "
+        "the link's capacity but the per-request cost of sending and reading the bodies "
+        "over TLS on two quota'd processes (and the rest of the occupancy above): "
+        + (f"{request_kb / max(bw_values):.1f} to {request_kb / min(bw_values):.1f} ms per "
+           f"{request_kb:g} kB request" if bw_values else "no estimate")
+        + "; the scheduler predicts that much transfer time on each request.",
+        "The oracle knows each target's mean occupancy (from the round-robin calibration "
+        "run) and its exact queue, but its numbers are fixed: the requester's local runs "
+        f"took {lt['round_robin'].get('compute_mean_ms')} ms in the round-robin runs, "
+        f"{lt['oracle'].get('compute_mean_ms')} ms in the oracle's and "
+        f"{lt['scheduler'].get('compute_mean_ms')} ms in the scheduler's (its local "
+        "compute depends on how much it offloads), and it knows only means, not each "
+        "request's time. It is not a strict upper bound: the scheduler reached "
+        f"{p['scheduler_over_oracle_throughput']} of its throughput and "
+        f"{p['scheduler_over_oracle_p99']} of its p99 (paired per repeat: "
+        f"{p['paired_per_repeat']['scheduler_over_oracle_throughput']}, "
+        f"{p['paired_per_repeat']['scheduler_over_oracle_p99']}). The machine is noisy: a "
+        f"policy's throughput spread between repeats, (max - min) / median: {spread} %.",
         "Failover: a SIGKILLed helper's sockets are closed by the kernel, so its requests "
-        "fail at once and go elsewhere (tens to a few hundred ms, mostly the queue "
-        "elsewhere); a SIGSTOPped one answers nothing, so its requests wait their attempt "
-        f"timeout. Worst answer after the signal: "
-        f"{ {k: v['worst_answer_after_signal_ms'] for k, v in fo.items()} } ms, bound "
-        f"{r['failover']['bound_ms']} ms.",
+        "fail at once and run again elsewhere: answered "
+        f"{kill.get('median_answer_after_signal_ms')} ms after the signal (median), worst "
+        f"{kill.get('worst_answer_after_signal_ms')} ms. A SIGSTOPped one answers nothing, "
+        "so a request on it is answered after its attempt timeout "
+        f"({r['failover']['attempt_timeout_s']} s after it was sent) plus its re-run's own "
+        "queue and compute elsewhere: "
+        f"{stop.get('answered_after_their_attempt_timeout_ms')} ms after the timeout "
+        f"(median {stop.get('median_answer_after_signal_ms')} ms, worst {stop_worst} ms after "
+        f"the signal, bound {r['failover']['bound_ms']} ms: "
+        + ("unanswered requests)" if stop_worst is None else
+           f"{'misses' if stop_over > 0 else 'meets'} it by {abs(stop_over)} ms). ")
+        + "A request sent a ms before the signal is answered (timeout - a) + re-run after "
+          "it, so the bound holds only while its re-run takes at most the "
+          f"{1e3 * targets['failover_margin_s']:g} ms margin + a.",
+        f"Hedging (straggler: {h['straggler']}; {h['load']}): p99 "
+        f"{h['median']['off']['p99_ms']} ms without, {h['median']['on']['p99_ms']} ms with "
+        f"({h['p99_on_over_off']}x, target at most {targets['hedge_p99_ratio']}; paired "
+        f"per repeat {h['paired_p99_on_over_off']}) for {h['extra_requests_pct']} % extra "
+        f"requests (target at most {100 * targets['hedge_extra_fraction']:g} %). A p99 of "
+        f"a {h['measure_s']:g} s window of about {n_hedged} requests is its "
+        f"{max(1, n_hedged // 100)} slowest, hence the spread between repeats. "
+        f"maybe_hedge sent nothing {refusals} times per run (a request past its hedge time "
+        "with the budget spent or no other target); requester CPU "
+        f"{cpu_on} cores with hedging, {cpu_off} without.",
     ]
+    return notes
 
 
 def main() -> int:
