@@ -352,8 +352,9 @@ def test_a_lying_fleet_member_is_quarantined_persisted_and_reported(
 
     # A restart remembers: the liar is found again, up, and still gets nothing.
     # A clean stop (exit 0). Bounded at 30 s, not the usual 10: under this quota, with
-    # the quarantined peer still up, the daemon takes about 11 s to stop (0.8 s at 0.4
-    # of a core, 1.3 s without a peer); reported, not explained yet.
+    # the quarantined peer still up, the daemon once took about 11 s to stop; since the
+    # offload fixes of 9d044e9 and f54bbd8 it takes 1.2 s (three runs), but the cause
+    # was never pinned down, so the bound stays generous and the time is printed.
     stopping_s = time.monotonic()
     assert a.stop(timeout_s=30.0) == 0, a.stderr_tail()
     print(f"a stopped in {time.monotonic() - stopping_s:.1f} s")
