@@ -71,6 +71,11 @@ log = logging.getLogger(__name__)
 
 #: Extra time (s) a worker waits past the request's budget for the loop to answer.
 HANDOFF_MARGIN_S = 1.0
+#: Attempts per request (each peer that fails is excluded, so this node is always among
+#: the first few tried; the request's deadline is the real bound).
+MAX_ATTEMPTS = 16
+#: How long closing may wait for this node's queued runs and spot checks (s).
+CLOSE_TIMEOUT_S = 5.0
 
 SecurityEvent = Callable[[str, str, dict[str, Any]], None]
 _Outcome = tuple[bool, list[np.ndarray], float | None, float, int, BaseException | None]
@@ -122,6 +127,8 @@ class OffloadStats:
     duplicates_dropped: int = 0
     verified: int = 0
     disagreements: int = 0
+    #: Spot checks not made because one was still waiting (they never crowd out work).
+    checks_skipped: int = 0
 
 
 class _Offloaded:
@@ -136,6 +143,7 @@ class _Offloaded:
         self.outputs: list[TensorSpec] = list(local.outputs)
         self.stats = OffloadStats()
         self.out_bytes = sum(_fixed_bytes(s) for s in self.outputs)
+        self.checks_pending = 0
 
 
 def _fixed_bytes(spec: TensorSpec) -> int:
@@ -199,7 +207,7 @@ class Offloader:
         self._seed = seed
         #: Makes each model's scheduler (benchmarks compare other policies through it).
         self.scheduler_factory = scheduler_factory or (
-            lambda: Scheduler(hedge=self.hedge, seed=self._seed))
+            lambda: Scheduler(hedge=self.hedge, seed=self._seed, max_attempts=MAX_ATTEMPTS))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
@@ -228,7 +236,9 @@ class Offloader:
         entry = _Offloaded(name, local, sched)
         old = self.models.get(name)
         if old is not None:  # a reload: the new model replaces the old one
-            old.pool.shutdown(wait=False)
+            old.pool.shutdown(wait=False, cancel_futures=True)
+            for link in self.peers.values():  # its verdicts were for the old model
+                link.models.pop(name, None)
         self.models[name] = entry
         backend = OffloadBackend(self, entry, self._loop)
         model.replace_backend(backend)
@@ -239,10 +249,15 @@ class Offloader:
     def detach_others(self, keep: set[str]) -> None:
         """Stop routing the models not in ``keep`` (a reload dropped their pipelines)."""
         for name in [n for n in self.models if n not in keep]:
-            self.models.pop(name).pool.shutdown(wait=False)
+            self.models.pop(name).pool.shutdown(wait=False, cancel_futures=True)
 
     def add_peer(self, link: PeerLink) -> None:
         """A peer (found or configured); checked per model before it gets work."""
+        if link.peer_id == LOCAL:
+            log.warning("mesh: a peer calls itself %r, this node's own name in the "
+                        "scheduler; ignored", LOCAL)
+            self._spawn(link.client.close())
+            return
         if self.trust.is_quarantined(link.peer_id):
             log.warning("mesh: peer %s is quarantined; not used (edge-runtime peers --clear)",
                         link.peer_id)
@@ -311,15 +326,18 @@ class Offloader:
             meta = await link.client.model_metadata(entry.name, timeout_s=5.0)
             why = tensors_match(entry.inputs, meta.get("inputs") or []) or \
                 tensors_match(entry.outputs, meta.get("outputs") or [])
-        except PeerRequestError as exc:  # it answered: it does not serve this model
-            why = str(exc)
+        except PeerRequestError as exc:
+            if exc.status != 404:  # a passing failure (503: could not load it now)
+                link.last_error = str(exc)
+                return
+            why = str(exc)  # it answered: it does not serve this model
         except MeshError as exc:  # not reached (down, TLS refused): no verdict yet
             link.last_error = str(exc)
             return
         finally:
             link.checking.discard(entry.name)
-        if self.peers.get(link.peer_id) is not link:
-            return
+        if self.peers.get(link.peer_id) is not link or self.models.get(entry.name) is not entry:
+            return  # the peer or the model changed meanwhile
         link.models[entry.name] = not why
         if why:
             link.last_error = f"{entry.name}: {why}"
@@ -422,6 +440,10 @@ class Offloader:
                                  attempt.target, err)
                     if outcome is Outcome.RETRY and now < deadline:
                         launch(failed)
+                    elif outcome is Outcome.FAILED and LOCAL not in failed:
+                        raise InferenceError(
+                            f"{name}: {len(request.attempts)} attempts failed on peers "
+                            f"(last: {err})", hint="check the peers with edge-runtime peers")
             entry.stats.failed += 1
             raise InferenceError(
                 f"{name}: no answer within {self.request_timeout_s:g} s from this node or "
@@ -509,19 +531,30 @@ class Offloader:
                       theirs: list[np.ndarray]) -> None:
         if self.verify.fraction <= 0 or self._rng.random() >= self.verify.fraction:
             return
-        self._spawn(self._verify(entry, peer_id, list(arrays), theirs))
+        if entry.checks_pending >= 1:  # one at a time: checks must not crowd out work
+            entry.stats.checks_skipped += 1
+            return
+        entry.checks_pending += 1
+        self._spawn(self._verify(entry, peer_id, list(arrays), [t.copy() for t in theirs]))
 
     async def _verify(self, entry: _Offloaded, peer_id: str, arrays: list[np.ndarray],
                       theirs: list[np.ndarray]) -> None:
         loop = asyncio.get_running_loop()
+        verify = self.verify
+
+        def run_and_compare() -> tuple[bool, str]:
+            ours = entry.local.run(arrays)
+            return agree(theirs, ours, entry.outputs, mode=verify.compare,
+                         tolerance=verify.tolerance)
+
         try:
-            ours = await loop.run_in_executor(entry.pool, entry.local.run, arrays)
+            ok, why = await loop.run_in_executor(entry.pool, run_and_compare)
         except Exception as exc:  # the local engine failed: nothing learnt of the peer
             log.warning("mesh: spot check of %s could not run here: %s", peer_id, exc)
             return
+        finally:
+            entry.checks_pending -= 1
         entry.stats.verified += 1
-        ok, why = agree(theirs, ours, entry.outputs, mode=self.verify.compare,
-                        tolerance=self.verify.tolerance)
         if ok or self.trust.is_quarantined(peer_id):
             return
         entry.stats.disagreements += 1
@@ -529,13 +562,16 @@ class Offloader:
 
     async def quarantine(self, peer_id: str, reason: str) -> None:
         """Stop using ``peer_id`` for good (persisted) and report it."""
+        if self.trust.is_quarantined(peer_id):
+            return  # another check caught it first
+        entry = self.trust.mark(peer_id, reason)  # on the loop, before anything awaits
         for e in self.models.values():
             e.scheduler.remove_peer(peer_id)
         log.error("mesh: peer %s QUARANTINED: its answer disagrees with this node's (%s); "
                   "clear it with: edge-runtime peers CONFIG --clear %s", peer_id, reason,
                   peer_id)
         try:
-            await asyncio.to_thread(self.trust.quarantine, peer_id, reason)
+            await asyncio.to_thread(self.trust.write, peer_id, entry)
         except OSError as exc:
             log.error("mesh: could not write the quarantine of %s: %s", peer_id, exc)
         if self.on_security_event is not None:
@@ -570,8 +606,12 @@ class Offloader:
             with contextlib.suppress(Exception):
                 await link.client.close()
         self.peers.clear()
-        for e in self.models.values():
-            await asyncio.to_thread(e.pool.shutdown, wait=True)
+        for e in self.models.values():  # queued runs and checks are dropped, not run
+            e.pool.shutdown(wait=False, cancel_futures=True)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                for e in self.models.values():
+                    await asyncio.to_thread(e.pool.shutdown, wait=True)
 
 
 class OffloadBackend(Backend):

@@ -291,7 +291,10 @@ class MeshService:
 
     def _served(self, peer: str, model: str, compute_s: float, bytes_total: int) -> None:
         del model
-        self.ledger.served(peer, compute_s=compute_s, bytes_total=bytes_total)
+        # The server names a peer by its certificate ("cn:garage"): the same id its
+        # mDNS record and the books of work sent there use.
+        self.ledger.served(peer.removeprefix("cn:"), compute_s=compute_s,
+                           bytes_total=bytes_total)
 
     async def _housekeeping(self) -> None:
         while True:

@@ -137,10 +137,23 @@ class TrustStore:
         """Quarantined peers: ``{peer: {"since_unix_s", "reason"}}``."""
         return {k: dict(v) for k, v in self._entries.items()}
 
-    def quarantine(self, peer_id: str, reason: str) -> None:
-        """Put ``peer_id`` on the list and write it down."""
-        self._entries[peer_id] = {"since_unix_s": round(time.time(), 3), "reason": reason}
+    def mark(self, peer_id: str, reason: str) -> dict[str, Any]:
+        """Put ``peer_id`` on the list in memory (not blocking: on the loop); returns its
+        entry, for :meth:`write`."""
+        entry = {"since_unix_s": round(time.time(), 3), "reason": reason}
+        self._entries = {**self._entries, peer_id: entry}
+        return entry
+
+    def write(self, peer_id: str, entry: dict[str, Any]) -> None:
+        """Add ``peer_id``'s entry to the file as it is now (what an operator cleared
+        meanwhile stays cleared) and write it. Blocking."""
+        on_disk = TrustStore(self.path.parent).load().entries()
+        self._entries = {**on_disk, peer_id: entry}
         self._save()
+
+    def quarantine(self, peer_id: str, reason: str) -> None:
+        """Put ``peer_id`` on the list and write it down (blocking)."""
+        self.write(peer_id, self.mark(peer_id, reason))
 
     def clear(self, peer_id: str) -> bool:
         """Take ``peer_id`` off the list (False: it was not on it)."""

@@ -91,6 +91,10 @@ OPEN_RETRY_MAX_S = 10.0
 BUDGET_MIN_INTERVAL_S = 0.1
 
 
+#: How long closing the mesh (goodbyes, server, peers, books) may take at a stop (s).
+MESH_CLOSE_TIMEOUT_S = 10.0
+
+
 class Daemon:
     """Runs a config until stopped; see the module docstring."""
 
@@ -227,7 +231,12 @@ class Daemon:
                 await self.web.close()
             await loop.run_in_executor(None, remove_socket_file, socket_path)
             if self.mesh is not None:
-                await self.mesh.aclose()
+                try:  # bounded: the outbox must still be closed after it
+                    async with asyncio.timeout(MESH_CLOSE_TIMEOUT_S):
+                        await self.mesh.aclose()
+                except TimeoutError:
+                    log.warning("mesh: closing took longer than %.0f s; left behind",
+                                MESH_CLOSE_TIMEOUT_S)
             await self._finish()
         return 0
 

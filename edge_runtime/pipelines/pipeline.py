@@ -248,7 +248,8 @@ class Pipeline:
         When the mesh routes the model (``offload = true``), the result says where it
         ran (``ran_on``: ``"local"`` or the peer's id)."""
         step = self._infer(sample)
-        if step.inferred and self.model is not None:
+        small = step.result is not None and step.result.get("cascade") == "small"
+        if step.inferred and self.model is not None and not small:
             target = getattr(self.model.backend, "last_target", None)
             if target is not None:
                 step.ran_on = target

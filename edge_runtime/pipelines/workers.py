@@ -193,6 +193,11 @@ class Worker:
                 with self._read_lock:
                     if self._ended:
                         return
+                    # Bounded: no new read while as many results as lanes wait for an
+                    # earlier one (a stalled peer must not pile frames up in memory).
+                    while self._seq - self._next_post >= len(self._threads):
+                        if self.stop.wait(0.005):
+                            return
                     wait_s = self._next_read_s - time.monotonic()
                     if wait_s > 0 and self.stop.wait(wait_s):
                         return

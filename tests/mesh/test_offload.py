@@ -6,6 +6,7 @@ never used."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -244,3 +245,36 @@ async def test_a_served_answer_says_what_it_held_the_peer_for() -> None:
     assert out.server_compute_s is not None and out.server_work_s is not None
     assert out.server_work_s >= out.server_compute_s > 0
     assert out.server_queue_s is not None and out.server_queue_s >= 0
+
+
+@in_loop
+async def test_every_peer_failing_still_leaves_this_node_to_answer(tmp_path: Path) -> None:
+    """Four peers that pass the model check but fail every run (a 500): each request is
+    tried on peers, then answered here; none is lost."""
+    local = await aload()
+    local.replace_backend(Slowed(local.backend, 0.02))  # so the peers look better
+    truth = await aload()
+
+    def broken(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise ValueError("engine fell over")
+
+    peers = [ScriptedModel(list(truth.inputs), list(truth.outputs), broken) for _ in range(4)]
+    xs = inputs(8)
+    expected = await areference(xs)
+    async with contextlib.AsyncExitStack() as stack:
+        servers = [await stack.enter_async_context(running_server({MODEL: p}))
+                   for p in peers]
+        off, _ = await asyncio.to_thread(make_offloader, tmp_path)
+        off.attach(MODEL, local)
+        for i, server in enumerate(servers):
+            off.add_peer(PeerLink(f"broken-{i}", server.url, OipClient(server.url), "static"))
+        await wait_until(lambda: len(off.models[MODEL].scheduler.peers) == 4)
+        try:
+            got = await run_many(local, xs, threads=4)
+        finally:
+            stats = off.models[MODEL].stats
+            await off.aclose()
+    for g, e in zip(got, expected, strict=True):
+        assert_allclose(g["probs"], e, rtol=1e-5, atol=1e-6)
+    assert stats.failed == 0 and stats.local == 8 and stats.failovers >= 1
+    assert sum(p.calls for p in peers) >= 1
