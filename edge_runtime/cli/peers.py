@@ -77,7 +77,8 @@ def _offline(config: Any) -> dict[str, Any]:
     from edge_runtime.mesh.trust import TrustStore
 
     folder = mesh_folder(config)
-    trust = TrustStore(folder).load().entries()
+    store = TrustStore(folder).load()
+    trust = store.entries()
     books = Ledger(folder).load().as_dict()
     peers: dict[str, Any] = {}
     for url in config.mesh.peers:
@@ -88,7 +89,8 @@ def _offline(config: Any) -> dict[str, Any]:
         peers.setdefault(peer, {"state": "unknown"})["books"] = b
     for peer, row in peers.items():
         row["trust"] = "quarantined" if peer in trust else "trusted"
-    return {"node": config.node.name, "running": False, "peers": peers, "models": {}}
+    return {"node": config.node.name, "running": False, "peers": peers, "models": {},
+            "trust_damaged": store.damaged}
 
 
 def _mb(n: Any) -> str:
@@ -99,6 +101,9 @@ def print_peers(mesh: dict[str, Any]) -> None:
     """The table ``peers`` prints (times in ms and s, sizes in MB)."""
     note = mesh.get("note")
     print(f"node {mesh.get('node')}" + (f" ({note})" if note else ""))
+    if mesh.get("trust_damaged"):
+        print(f"TRUST LIST DAMAGED: {mesh['trust_damaged']}; no peer is used until it is "
+              "mended, or deleted to trust every fleet member again")
     peers = mesh.get("peers") or {}
     if not peers:
         print("no peers yet")

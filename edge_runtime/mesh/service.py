@@ -108,6 +108,10 @@ class MeshService:
         loop = asyncio.get_running_loop()
         self.plan = plan = await loop.run_in_executor(None, mesh_plan, config)
         await asyncio.to_thread(self.trust.load)
+        if self.trust.damaged is not None:
+            log.error("mesh: the trust list cannot be read (%s): no peer is trusted until "
+                      "it is mended, or deleted to trust every fleet member again",
+                      self.trust.damaged)
         await asyncio.to_thread(self.ledger.load)
         try:
             if mesh.models or mesh.discovery.enabled:
@@ -219,17 +223,25 @@ class MeshService:
         ssl = self.plan.client_ssl if url.startswith("https://") else None
         return OipClient(url, ssl=ssl, server_hostname=server_hostname)
 
-    def _link_for(self, peer: Peer) -> PeerLink | None:
-        """The link to a discovered peer (made on first sight; its address may change)."""
+    def _url_of(self, peer: Peer) -> str | None:
         if not peer.addresses:
             return None
         address = peer.addresses[0]
         host = f"[{address}]" if ":" in address else address
         scheme = "https" if self.plan is not None and self.plan.client_ssl else "http"
-        url = f"{scheme}://{host}:{peer.port}"
+        return f"{scheme}://{host}:{peer.port}"
+
+    def _link_for(self, peer: Peer) -> PeerLink | None:
+        """The link to a discovered peer (made on first sight). Another record claiming
+        the same node id elsewhere never displaces a link that answers: only a link that
+        is not up moves to a new address (the peer moved), so a stranger announcing a
+        fleet member's id cannot knock it out (it would still fail the TLS check)."""
+        url = self._url_of(peer)
+        if url is None:
+            return None
         link = self.offloader.peers.get(peer.node_id)
-        if link is not None and link.url == url:
-            return link
+        if link is not None and (link.url == url or link.up):
+            return link if link.url == url else None
         # Not up until it answers a heartbeat over the fleet's TLS: mDNS is hearsay.
         link = PeerLink(peer.node_id, url, self._client(url, peer.node_id), "mdns", up=False)
         self.offloader.add_peer(link)
@@ -265,6 +277,9 @@ class MeshService:
             peer = event.peer
             if peer.node_id == self.config.node.name:
                 continue
+            current = self.offloader.peers.get(peer.node_id)
+            if current is not None and current.url != self._url_of(peer) and current.up:
+                continue  # another record under a live peer's id: not that peer's news
             if event.kind is PeerEventKind.REMOVED:
                 self.offloader.remove_peer(peer.node_id)
                 log.info("mesh: peer %s left (%s)", peer.node_id, event.why or "goodbye")
@@ -343,6 +358,7 @@ class MeshService:
                       "busy_refused": s.busy, "deadline_expired": s.deadline_expired,
                       "bad_requests": s.bad_requests}
         return {"node": self.config.node.name, "server": server,
+                "trust_damaged": self.trust.damaged,
                 "discovery": self.discovery is not None,
                 "instance": self.discovery.instance if self.discovery is not None else None,
                 "peers": peers, **self.offloader.status()}

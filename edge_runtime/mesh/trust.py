@@ -99,6 +99,10 @@ class TrustStore:
         self.path = folder / TRUST_FILE
         self._entries: dict[str, dict[str, Any]] = {}
         self._stamp: tuple[int, int, int] | None = None
+        #: Why the file could not be read when nothing was known yet (then every peer
+        #: counts as quarantined: a damaged list must not let a known liar back in).
+        self.damaged: str | None = None
+        self._loaded = False
 
     def _file_stamp(self) -> tuple[int, int, int] | None:
         try:
@@ -110,17 +114,27 @@ class TrustStore:
     def load(self) -> TrustStore:
         """Read the file (missing: nobody quarantined; unreadable: kept as it was)."""
         self._stamp = self._file_stamp()
+        first, self._loaded = not self._loaded, True
         try:
             data = json.loads(self.path.read_text())
         except FileNotFoundError:
-            self._entries = {}
+            self._entries, self.damaged = {}, None
             return self
-        except (OSError, ValueError):
-            return self  # a half-written or damaged file: keep what we knew
+        except (OSError, ValueError) as exc:
+            return self._unreadable(first, f"{self.path}: {exc}")
         peers = data.get("quarantined") if isinstance(data, dict) else None
-        if isinstance(peers, dict):
-            self._entries = {str(k): dict(v) if isinstance(v, dict) else {}
-                             for k, v in peers.items()}
+        if not isinstance(peers, dict):
+            return self._unreadable(first, f"{self.path}: no 'quarantined' table")
+        self._entries = {str(k): dict(v) if isinstance(v, dict) else {}
+                         for k, v in peers.items()}
+        self.damaged = None
+        return self
+
+    def _unreadable(self, first: bool, why: str) -> TrustStore:
+        # Running: a damaged file keeps what we knew. At start nothing is known, so
+        # nobody is trusted until it is mended (or deleted, which trusts everyone).
+        if first:
+            self.damaged = why
         return self
 
     def reload_if_changed(self) -> bool:
@@ -131,7 +145,7 @@ class TrustStore:
         return True
 
     def is_quarantined(self, peer_id: str) -> bool:
-        return peer_id in self._entries
+        return self.damaged is not None or peer_id in self._entries
 
     def entries(self) -> dict[str, dict[str, Any]]:
         """Quarantined peers: ``{peer: {"since_unix_s", "reason"}}``."""
@@ -147,8 +161,11 @@ class TrustStore:
     def write(self, peer_id: str, entry: dict[str, Any]) -> None:
         """Add ``peer_id``'s entry to the file as it is now (what an operator cleared
         meanwhile stays cleared) and write it. Blocking."""
-        on_disk = TrustStore(self.path.parent).load().entries()
-        self._entries = {**on_disk, peer_id: entry}
+        disk = TrustStore(self.path.parent).load()
+        if disk.damaged is not None:  # never overwrite a list an operator must mend
+            raise OSError(f"the trust list cannot be read ({disk.damaged}); {peer_id} is "
+                          "quarantined in memory only")
+        self._entries = {**disk.entries(), peer_id: entry}
         self._save()
 
     def quarantine(self, peer_id: str, reason: str) -> None:
@@ -158,12 +175,18 @@ class TrustStore:
     def clear(self, peer_id: str) -> bool:
         """Take ``peer_id`` off the list (False: it was not on it)."""
         self.load()
+        if self.damaged is not None:
+            from edge_runtime.errors import ConfigError
+
+            raise ConfigError(f"the trust list cannot be read ({self.damaged})",
+                              hint="mend it, or delete it to trust every fleet member again")
         if self._entries.pop(peer_id, None) is None:
             return False
         self._save()
         return True
 
     def _save(self) -> None:
+        self.damaged = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".trust-")
         with os.fdopen(fd, "w") as fh:

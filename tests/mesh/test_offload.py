@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
+from edge_runtime.errors import ConfigError
 from edge_runtime.mesh.ledger import Ledger
 from edge_runtime.mesh.offload import Offloader, PeerLink, VerifyPolicy
 from edge_runtime.mesh.oip.client import OipClient
@@ -278,3 +279,19 @@ async def test_every_peer_failing_still_leaves_this_node_to_answer(tmp_path: Pat
         assert_allclose(g["probs"], e, rtol=1e-5, atol=1e-6)
     assert stats.failed == 0 and stats.local == 8 and stats.failovers >= 1
     assert sum(p.calls for p in peers) >= 1
+
+
+def test_a_trust_list_damaged_before_start_trusts_nobody(tmp_path: Path) -> None:
+    """A node that starts with a damaged list cannot tell who was quarantined: it uses
+    no peer until the list is mended or deleted, and it never overwrites it."""
+    (tmp_path / "trust.json").write_text('{"version": 1, "quarantined": {"liar": ')
+    store = TrustStore(tmp_path).load()
+    assert store.damaged and store.is_quarantined("anybody")
+    with pytest.raises(ConfigError, match="the trust list cannot be read"):
+        store.clear("liar")
+    with pytest.raises(OSError, match="quarantined in memory only"):
+        store.write("other", store.mark("other", "test"))
+    assert (tmp_path / "trust.json").read_text().endswith('"liar": ')  # left as it was
+    (tmp_path / "trust.json").unlink()  # the operator deletes it
+    assert store.reload_if_changed() and store.damaged is None
+    assert not store.is_quarantined("anybody")
