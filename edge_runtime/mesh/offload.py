@@ -134,8 +134,10 @@ class OffloadStats:
 class _Offloaded:
     """One model the offloader routes: its local backend, scheduler and executor."""
 
-    def __init__(self, name: str, local: Backend, scheduler: Scheduler) -> None:
+    def __init__(self, name: str, local: Backend, scheduler: Scheduler,
+                 sha256: str = "") -> None:
         self.name = name
+        self.sha256 = sha256
         self.local = local
         self.scheduler = scheduler
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"local-{name}"[:15])
@@ -214,18 +216,24 @@ class Offloader:
 
     # --- setup --------------------------------------------------------------------------
 
-    def attach(self, name: str, model: Model, *, share: bool = False) -> OffloadBackend:
+    def attach(self, name: str, model: Model, *, share: bool = False
+               ) -> OffloadBackend | None:
         """Route ``model``'s runs through this offloader under the peers' name ``name``
         (on the loop). Returns the wrapping backend (already installed in ``model``).
 
         ``share``: another pipeline of this generation already attached ``name``; runs of
         both go through one scheduler and one local executor (one CPU, the same peers).
-        Otherwise ``name`` starts afresh (a reload replaces the old model)."""
+        Otherwise ``name`` starts afresh (a reload replaces the old model). Another
+        model under a name already shared is refused (None; it runs here only)."""
         self._loop = asyncio.get_running_loop()
         local = model.backend
         if isinstance(local, OffloadBackend):
             local = local.local
         existing = self.models.get(name)
+        if share and existing is not None and existing.sha256 != model.sha256:
+            log.error("mesh: two pipelines offload different models under one name %r; "
+                      "the second runs here only (give its manifest another name)", name)
+            return None
         if share and existing is not None:
             backend = OffloadBackend(self, existing, self._loop, own=local)
             model.replace_backend(backend)
@@ -233,7 +241,7 @@ class Offloader:
         sched = self.scheduler_factory()
         if model.stats.count:
             sched.observe_service(LOCAL, model.stats.summary().p50_ms / 1000.0)
-        entry = _Offloaded(name, local, sched)
+        entry = _Offloaded(name, local, sched, model.sha256)
         old = self.models.get(name)
         if old is not None:  # a reload: the new model replaces the old one
             old.pool.shutdown(wait=False, cancel_futures=True)

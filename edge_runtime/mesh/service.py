@@ -202,7 +202,8 @@ class MeshService:
                 continue
             name = pipe.model.manifest.name if pipe.model.manifest is not None \
                 else Path(cfg.model).stem
-            self.offloader.attach(name, pipe.model, share=name in attached)
+            if self.offloader.attach(name, pipe.model, share=name in attached) is None:
+                continue
             attached.add(name)
             log.info("mesh: pipeline %r offloads %s", pipe.pipeline_id, name)
         self.offloader.detach_others(attached)
