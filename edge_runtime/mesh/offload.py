@@ -459,6 +459,7 @@ class Offloader:
                 hint="check the peers with edge-runtime peers, or raise "
                      "[mesh] request_timeout_s")
         finally:
+            sched.give_up(request)  # no-op once delivered; late answers are dropped
             self._settle_rest(entry, pending)
             del loop
 

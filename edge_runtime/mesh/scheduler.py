@@ -544,6 +544,13 @@ class Scheduler:
             return Outcome.FAILED
         return Outcome.RETRY
 
+    def give_up(self, request: Request) -> None:
+        """The caller stopped waiting for ``request`` (its deadline passed, it was
+        cancelled): it fails now, and any attempt still out is dropped when it ends."""
+        if request.state is RequestState.PENDING:
+            request.state = RequestState.FAILED
+            self.requests_failed += 1
+
     def abandon(self, attempt: Attempt) -> None:
         """The caller cancelled an attempt (a hedge lost); no measurement is taken."""
         self._settle_attempt(attempt, AttemptState.ABANDONED)

@@ -272,3 +272,16 @@ def test_last_finish_anchors_the_queue() -> None:
     assert a2.state.value == "in_flight"
     # service EWMA 0.1*0.8 + 0.1*0.2 = 0.1: a2 done at 0.25, a new one at 0.35
     assert s.predict_s(LOCAL, 0, 0.2) == pytest.approx(0.15)
+
+
+def test_a_request_given_up_fails_and_its_late_answer_is_dropped() -> None:
+    s = _scheduler()
+    s.add_peer("p")
+    request = s.new_request(1000, 0.0)
+    attempt = s.start(request, Decision("p", 0.01), 0.0)
+    s.give_up(request)  # the caller's deadline passed
+    assert request.state is RequestState.FAILED and s.requests_failed == 1
+    assert s.finish(attempt, 5.0, ok=True, service_s=0.01) is Outcome.DUPLICATE
+    assert s.duplicates_dropped == 1 and s.latency_quantile_s(0.5) is None
+    s.give_up(request)  # once only
+    assert s.requests_failed == 1
