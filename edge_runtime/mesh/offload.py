@@ -513,7 +513,10 @@ class Offloader:
                 value = answer.get(spec.name)
                 if value is None:
                     raise PeerProtocolError(f"{link.peer_id}: no output {spec.name!r}")
-                if np.dtype(value.dtype) != np.dtype(spec.dtype) or value.ndim != len(spec.shape):
+                if np.dtype(value.dtype) != np.dtype(spec.dtype) or value.ndim != len(
+                        spec.shape) or any(d is not None and d != got
+                                           for d, got in zip(spec.shape, value.shape,
+                                                             strict=True)):
                     raise PeerProtocolError(
                         f"{link.peer_id}: output {spec.name!r} is {value.dtype} "
                         f"{list(value.shape)}, expected {np.dtype(spec.dtype)} "

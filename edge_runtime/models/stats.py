@@ -8,6 +8,7 @@ number.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 
@@ -44,7 +45,7 @@ class LatencyStats:
     within 1e-40 relative.
     """
 
-    __slots__ = ("_alpha", "_buf", "_next", "_size", "count")
+    __slots__ = ("_alpha", "_buf", "_lock", "_next", "_size", "count")
 
     def __init__(self, window: int = 1024, ewma_alpha: float = 0.1) -> None:
         if window < 1:
@@ -56,13 +57,16 @@ class LatencyStats:
         self._next = 0
         self._alpha = ewma_alpha
         self.count = 0
+        # Several threads record at once (a pipeline's lanes): keep index and count whole.
+        self._lock = threading.Lock()
 
     def record(self, duration_s: float) -> None:
-        """Add one duration in seconds."""
-        i = self._next
-        self._buf[i] = duration_s
-        self._next = i + 1 if i + 1 < self._size else 0
-        self.count += 1
+        """Add one duration in seconds (from any thread)."""
+        with self._lock:
+            i = self._next
+            self._buf[i] = duration_s
+            self._next = i + 1 if i + 1 < self._size else 0
+            self.count += 1
 
     def reset(self) -> None:
         """Forget every recorded duration."""
