@@ -147,6 +147,10 @@ class _Offloaded:
         self.out_bytes = sum(_fixed_bytes(s) for s in self.outputs)
         self.checks_pending = 0
 
+    def close(self) -> None:
+        """Stop the local executor; runs and checks still queued are dropped."""
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
 
 def _fixed_bytes(spec: TensorSpec) -> int:
     n = 1
@@ -244,7 +248,7 @@ class Offloader:
         entry = _Offloaded(name, local, sched, model.sha256)
         old = self.models.get(name)
         if old is not None:  # a reload: the new model replaces the old one
-            old.pool.shutdown(wait=False, cancel_futures=True)
+            old.close()
             for link in self.peers.values():  # its verdicts were for the old model
                 link.models.pop(name, None)
         self.models[name] = entry
@@ -257,7 +261,7 @@ class Offloader:
     def detach_others(self, keep: set[str]) -> None:
         """Stop routing the models not in ``keep`` (a reload dropped their pipelines)."""
         for name in [n for n in self.models if n not in keep]:
-            self.models.pop(name).pool.shutdown(wait=False, cancel_futures=True)
+            self.models.pop(name).close()
 
     def add_peer(self, link: PeerLink) -> None:
         """A peer (found or configured); checked per model before it gets work."""
@@ -292,10 +296,10 @@ class Offloader:
             return
         link.up = up
         for entry in self.models.values():
-            if not up:
+            if up:
+                self._admit(link, entry)
+            else:
                 entry.scheduler.remove_peer(peer_id)
-            elif link.models.get(entry.name) and not self.trust.is_quarantined(peer_id):
-                entry.scheduler.add_peer(peer_id)
         if up:
             self.recheck(peer_id)
 
@@ -309,10 +313,8 @@ class Offloader:
     def trust_changed(self) -> None:
         """The trust file changed (an operator cleared a peer): re-admit cleared peers."""
         for link in self.peers.values():
-            if link.up and not self.trust.is_quarantined(link.peer_id):
-                for entry in self.models.values():
-                    if link.models.get(entry.name):
-                        entry.scheduler.add_peer(link.peer_id)
+            for entry in self.models.values():
+                self._admit(link, entry)
 
     def recheck(self, peer_id: str) -> None:
         """Check the models ``peer_id`` has no verdict for yet (the peer answers again)."""
@@ -351,9 +353,17 @@ class Offloader:
             link.last_error = f"{entry.name}: {why}"
             log.info("mesh: peer %s not used for %s: %s", link.peer_id, entry.name, why)
             return
-        if link.up and not self.trust.is_quarantined(link.peer_id):
-            entry.scheduler.add_peer(link.peer_id)
+        if self._admit(link, entry):
             log.info("mesh: peer %s takes %s", link.peer_id, entry.name)
+
+    def _admit(self, link: PeerLink, entry: _Offloaded) -> bool:
+        """Give ``link`` work for ``entry`` if it may have it: up (it answers over the
+        fleet's TLS), its model matched, not quarantined. True when admitted."""
+        if link.up and link.models.get(entry.name) and \
+                not self.trust.is_quarantined(link.peer_id):
+            entry.scheduler.add_peer(link.peer_id)
+            return True
+        return False
 
     def _spawn(self, coro: Any) -> None:
         if self._closed:
@@ -370,7 +380,6 @@ class Offloader:
         the raw outputs and the target that answered (``"local"`` or a peer id)."""
         entry = self.models[name]
         sched = entry.scheduler
-        loop = asyncio.get_running_loop()
         entry.stats.requests += 1
         payload = sum(int(np.asarray(a).nbytes) for a in arrays) + entry.out_bytes
         now = time.monotonic()
@@ -380,16 +389,17 @@ class Offloader:
         failed: set[str] = set()
         last_error: BaseException | None = None
 
-        def launch(exclude: set[str], hedge: bool = False) -> bool:
+        def send(attempt: Attempt) -> None:
+            pending[asyncio.ensure_future(
+                self._attempt(entry, attempt, arrays, deadline))] = attempt
+
+        def launch(exclude: set[str]) -> None:
             t = time.monotonic()
             try:
                 decision = sched.choose(request, t, exclude=exclude)
             except SchedulerError:
-                return False
-            attempt = sched.start(request, decision, t, hedge=hedge)
-            fut = asyncio.ensure_future(self._attempt(entry, attempt, arrays, deadline))
-            pending[fut] = attempt
-            return True
+                return
+            send(sched.start(request, decision, t))
 
         launch(set())
         hedge_refused = False  # asked once past its time: not again until an answer
@@ -411,21 +421,16 @@ class Offloader:
                         hedge = sched.maybe_hedge(request, now)
                         if hedge is not None:
                             entry.stats.hedges += 1
-                            pending[asyncio.ensure_future(
-                                self._attempt(entry, hedge, arrays, deadline))] = hedge
+                            send(hedge)
                         elif hedge_at is not None and now >= hedge_at:
                             hedge_refused = True  # its time has come and it was refused
                     continue
                 hedge_refused = False
                 for fut in done:
                     attempt = pending.pop(fut)
-                    ok, outs, service_s, queue_s, bytes_total, err = fut.result()
-                    outcome = sched.finish(attempt, now, ok=ok, service_s=service_s,
-                                           queue_wait_s=queue_s, bytes_total=bytes_total)
-                    if attempt.target != LOCAL:
-                        self.ledger.consumed(attempt.target, ok=ok,
-                                             compute_s=service_s or 0.0,
-                                             bytes_total=bytes_total)
+                    result = fut.result()
+                    outs, err = result[1], result[5]
+                    outcome = self._settle(entry, attempt, result, now)
                     if outcome is Outcome.DELIVERED:
                         self._settle_rest(entry, pending)
                         if attempt.target == LOCAL:
@@ -461,7 +466,17 @@ class Offloader:
         finally:
             sched.give_up(request)  # no-op once delivered; late answers are dropped
             self._settle_rest(entry, pending)
-            del loop
+
+    def _settle(self, entry: _Offloaded, attempt: Attempt, result: _Outcome, now_s: float
+                ) -> Outcome:
+        """One attempt's end: the scheduler learns from it and the books count it."""
+        ok, _outs, service_s, queue_s, bytes_total, _err = result
+        outcome = entry.scheduler.finish(attempt, now_s, ok=ok, service_s=service_s,
+                                         queue_wait_s=queue_s, bytes_total=bytes_total)
+        if attempt.target != LOCAL:
+            self.ledger.consumed(attempt.target, ok=ok, compute_s=service_s or 0.0,
+                                 bytes_total=bytes_total)
+        return outcome
 
     def _settle_rest(self, entry: _Offloaded, pending: dict[asyncio.Future[Any], Attempt]
                      ) -> None:
@@ -474,14 +489,9 @@ class Offloader:
                 if f.cancelled():
                     entry.scheduler.abandon(attempt)
                     return
-                ok, _outs, service_s, queue_s, bytes_total, _err = f.result()
-                outcome = entry.scheduler.finish(attempt, time.monotonic(), ok=ok,
-                                                 service_s=service_s, queue_wait_s=queue_s,
-                                                 bytes_total=bytes_total)
-                if attempt.target != LOCAL:
-                    self.ledger.consumed(attempt.target, ok=ok, compute_s=service_s or 0.0,
-                                         bytes_total=bytes_total)
-                if outcome is Outcome.DUPLICATE and ok:
+                result = f.result()
+                outcome = self._settle(entry, attempt, result, time.monotonic())
+                if outcome is Outcome.DUPLICATE and result[0]:
                     entry.stats.duplicates_dropped += 1
 
             fut.add_done_callback(done)
@@ -619,7 +629,7 @@ class Offloader:
                 await link.client.close()
         self.peers.clear()
         for e in self.models.values():  # queued runs and checks are dropped, not run
-            e.pool.shutdown(wait=False, cancel_futures=True)
+            e.close()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
                 for e in self.models.values():
