@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -50,40 +49,24 @@ async def serve(config: Config, *, listen: str | None = None,
     """Run the server until a stop signal (or ``seconds``); the CLI's body."""
     import asyncio
 
-    from edge_runtime._version import __version__
-    from edge_runtime.mesh.node import mesh_plan
-    from edge_runtime.mesh.oip.server import OipServer, make_app
+    from edge_runtime.mesh.node import mesh_plan, start_server
     from edge_runtime.mesh.served import ManifestModels
 
     loop = asyncio.get_running_loop()
     plan = await loop.run_in_executor(None, mesh_plan, config, listen)
     specs = models or list(config.mesh.models)
     provider = await loop.run_in_executor(None, lambda: ManifestModels(specs))
-    mesh = config.mesh
-    app = make_app(provider, max_body_bytes=mesh.max_body_bytes,
-                   max_concurrency_per_peer=mesh.max_concurrency_per_peer,
-                   queue_limit=mesh.queue_limit, workers=mesh.workers,
-                   default_deadline_ms=mesh.request_timeout_s * 1e3,
-                   server_name=config.node.name, server_version=__version__)
-    server = OipServer(app, host=plan.host, port=plan.port, ssl_context=plan.server_ssl)
+    server = None
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        try:
-            await server.start()
-        except OSError as exc:
-            from edge_runtime.errors import ConfigError
-
-            raise ConfigError(f"mesh.listen = {plan.host}:{plan.port}: cannot listen: "
-                              f"{exc.strerror or exc}",
-                              hint="pick a free port, or stop what holds it") from exc
+        server = await start_server(config, plan, provider)
         if plan.server_ssl is None:  # mesh_plan warned too; this names the address
             log.warning("mesh: serving WITHOUT TLS at %s: anyone who reaches it runs "
                         "these models", server.url)
         names = ", ".join(provider.names()) or "no models"
         print(f"serving {names} at {server.url}", flush=True)
-        sys.stdout.flush()
         try:
             async with asyncio.timeout(seconds):
                 await stop.wait()
@@ -92,6 +75,7 @@ async def serve(config: Config, *, listen: str | None = None,
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-        await server.close()
+        if server is not None:
+            await server.close()
         await loop.run_in_executor(None, provider.close)
     return 0

@@ -30,7 +30,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
-import os
 import re
 import ssl
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from edge_runtime.errors import FleetError
+from edge_runtime.files import write_atomic
 
 KeyType = Literal["ed25519", "p256"]
 _Ctx = TypeVar("_Ctx", bound=ssl.SSLContext)
@@ -82,21 +82,12 @@ def _hash_for(key: PrivateKey) -> hashes.SHA256 | None:
 def write_private(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` created 0600 (never readable by others, even briefly)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_atomic(path, data, mode=0o600)
 
 
 def _write_public(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_atomic(path, data)
 
 
 def _key_pem(key: PrivateKey) -> bytes:

@@ -16,6 +16,9 @@ from urllib.parse import urlsplit
 from edge_runtime.errors import ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from edge_runtime.mesh.oip.server import ModelProvider, OipServer
     from edge_runtime.mesh.tls_reload import ReloadingTls
 
 log = logging.getLogger(__name__)
@@ -78,6 +81,41 @@ def tls_files(config: Any) -> Any:
                     crl=paths["tls_crl"])
 
 
+def mesh_wanted(config: Any) -> bool:
+    """Whether this config uses the mesh: it serves models, names peers, discovers, or a
+    pipeline offloads (``edge-runtime run`` then starts it; TLS is then required)."""
+    mesh = config.mesh
+    return bool(mesh.models or mesh.peers or mesh.discovery.enabled
+                or any(p.offload for p in config.pipelines))
+
+
+async def start_server(config: Any, plan: MeshPlan, models: ModelProvider, *,
+                       on_served: Callable[[str, str, float, int], None] | None = None
+                       ) -> OipServer:
+    """The OIP server for ``models`` (a ``ModelProvider``) with ``[mesh]``'s limits, on
+    ``plan``'s address and TLS, listening; a port that cannot be bound is a
+    :class:`ConfigError` naming ``mesh.listen``."""
+    from edge_runtime._version import __version__
+    from edge_runtime.mesh.oip.server import OipServer, make_app
+
+    mesh = config.mesh
+    app = make_app(models, max_body_bytes=mesh.max_body_bytes,
+                   max_concurrency_per_peer=mesh.max_concurrency_per_peer,
+                   queue_limit=mesh.queue_limit, workers=mesh.workers,
+                   default_deadline_ms=mesh.request_timeout_s * 1e3,
+                   server_name=config.node.name, server_version=__version__,
+                   on_served=on_served)
+    server = OipServer(app, host=plan.host, port=plan.port, ssl_context=plan.server_ssl)
+    try:
+        await server.start()
+    except OSError as exc:
+        await server.close()
+        raise ConfigError(f"mesh.listen = {plan.host}:{plan.port}: cannot listen: "
+                          f"{exc.strerror or exc}",
+                          hint="pick a free port, or stop what holds it") from exc
+    return server
+
+
 def check_mesh(config: Any) -> None:
     """What ``edge-runtime check`` can tell about ``[mesh]`` without reading files: the
     listen address, peer URLs, the TLS files all or none, and TLS (or
@@ -87,9 +125,7 @@ def check_mesh(config: Any) -> None:
     for i, url in enumerate(mesh.peers):
         check_peer_url(url, f"mesh.peers[{i}]")
     has_tls = tls_files(config) is not None
-    uses_mesh = bool(mesh.peers or mesh.models or mesh.discovery.enabled
-                     or any(getattr(p, "offload", False) for p in config.pipelines))
-    if uses_mesh and not has_tls and not mesh.insecure_plaintext:
+    if mesh_wanted(config) and not has_tls and not mesh.insecure_plaintext:
         raise ConfigError(
             "mesh: peers, models, discovery or offloading are set but no TLS files, and "
             "the mesh without TLS "

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge_runtime.errors import ConfigError, EdgeRuntimeError, MeshError
+from edge_runtime.errors import EdgeRuntimeError, MeshError
 from edge_runtime.mesh.ledger import Ledger
 from edge_runtime.mesh.offload import Offloader, PeerLink, VerifyPolicy
 from edge_runtime.mesh.scheduler import HedgePolicy
@@ -52,13 +52,6 @@ log = logging.getLogger(__name__)
 
 #: How often the books are written while they change, and the trust file is checked.
 HOUSEKEEPING_S = 2.0
-
-
-def mesh_wanted(config: Config) -> bool:
-    """Whether ``edge-runtime run`` starts the mesh for this config."""
-    mesh = config.mesh
-    return bool(mesh.models or mesh.peers or mesh.discovery.enabled
-                or any(p.offload for p in config.pipelines))
 
 
 def mesh_folder(config: Config) -> Path:
@@ -99,9 +92,7 @@ class MeshService:
 
     async def start(self) -> None:
         """Load the books and trust list, listen, discover, reach static peers."""
-        from edge_runtime._version import __version__
-        from edge_runtime.mesh.node import mesh_plan
-        from edge_runtime.mesh.oip.server import OipServer, make_app
+        from edge_runtime.mesh.node import mesh_plan, start_server
         from edge_runtime.mesh.served import ManifestModels
 
         config, mesh = self.config, self.config.mesh
@@ -117,20 +108,8 @@ class MeshService:
             if mesh.models or mesh.discovery.enabled:
                 specs = list(mesh.models)
                 self.provider = await loop.run_in_executor(None, lambda: ManifestModels(specs))
-                app = make_app(self.provider, max_body_bytes=mesh.max_body_bytes,
-                               max_concurrency_per_peer=mesh.max_concurrency_per_peer,
-                               queue_limit=mesh.queue_limit, workers=mesh.workers,
-                               default_deadline_ms=mesh.request_timeout_s * 1e3,
-                               server_name=config.node.name, server_version=__version__,
-                               on_served=self._served)
-                self.server = OipServer(app, host=plan.host, port=plan.port,
-                                        ssl_context=plan.server_ssl)
-                try:
-                    await self.server.start()
-                except OSError as exc:
-                    raise ConfigError(f"mesh.listen = {plan.host}:{plan.port}: cannot "
-                                      f"listen: {exc.strerror or exc}",
-                                      hint="pick a free port, or stop what holds it") from exc
+                self.server = await start_server(config, plan, self.provider,
+                                                 on_served=self._served)
                 log.info("mesh: serving %s at %s", ", ".join(self.provider.names()) or
                          "no models", self.server.url)
             for url in plan.peers:
@@ -152,7 +131,7 @@ class MeshService:
 
         assert self.server is not None and self.provider is not None
         disc = self.config.mesh.discovery
-        port = int(self.server.url.rsplit(":", 1)[1].split("/")[0])
+        port = self.server.port
         self.discovery = Discovery(
             node_name=self.config.node.name, port=port, heartbeat=self._heartbeat,
             model_names=list(self.provider.names()),

@@ -209,12 +209,6 @@ class ReloadingTls:
         self._next_check_s = now + self.poll_interval_s
         return await asyncio.to_thread(self.refresh)
 
-    async def watch(self) -> None:
-        """Look at the files every ``poll_interval_s``, forever (a task's body)."""
-        while True:
-            await asyncio.sleep(self.poll_interval_s)
-            await self.async_refresh(force=True)
-
     # -- blocking -----------------------------------------------------------------------
 
     def refresh(self) -> bool:

@@ -62,7 +62,8 @@ from edge_runtime.control import remove_socket_file, start_server
 from edge_runtime.errors import ConfigError, EdgeRuntimeError, FileWriteError, OutboxClosedError
 from edge_runtime.files import state_folder, write_atomic
 from edge_runtime.health import HealthMonitor
-from edge_runtime.mesh.service import MeshService, mesh_folder, mesh_wanted
+from edge_runtime.mesh.node import mesh_wanted
+from edge_runtime.mesh.service import MeshService, mesh_folder
 from edge_runtime.notify import Notifier, run_watchdog, wedged_workers
 from edge_runtime.pipelines.build import Runtime, build_runtime
 from edge_runtime.pipelines.pipeline import Pipeline, snapshot_boxes

@@ -223,8 +223,6 @@ class Decoded:
 
     header: dict[str, Any]
     tensors: dict[str, np.ndarray] = field(default_factory=dict)
-    #: Tensor name -> its entry in the header (``parameters`` of a request's outputs...).
-    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], memoryview]:
@@ -293,7 +291,6 @@ def decode_tensors(header: dict[str, Any], tail: memoryview, key: str) -> Decode
                 raise PeerProtocolError(f"{where}: needs data or parameters.binary_data_size")
             arr = array_from_json(entry["data"], shape, datatype, where)
         out.tensors[name] = arr
-        out.entries[name] = entry
     if pos != len(tail):
         raise PeerProtocolError(f"the body has {len(tail) - pos} byte(s) after the binary "
                                 "tensors its header announces")
