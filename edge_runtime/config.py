@@ -940,14 +940,14 @@ def check_config(config: Config) -> None:
     from edge_runtime.mesh.node import check_mesh
 
     check_mesh(config)
-    n_readers: dict[str, int] = {}
+    source_ids = {s.id: s for s in config.sources}
+    readers: dict[str, list[str]] = {}
     for pipe in config.pipelines:
-        n_readers[pipe.source] = n_readers.get(pipe.source, 0) + 1
-    sources = {src.id: src for src in config.sources}
+        readers.setdefault(pipe.source, []).append(pipe.id)
     for i, pipe in enumerate(config.pipelines):
-        camera = isinstance(sources.get(pipe.source), FRAME_SOURCES)
+        camera = isinstance(source_ids.get(pipe.source), FRAME_SOURCES)
         if pipe.inflight > 1 and (pipe.model is None or not camera
-                                  or n_readers[pipe.source] > 1):
+                                  or len(readers[pipe.source]) > 1):
             raise ConfigError(
                 f"pipelines[{i}].inflight: {pipe.inflight} frames in the model at once need "
                 "a camera pipeline with a model that reads its camera alone",
@@ -1013,11 +1013,7 @@ def check_config(config: Config) -> None:
                 raise ConfigError(f"{where}.channel: unknown system channel {src.channel!r}",
                                   hint=f"use one of {', '.join(CHANNELS)}")
 
-    source_ids = {s.id: s for s in config.sources}
     action_ids = {a.id for a in config.actions}
-    readers: dict[str, list[str]] = {}
-    for pipe in config.pipelines:
-        readers.setdefault(pipe.source, []).append(pipe.id)
     known_models: list[str] | None = None
     for i, pipe in enumerate(config.pipelines):
         where = f"pipelines[{i}]"

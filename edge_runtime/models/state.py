@@ -30,11 +30,6 @@ def _concrete(spec: TensorSpec) -> tuple[int, ...]:
     return tuple(1 if d is None else int(d) for d in spec.shape)
 
 
-def state_outputs(manifest: Manifest | None) -> set[str]:
-    """Names of the outputs that are state, not results."""
-    return {p.output for p in manifest.state} if manifest is not None else set()
-
-
 def data_input(manifest: Manifest | None, inputs: list[TensorSpec],
                wanted: str | None = None) -> TensorSpec:
     """The input the data goes to: ``wanted``, else the first that is neither a state

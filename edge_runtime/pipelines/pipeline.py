@@ -44,7 +44,7 @@ from edge_runtime.models.manifest import (
     ProbabilityPostprocessing,
     WindowPreprocessing,
 )
-from edge_runtime.models.state import ModelInputs, data_input
+from edge_runtime.models.state import ModelInputs, data_input, needs_inputs
 from edge_runtime.pipelines import postprocess
 from edge_runtime.pipelines.actions import (
     Action,
@@ -221,8 +221,7 @@ class Pipeline:
                                                   source.window_s)
                 self._inputs = ModelInputs(model, data_input(
                     model.manifest, model.inputs, self._audio_recipe.input))
-            elif model.manifest is not None and (model.manifest.state
-                                                 or model.manifest.constant_inputs):
+            elif needs_inputs(model):
                 self._inputs = ModelInputs(model, data_input(model.manifest, model.inputs))
             if source.kind == "frame":
                 self._frame_fn = frame_preprocessor(model)

@@ -240,9 +240,8 @@ class AnchorSSDDecoder(Decoder):
             keep, rows = weighted_nms_rows(rows, scores, spec.iou_threshold,
                                            spec.max_detections)
         else:
-            keep = hard_nms(rows[:, 0:4], scores, spec.iou_threshold,
-                            np.zeros(picked.size, np.int64) if kept_classes is None
-                            else kept_classes, spec.max_detections)
+            keep = hard_nms(rows[:, 0:4], scores, spec.iou_threshold, kept_classes,
+                            spec.max_detections)
             rows = rows[keep]
         return rows_detection_result(rows, scores[keep],
                                      None if kept_classes is None else kept_classes[keep],

@@ -179,7 +179,7 @@ def detection_result(
         n = keypoints_input_px.shape[0]
         points = geo.to_source(keypoints_input_px.reshape(n, -1)).reshape(n, -1, 2)
         kps = (points.astype(np.float64) / [frame_w, frame_h]).round(4).tolist()
-    names = _label_names(tuple(labels))
+    names = labels
     detections = []
     for i, cls in enumerate(class_list):
         det: dict[str, Any] = {
@@ -232,7 +232,7 @@ def rows_detection_result(
     fractions = (as64 / size64).round(4).tolist()
     pixels = as64[:, :4].round(1).tolist()
     score_list = scores.tolist()
-    names = _label_names(tuple(labels))
+    names = labels
     class_list = [0] * n if classes is None else classes.tolist()
     detections = []
     for i, cls in enumerate(class_list):
@@ -279,11 +279,6 @@ def _row_vectors(geo: FrameGeometry, num_keypoints: int
     for array in (offset, scale, low, high, size64):
         array.setflags(write=False)
     return offset, scale, low, high, size64
-
-
-@functools.lru_cache(maxsize=64)
-def _label_names(labels: tuple[str, ...]) -> tuple[str, ...]:
-    return labels
 
 
 @functools.lru_cache(maxsize=64)
