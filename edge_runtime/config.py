@@ -1089,7 +1089,7 @@ def check_config(config: Config) -> None:
 
 def log_level(name: str) -> int | None:
     """The :mod:`logging` level called ``name`` (any case), or None; a log action's
-    ``level`` (``LogAction`` resolves it the same way)."""
+    ``level`` (``LogAction`` calls this too)."""
     level = logging.getLevelName(name.upper())
     return level if isinstance(level, int) else None
 

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 
+from edge_runtime.config import log_level
 from edge_runtime.errors import ActionError
 from edge_runtime.pipelines.rules import Transition
 
@@ -220,9 +221,10 @@ class LogAction(Action):
                  level: str = "WARNING") -> None:
         super().__init__(action_id)
         self.message = message
-        self.level = logging.getLevelName(level.upper())
-        if not isinstance(self.level, int):
+        resolved = log_level(level)
+        if resolved is None:
             raise ActionError(f"action {action_id!r}: unknown log level {level!r}")
+        self.level = resolved
 
     def _handle(self, transition: Transition, context: dict[str, Any]) -> None:
         fields = {"rule": transition.rule_id, "state": "active" if transition.active else "clear",

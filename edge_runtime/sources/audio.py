@@ -282,11 +282,6 @@ class AudioSource(Source):
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
-    def is_file(self) -> bool:
-        """True when the sound comes from a WAV file."""
-        return self.path is not None
-
-    @property
     def exhausted(self) -> bool:
         return self._ended
 
