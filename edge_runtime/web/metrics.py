@@ -60,9 +60,9 @@ class StatusCollector(Collector):
         yield from _node_metrics(status)
         yield from _pipeline_metrics(status.get("pipelines") or {})
         yield from _upstream_metrics(status.get("upstream") or {})
-        yield from _peer_metrics(status.get("peers") or (status.get("mesh") or {}).get("peers")
-                                 or {})
-        yield from _offload_metrics((status.get("mesh") or {}).get("models") or {})
+        mesh = status.get("mesh") or {}
+        yield from _peer_metrics(mesh.get("peers") or {})
+        yield from _offload_metrics(mesh.get("models") or {})
 
 
 def _gauge(name: str, doc: str, value: float | None, unit: str = "") -> Iterator[Metric]:
@@ -208,17 +208,14 @@ def _upstream_metrics(up: dict[str, Any]) -> Iterator[Metric]:
 
 
 def _peer_metrics(peers: dict[str, Any]) -> Iterator[Metric]:
-    """Peer round-trip times, once the mesh puts ``peers`` in the status."""
+    """Peer round-trip times (the status's ``mesh.peers``, ``rtt_ms`` each)."""
     if not peers:
         return
     rtt = GaugeMetricFamily(PREFIX + "peer_rtt_seconds", "Round-trip time to a peer.",
                             labels=["peer"])
     for name, peer in peers.items():
-        value = peer.get("rtt_s") if isinstance(peer, dict) else None
-        if value is None and isinstance(peer, dict) and peer.get("rtt_ms") is not None:
-            value = float(peer["rtt_ms"]) / 1000.0
-        if (v := _num(value)) is not None:
-            rtt.add_metric([name], v)
+        if (v := _num(peer.get("rtt_ms") if isinstance(peer, dict) else None)) is not None:
+            rtt.add_metric([name], v / 1000.0)
     yield rtt
 
 
@@ -228,16 +225,16 @@ def _offload_metrics(models: dict[str, Any]) -> Iterator[Metric]:
         return
     runs = CounterMetricFamily(PREFIX + "offload_runs", "Runs of an offloaded model, by "
                                "where they were answered.", labels=["model", "where"])
-    quarantines = CounterMetricFamily(PREFIX + "offload_disagreements", "Spot checks "
-                                      "where a peer's answer disagreed.", labels=["model"])
+    disagreements = CounterMetricFamily(PREFIX + "offload_disagreements", "Spot checks "
+                                        "where a peer's answer disagreed.", labels=["model"])
     for name, m in models.items():
         for where in ("local", "offloaded", "failed"):
             if (v := _num(m.get(where))) is not None:
                 runs.add_metric([name, where], v)
         if (v := _num(m.get("disagreements"))) is not None:
-            quarantines.add_metric([name], v)
+            disagreements.add_metric([name], v)
     yield runs
-    yield quarantines
+    yield disagreements
 
 
 def make_registry(status_provider: Callable[[], dict[str, Any]]) -> CollectorRegistry:

@@ -31,7 +31,7 @@ def _status() -> dict[str, Any]:
             "upstream": {"outbox": {"rows": 4, "stored_bytes": 900}, "lost": {"event": 0},
                          "sinks": {"mqtt": {"state": "connected", "backlog": 4,
                                             "delivered": 7}}},
-            "peers": {"pi-2": {"rtt_ms": 12.0}}}
+            "mesh": {"peers": {"pi-2": {"rtt_ms": 12.0}}}}
 
 
 def test_metrics_are_read_at_scrape_time_from_a_private_registry() -> None:

@@ -105,7 +105,7 @@ function render(d) {
   }
   for (const name of names) renderPipeline(name, s.pipelines[name]);
   renderUpstream(s.upstream);
-  renderPeers(s.peers || (s.mesh && s.mesh.peers));
+  renderPeers(s.mesh && s.mesh.peers);
 }
 
 function card(name) {
@@ -256,9 +256,8 @@ function renderPeers(peers) {
   body.replaceChildren();
   for (const [name, p] of Object.entries(peers)) {
     const row = document.createElement("tr");
-    const rtt = p.rtt_s !== undefined ? p.rtt_s * 1000 : p.rtt_ms;
     const models = (p.models || []).join(", ");
-    for (const v of [name, fmt(rtt, " ms", 1), p.state || "", p.trust || "", models]) {
+    for (const v of [name, fmt(p.rtt_ms, " ms", 1), p.state || "", p.trust || "", models]) {
       cell(row, String(v));
     }
     body.appendChild(row);
