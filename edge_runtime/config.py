@@ -668,12 +668,17 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
             return self.resolve(self.node.control_socket)
         return self.state_dir / "control.sock"
 
+    def state_path(self, path: str) -> Path:
+        """A path from the file that is relative to the state folder (``~`` expanded;
+        an absolute one as it is). Blocking: resolves the state folder."""
+        p = Path(os.path.expanduser(path))
+        return p if p.is_absolute() else self.state_dir / p
+
     @property
     def event_log_path(self) -> Path:
         """Absolute path of the local JSONL record of events and summaries: the upstream
         file sink (``upstream.file.path``, relative to the state folder)."""
-        p = Path(os.path.expanduser(self.upstream.file.path))
-        return p if p.is_absolute() else self.state_dir / p
+        return self.state_path(self.upstream.file.path)
 
     def source(self, source_id: str) -> SourceConfig:
         """The source called ``source_id``."""

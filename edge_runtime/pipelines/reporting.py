@@ -94,7 +94,7 @@ class Reporting:
             None, lambda: (config.state_dir, config.event_log_path))
         self._config = config
         self._key = self._key_of(config, state_dir, runtime)
-        self._description = describe_upstream(config.upstream, state_dir)
+        self._description = describe_upstream(config.upstream, report_file)
         if config.events != EventsConfig():
             log.warning("[events] is deprecated and ignored: events go through the upstream "
                         "outbox to the file sink, %s (set [upstream.file] path, max_bytes, "
@@ -296,14 +296,14 @@ class Reporting:
         return self._description
 
 
-def describe_upstream(cfg: UpstreamConfig, state_dir: Path) -> str:
-    """``file <path>, mqtt <url>`` (or ``nowhere ([upstream] enabled = false)``)."""
+def describe_upstream(cfg: UpstreamConfig, report_file: Path) -> str:
+    """``file <path>, mqtt <url>`` (or ``nowhere ([upstream] enabled = false)``);
+    ``report_file``: the file sink's path (``Config.event_log_path``)."""
     if not cfg.enabled:
         return "nowhere ([upstream] enabled = false)"
     where = []
     if cfg.file.enabled:
-        p = Path(cfg.file.path).expanduser()
-        where.append(f"file {p if p.is_absolute() else state_dir / p}")
+        where.append(f"file {report_file}")
     if cfg.mqtt is not None:
         where.append(f"mqtt {cfg.mqtt.url}")
     if cfg.http is not None:

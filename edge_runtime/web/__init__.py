@@ -54,16 +54,11 @@ async def start_web(config: Config, *, status_provider: Callable[[], dict[str, A
 def web_paths(config: Config) -> dict[str, Path | None]:
     """Blocking (resolves paths): the token file, TLS files, the upstream event log and
     snapshot folder the web server reads (None where there is none)."""
-    web, up, state_dir = config.web, config.upstream, config.state_dir
-
-    def under_state(path: str) -> Path:
-        p = Path(path).expanduser()
-        return p if p.is_absolute() else state_dir / p
-
+    web, up = config.web, config.upstream
     return {
-        "token_path": under_state(web.token_file),
+        "token_path": config.state_path(web.token_file),
         "cert_path": config.resolve(web.tls_cert) if web.tls_cert else None,
         "key_path": config.resolve(web.tls_key) if web.tls_key else None,
         "events_path": config.event_log_path if up.enabled and up.file.enabled else None,
-        "snapshot_dir": under_state(up.snapshots.path) if up.enabled else None,
+        "snapshot_dir": config.state_path(up.snapshots.path) if up.enabled else None,
     }
